@@ -1,0 +1,53 @@
+"""The mini-batch handed from the loader pipeline to a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from samplers.types import SampledSubgraph
+
+
+@dataclass
+class Batch:
+    """One mini-batch.
+
+    The first ``batch_size`` nodes of ``subgraph.nodes`` are the targets (seed nodes for node
+    tasks; the unique endpoints of the scored pairs for link tasks). Every model returns a tensor of
+    shape ``[batch_size, out_dim]`` for them.
+
+    Attributes:
+        subgraph: the sampled subgraph (NumPy arrays, global and local ids).
+        batch_size: number of target nodes.
+        x: ``[subgraph.num_nodes, D]`` features of ``subgraph.nodes`` (float32/float16/bfloat16).
+        y: ``[batch_size]`` int64 labels of the targets (node tasks), else ``None``.
+        edge_label_index: ``[2, M]`` int64 local ids (< batch_size) of scored pairs (link tasks).
+        edge_label: ``[M]`` float32, 1 for a positive pair and 0 for a negative one.
+        extra: model-specific tensors (positional encodings, LargeGT tokens and masks, ...).
+        timings: seconds spent in each pipeline stage for this batch (``sample``, ``gather``, ...).
+    """
+
+    subgraph: SampledSubgraph
+    batch_size: int
+    x: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+    edge_label_index: torch.Tensor | None = None
+    edge_label: torch.Tensor | None = None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        """Return a copy whose tensors live on ``device`` (the subgraph's NumPy arrays stay)."""
+
+        def mv(t):
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        return replace(
+            self,
+            x=mv(self.x),
+            y=mv(self.y),
+            edge_label_index=mv(self.edge_label_index),
+            edge_label=mv(self.edge_label),
+            extra={k: mv(v) for k, v in self.extra.items()},
+        )

@@ -1,0 +1,67 @@
+"""Data types produced by the samplers: arrays plus a short dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Hop:
+    """One message-passing block of a sampled subgraph, in local ids.
+
+    Local ids index :attr:`SampledSubgraph.nodes`. Because nodes are ordered seeds first, then each
+    hop's new nodes, the destination nodes of a block are ``nodes[:num_dst]`` and its source nodes
+    ``nodes[:num_src]`` (``num_src >= num_dst``).
+
+    Attributes:
+        edge_index: int64 array ``[2, E]``; row 0 = source (sampled neighbour), row 1 = destination.
+            Messages flow source -> destination (PyG's ``flow="source_to_target"``).
+        num_src: number of source nodes of the block.
+        num_dst: number of destination nodes of the block.
+    """
+
+    edge_index: np.ndarray
+    num_src: int
+    num_dst: int
+
+
+@dataclass
+class SampledSubgraph:
+    """A multi-hop neighbourhood sample.
+
+    Attributes:
+        nodes: int64 ``[num_nodes]`` global ids; the seeds first (in the order given), then the new
+            nodes of hop 1, hop 2, ...
+        hops: ``hops[k]`` is the block sampled at hop ``k`` (``k = 0`` has the seeds as
+            destinations). A model with L layers applies layer ``l`` to ``hops[L - 1 - l]``.
+        num_sampled_nodes: ``[num_seeds, new nodes of hop 1, ...]`` (length L + 1), as in PyG.
+        num_sampled_edges: edges per hop (length L), as in PyG.
+        edge_label_index: for link batches, int64 ``[2, M]`` local ids of the scored pairs.
+        edge_label: for link batches, float32 ``[M]`` (1 = positive, 0 = negative).
+        extra: sampler-specific arrays (e.g. token ids and masks).
+    """
+
+    nodes: np.ndarray
+    hops: list[Hop]
+    num_sampled_nodes: list[int]
+    num_sampled_edges: list[int]
+    edge_label_index: np.ndarray | None = None
+    edge_label: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def num_seeds(self) -> int:
+        return int(self.num_sampled_nodes[0])
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.nodes.shape[0])
+
+    @property
+    def edge_index(self) -> np.ndarray:
+        """All hops' edges concatenated (hop 1 first), int64 ``[2, E]``: PyG's layout."""
+        if not self.hops:
+            return np.empty((2, 0), dtype=np.int64)
+        return np.concatenate([h.edge_index for h in self.hops], axis=1)

@@ -1,0 +1,269 @@
+"""Seeded synthetic graphs: a degree-corrected contextual stochastic block model.
+
+Each node gets a class ``c`` (class sizes drawn from a Dirichlet) and a power-law degree weight
+``theta`` (Pareto, exponent ``alpha``). An edge picks its source with probability proportional to
+``theta``; with probability ``homophily`` its destination is drawn (again proportional to
+``theta``) from the source's class, otherwise from one of the other classes. Features are
+class-conditional Gaussians: ``x = mu[c] + noise`` (contextual SBM), so both structure and features
+carry the label.
+
+Everything is generated in fixed-size chunks whose random streams derive from
+``SeedSequence(seed)``, so the output is identical for the same seed whatever the machine, and
+edges and feature rows go straight to memory-mapped files: peak RAM stays well below the size of
+the final arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from .csc import build_csc
+from .format import DatasetWriter, GraphDataset, float32_to_bfloat16_bits
+
+EDGE_CHUNK = 1 << 22
+ROW_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Parameters of a synthetic dataset.
+
+    ``num_edges`` counts generated (undirected) pairs before symmetrisation and de-duplication.
+    """
+
+    name: str
+    num_nodes: int
+    num_edges: int
+    num_features: int
+    num_classes: int
+    homophily: float = 0.7
+    alpha: float = 2.3  # power-law exponent of the degree weights
+    feature_signal: float = 1.0  # distance scale of class means relative to unit noise
+    split: tuple[float, float, float] = (0.08, 0.02, 0.90)
+    task: str = "node"
+    link_holdout: tuple[float, float] = (0.05, 0.05)  # valid, test fraction of edges (link task)
+    feature_dtype: str = "float32"
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("tiny", 1_000, 5_000, 16, 4, homophily=0.8, split=(0.3, 0.2, 0.5)),
+        Preset("small", 20_000, 160_000, 64, 8, homophily=0.7, feature_signal=0.6, split=(0.3, 0.1, 0.6)),
+        Preset("products-1m", 1_000_000, 12_500_000, 100, 47, homophily=0.8, feature_signal=0.5),
+        Preset("products-like", 2_449_029, 61_859_140, 100, 47, homophily=0.8, feature_signal=0.5),
+        Preset("arxiv-like", 169_343, 1_166_243, 128, 40, homophily=0.65, feature_signal=0.5,
+               split=(0.54, 0.18, 0.28)),
+        Preset("papers100m-like", 111_059_956, 1_615_685_872, 128, 172, homophily=0.6,
+               feature_signal=0.5, split=(0.011, 0.0013, 0.0019)),
+        Preset("link-tiny", 1_000, 6_000, 16, 4, homophily=0.8, task="link"),
+        Preset("ddi-like", 4_267, 1_067_911, 0, 1, homophily=0.5, alpha=3.0, task="link"),
+        Preset("collab-like", 235_868, 967_632, 128, 8, homophily=0.8, task="link"),
+        Preset("citation2-like", 200_000, 1_500_000, 128, 8, homophily=0.8, task="link"),
+    ]
+}
+#: The built-in default dataset of the project (``gnnsys train`` with no options uses it).
+DEFAULT_PRESET = "small"
+
+
+def get_preset(name: str, scale: float = 1.0) -> Preset:
+    """Look up a preset by name, optionally scaled (nodes and edges multiplied by ``scale``)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown synthetic preset {name!r}; choose one of {sorted(PRESETS)}")
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ConfigError(f"scale must be a positive number, got {scale}")
+    p = PRESETS[name]
+    if scale != 1.0:
+        n = max(2, int(round(p.num_nodes * scale)))
+        m = max(1, int(round(p.num_edges * scale)))
+        p = replace(p, name=f"{p.name}-x{scale:g}", num_nodes=n, num_edges=m)
+    return p
+
+
+def _streams(seed: int, count: int) -> list[np.random.Generator]:
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(count)]
+
+
+def _node_attributes(p: Preset, rng: np.random.Generator):
+    """Labels [N] int64, degree weights theta [N] float64."""
+    probs = rng.dirichlet(np.full(p.num_classes, 4.0))
+    labels = rng.choice(p.num_classes, size=p.num_nodes, p=probs).astype(np.int64)
+    u = rng.random(p.num_nodes)
+    theta = (1.0 - u) ** (-1.0 / (p.alpha - 1.0))
+    theta = np.minimum(theta, np.sqrt(p.num_nodes) * 4)
+    return labels, theta
+
+
+class _EdgeModel:
+    """Vectorised edge sampler of the degree-corrected SBM."""
+
+    def __init__(self, labels: np.ndarray, theta: np.ndarray, num_classes: int, homophily: float):
+        self.labels = labels
+        self.num_classes = num_classes
+        self.homophily = homophily
+        self.cum = np.cumsum(theta)
+        self.order = np.argsort(labels, kind="stable")
+        self.cum_by_class = np.cumsum(theta[self.order])
+        counts = np.bincount(labels, minlength=num_classes)
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        self.mass_lo = np.where(starts > 0, self.cum_by_class[np.maximum(starts - 1, 0)], 0.0)
+        self.mass_hi = np.where(ends > 0, self.cum_by_class[np.maximum(ends - 1, 0)], 0.0)
+        self.nonempty = counts > 0
+
+    def sample(self, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
+        total = self.cum[-1]
+        src = np.searchsorted(self.cum, rng.random(m) * total, side="right")
+        src = np.minimum(src, self.cum.size - 1)
+        c = self.labels[src]
+        same = rng.random(m) < self.homophily
+        if self.num_classes > 1:
+            other = (c + rng.integers(1, self.num_classes, size=m)) % self.num_classes
+            c = np.where(same, c, other)
+        empty = ~self.nonempty[c]
+        if empty.any():  # a class with no node: fall back to the source's class
+            c[empty] = self.labels[src[empty]]
+        lo, hi = self.mass_lo[c], self.mass_hi[c]
+        pos = np.searchsorted(self.cum_by_class, lo + rng.random(m) * (hi - lo), side="right")
+        dst = self.order[np.minimum(pos, self.order.size - 1)]
+        return src, dst
+
+
+def generate(
+    preset: str | Preset,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    scale: float = 1.0,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> GraphDataset:
+    """Generate a synthetic dataset into ``out_dir`` and return it opened.
+
+    Args:
+        preset: a preset name (see :data:`PRESETS`) or a :class:`Preset`.
+        out_dir: the dataset folder to create.
+        seed: the seed; the same seed always gives byte-identical files.
+        scale: multiply nodes and edges (``papers100m-like`` with ``scale=0.01`` is 1.1M nodes).
+        overwrite: replace an existing folder.
+    """
+    p = get_preset(preset, scale) if isinstance(preset, str) else preset
+    if p.num_nodes < 2 or p.num_classes < 1 or not 0.0 <= p.homophily <= 1.0:
+        raise ConfigError(f"invalid preset {p}")
+    rng_nodes, rng_feat_means, rng_split = _streams(seed, 3)
+    labels, theta = _node_attributes(p, rng_nodes)
+    model = _EdgeModel(labels, theta, p.num_classes, p.homophily)
+    w = DatasetWriter(out_dir, overwrite=overwrite)
+    try:
+        # 1. edges, chunk by chunk, into scratch memory maps (not part of the dataset)
+        nchunks = max(1, -(-p.num_edges // EDGE_CHUNK))
+        streams = _streams(seed + 1, nchunks)
+        scratch = w.tmp / ".scratch"
+        scratch.mkdir()
+        src = np.lib.format.open_memmap(scratch / "src.npy", "w+", np.int64, (p.num_edges,))
+        dst = np.lib.format.open_memmap(scratch / "dst.npy", "w+", np.int64, (p.num_edges,))
+        for i in range(nchunks):
+            lo, hi = i * EDGE_CHUNK, min(p.num_edges, (i + 1) * EDGE_CHUNK)
+            s, d = model.sample(streams[i], hi - lo)
+            src[lo:hi], dst[lo:hi] = s, d
+        extra_meta: dict = {"source": {"generator": "dc-csbm", "preset": p.name, "seed": seed,
+                                       "homophily": p.homophily, "alpha": p.alpha}}
+        splits: dict[str, np.ndarray] = {}
+        if p.task == "link":
+            src, dst, splits = _hold_out_edges(p, src, dst, rng_split, scratch)
+        # 2. CSC straight into the dataset's memory maps (symmetric, no self loops, no duplicates)
+        sizes: dict[str, int] = {}
+
+        def alloc(name, length, dtype):
+            sizes[name] = length
+            return w.create(f"graph/{name}.npy", (length,), dtype)
+
+        g = build_csc(src, dst, p.num_nodes, symmetrize=True, drop_self_loops=True,
+                      drop_duplicates=True, track_edge_ids=False, alloc=alloc)
+        num_edges = int(g.indptr[-1])
+        w.write("graph/indptr.npy", g.indptr)
+        del src, dst, g
+        w.shrink("graph/indices.npy", num_edges)
+        (scratch / "src.npy").unlink()
+        (scratch / "dst.npy").unlink()
+        scratch.rmdir()
+        # 3. features: class means + unit noise, row chunk by row chunk
+        if p.num_features > 0:
+            _write_features(p, w, labels, seed, rng_feat_means)
+        # 4. labels and splits
+        if p.task == "node":
+            w.write("labels.npy", labels)
+            perm = rng_split.permutation(p.num_nodes)
+            a = int(round(p.split[0] * p.num_nodes))
+            b = a + int(round(p.split[1] * p.num_nodes))
+            c = min(p.num_nodes, b + int(round(p.split[2] * p.num_nodes)))
+            splits = {"train": np.sort(perm[:a]), "valid": np.sort(perm[a:b]), "test": np.sort(perm[b:c])}
+        for k, v in splits.items():
+            w.write(f"split/{k}.npy", v)
+        meta = {
+            "name": p.name,
+            "task": p.task,
+            "num_nodes": p.num_nodes,
+            "num_edges": num_edges,
+            "directed": False,
+            "feature_shape": [p.num_nodes, p.num_features] if p.num_features else None,
+            "feature_dtype": p.feature_dtype if p.num_features else None,
+            "num_classes": p.num_classes if p.task == "node" else None,
+            "splits": sorted(splits),
+            **extra_meta,
+        }
+        return w.commit(meta)
+    except BaseException:
+        w.abort()
+        raise
+
+
+def _write_features(p: Preset, w: DatasetWriter, labels, seed: int, rng_means) -> None:
+    d = p.num_features
+    means = rng_means.normal(size=(p.num_classes, d))
+    means *= p.feature_signal / max(1e-12, np.sqrt((means**2).sum(1, keepdims=True)).mean()) * np.sqrt(d) ** 0.5
+    store = np.uint16 if p.feature_dtype == "bfloat16" else np.dtype(p.feature_dtype)
+    feats = w.create("features.npy", (p.num_nodes, d), store)
+    nchunks = -(-p.num_nodes // ROW_CHUNK)
+    for i, rng in enumerate(_streams(seed + 2, nchunks)):
+        lo, hi = i * ROW_CHUNK, min(p.num_nodes, (i + 1) * ROW_CHUNK)
+        x = rng.standard_normal((hi - lo, d), dtype=np.float32)
+        x += means[labels[lo:hi]].astype(np.float32)
+        feats[lo:hi] = float32_to_bfloat16_bits(x) if p.feature_dtype == "bfloat16" else x
+    feats.flush()
+
+
+def _hold_out_edges(p: Preset, src, dst, rng, scratch: Path):
+    """Split generated pairs into training edges and held-out positives; draw random negatives."""
+    src = np.asarray(src)
+    dst = np.asarray(dst)
+    keep = src != dst
+    # canonical undirected key, de-duplicated so a held-out pair never reappears in training
+    a, b = np.minimum(src, dst)[keep], np.maximum(src, dst)[keep]
+    key = np.unique(a * p.num_nodes + b)
+    key = key[rng.permutation(key.size)]
+    nv = int(round(p.link_holdout[0] * key.size))
+    nt = int(round(p.link_holdout[1] * key.size))
+    pairs = np.stack([key // p.num_nodes, key % p.num_nodes], axis=1)
+    valid, test, train = pairs[:nv], pairs[nv:nv + nt], pairs[nv + nt:]
+    all_sorted = np.sort(key)
+
+    def negatives(k: int) -> np.ndarray:
+        out = np.empty((0, 2), dtype=np.int64)
+        while out.shape[0] < k:
+            u = rng.integers(0, p.num_nodes, size=2 * k)
+            v = rng.integers(0, p.num_nodes, size=2 * k)
+            kk = np.minimum(u, v) * p.num_nodes + np.maximum(u, v)
+            pos = np.minimum(np.searchsorted(all_sorted, kk), all_sorted.size - 1)
+            ok = (u != v) & (all_sorted[pos] != kk)
+            out = np.concatenate([out, np.stack([u[ok], v[ok]], axis=1)])
+        return out[:k]
+
+    splits = {"train_pos": train, "valid_pos": valid, "valid_neg": negatives(max(nv, 1) * 1),
+              "test_pos": test, "test_neg": negatives(max(nt, 1) * 1)}
+    return train[:, 0].copy(), train[:, 1].copy(), splits

@@ -1,0 +1,76 @@
+"""The model registry: how the trainer finds a model and the pipeline parts it needs.
+
+Every model is an ``nn.Module`` called as ``model(batch)`` on a :class:`~gnnsys.loader.batch.Batch`
+that returns ``[batch.batch_size, out_dim]`` for the first ``batch_size`` nodes of
+``batch.subgraph.nodes`` (the seeds of a node batch, the endpoints of a link batch). A
+:class:`ModelSpec` says how to build it and which sampler, feature table and per-batch transform
+feed it, so GraphSAGE, GPS and LargeGT run through the same trainer and loaders.
+
+The table of known models is static (name -> ``"module:attribute"``), imported lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import ConfigError
+
+#: name -> "module:ATTRIBUTE" holding that model's ModelSpec.
+MODELS: dict[str, str] = {
+    "sage": "gnnsys.models.sage:SPEC",
+    "gps": "gnnsys.models.gps:SPEC",
+    "largegt": "gnnsys.models.largegt:SPEC",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build a model and feed it.
+
+    Attributes:
+        name: registry name (``--model``).
+        build: ``build(in_dim, out_dim, options) -> nn.Module``.
+        defaults: default options (hidden size, layers, fanouts, ...); user options override them.
+        make_sampler: ``make_sampler(dataset, options, seed) -> sampler`` with
+            ``sample_from_nodes(seeds, batch_seed=...)`` / ``sample_from_edges(...)``; ``None`` means
+            ``samplers.NeighborSampler(dataset.graph, options["fanouts"], seed=seed)``.
+        make_features: ``make_features(dataset, options, placement, device) -> store`` with
+            ``gather(ids) -> Tensor``; ``None`` means a FeatureStore over ``dataset.features``.
+        make_transform: ``make_transform(options, training: bool) -> (Batch -> Batch)`` run in the
+            loader's worker (positional encodings, token layouts); ``None`` for none.
+        validate_options: ``validate_options(options) -> None`` raising ConfigError at
+            configuration time for incompatible options.
+    """
+
+    name: str
+    build: Callable[[int, int, dict[str, Any]], Any]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    make_sampler: Callable | None = None
+    make_features: Callable | None = None
+    make_transform: Callable | None = None
+    validate_options: Callable | None = None
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """Return the :class:`ModelSpec` registered under ``name``; ConfigError if unknown."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+    module, attr = MODELS[name].split(":")
+    try:
+        spec = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"model {name!r} is registered but could not be loaded: {e}") from None
+    return spec
+
+
+def resolve_options(spec: ModelSpec, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Merge user options over the spec's defaults and validate them."""
+    merged = dict(spec.defaults)
+    for k, v in (options or {}).items():
+        if v is not None:
+            merged[k] = v
+    if spec.validate_options is not None:
+        spec.validate_options(merged)
+    return merged

@@ -65,3 +65,9 @@ class SampledSubgraph:
         if not self.hops:
             return np.empty((2, 0), dtype=np.int64)
         return np.concatenate([h.edge_index for h in self.hops], axis=1)
+
+    def to_pyg(self):
+        """A ``torch_geometric.data.Data`` view of this sample (see :func:`samplers.pyg.to_pyg`)."""
+        from samplers.pyg import to_pyg
+
+        return to_pyg(self)

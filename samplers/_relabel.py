@@ -1,0 +1,137 @@
+"""Global-to-local relabelling of sampled neighbours, in parallel and deterministic.
+
+State lives in a :class:`Scratch` (one per concurrent caller, reused across batches):
+
+* ``gmap``: ``[N]`` global id -> local id, ``-1`` for nodes not in the current subgraph.
+  Entries are set for the nodes of one batch and reset to ``-1`` for those nodes only.
+* ``bitmaps``: uint8 ``[T, ceil(N / 8)]``, one "seen in my chunk" bitmap per thread, all zero
+  between calls (every chunk clears the bytes it touched).
+
+:func:`relabel` splits the sampled neighbour array into contiguous chunks, one per thread. A new
+node's local id is assigned in the order of its first occurrence in the whole array, which is
+the same for any number of chunks, so the output does not depend on the thread count:
+
+1. each chunk lists, in order, its nodes that are not yet in ``gmap`` (deduplicated with its
+   bitmap);
+2. a listed node is *owned* by its chunk when no earlier chunk's bitmap has it;
+3. owners get consecutive ids, chunk by chunk (an exclusive prefix sum of owner counts);
+4. every edge reads its source's local id from ``gmap``; chunks clear their bitmap bytes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+
+class Scratch:
+    """Per-caller relabelling buffers for a graph of ``num_nodes`` nodes.
+
+    Attributes:
+        gmap: int32 (int64 when ``num_nodes >= 2**31``) ``[num_nodes]``, all ``-1`` when idle.
+        bitmaps: uint8 ``[num_threads, ceil(num_nodes / 8)]``, all zero when idle.
+    """
+
+    def __init__(self, num_nodes: int, num_threads: int) -> None:
+        map_dtype = np.int32 if num_nodes < 2**31 else np.int64
+        self.gmap = np.full(num_nodes, -1, dtype=map_dtype)
+        self.bitmaps = np.zeros((max(1, num_threads), (num_nodes + 7) // 8), dtype=np.uint8)
+
+    @property
+    def num_threads(self) -> int:
+        return int(self.bitmaps.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def map_seeds(seeds, gmap):
+    """Give ``seeds[i]`` local id ``i`` (the first occurrence wins for a repeated seed)."""
+    for i in range(seeds.size):
+        s = seeds[i]
+        if gmap[s] < 0:
+            gmap[s] = i
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def reset_map(gmap, nodes):
+    """Set ``gmap[nodes] = -1`` (reset by touched entries only)."""
+    for i in prange(nodes.size):
+        gmap[nodes[i]] = -1
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relabel(nbr, gmap, bitmaps, nchunks, next_id, src_local):
+    """Relabel sampled neighbours to local ids, adding unseen nodes to ``gmap``.
+
+    Args:
+        nbr: int64 ``[E]`` global ids of sampled neighbours.
+        gmap: ``[N]`` global -> local map (see module docstring); updated in place.
+        bitmaps: uint8 ``[T, ceil(N / 8)]`` zeroed per-thread bitmaps, ``T >= nchunks``.
+        nchunks: number of chunks to split ``nbr`` into (any value >= 1 gives the same result).
+        next_id: first free local id (the number of nodes already in the subgraph).
+        src_local: int64 ``[E]`` output, local id of every ``nbr`` entry.
+
+    Returns:
+        int64 ``[M]`` global ids of the new nodes, in order of first occurrence; they received
+        local ids ``next_id .. next_id + M - 1``.
+    """
+    e = nbr.size
+    chunk = (e + nchunks - 1) // nchunks
+    cand = np.empty(e, np.int64)
+    ncand = np.zeros(nchunks, np.int64)
+    for t in prange(nchunks):
+        lo = min(e, t * chunk)
+        hi = min(e, lo + chunk)
+        c = lo
+        for p in range(lo, hi):
+            v = nbr[p]
+            if gmap[v] < 0:
+                b = v >> 3
+                m = np.uint8(1 << (v & 7))
+                if bitmaps[t, b] & m == 0:
+                    bitmaps[t, b] |= m
+                    cand[c] = v
+                    c += 1
+        ncand[t] = c - lo
+    nown = np.zeros(nchunks, np.int64)
+    for t in prange(nchunks):
+        lo = min(e, t * chunk)
+        k = 0
+        for q in range(lo, lo + ncand[t]):
+            v = cand[q]
+            b = v >> 3
+            m = np.uint8(1 << (v & 7))
+            first = True
+            for s in range(t):
+                if bitmaps[s, b] & m != 0:
+                    first = False
+                    break
+            if first:
+                cand[lo + k] = v
+                k += 1
+        nown[t] = k
+    base = np.empty(nchunks + 1, np.int64)
+    base[0] = 0
+    for t in range(nchunks):
+        base[t + 1] = base[t] + nown[t]
+    new_nodes = np.empty(base[nchunks], np.int64)
+    for t in prange(nchunks):
+        lo = min(e, t * chunk)
+        for r in range(nown[t]):
+            v = cand[lo + r]
+            gmap[v] = next_id + base[t] + r
+            new_nodes[base[t] + r] = v
+    for t in prange(nchunks):
+        lo = min(e, t * chunk)
+        hi = min(e, lo + chunk)
+        for p in range(lo, hi):
+            v = nbr[p]
+            src_local[p] = gmap[v]
+            bitmaps[t, v >> 3] = 0
+    return new_nodes
+
+
+def num_chunks(num_edges: int, scratch: Scratch, min_chunk: int = 4096) -> int:
+    """How many chunks :func:`relabel` should use: one per thread, none smaller than ``min_chunk``."""
+    threads = min(numba.get_num_threads(), scratch.num_threads)
+    return max(1, min(threads, num_edges // min_chunk))

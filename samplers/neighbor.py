@@ -1,0 +1,254 @@
+"""Multi-hop uniform (or weighted) neighbourhood sampling for node and link batches."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+import numba
+import numpy as np
+
+from samplers import _hop, _negative, _relabel
+from samplers._rng import stream_key
+from samplers._validate import check_fanouts, check_graph, check_ids, check_weights
+from samplers.errors import SamplerInputError
+from samplers.types import Hop, SampledSubgraph
+
+NEG_MODES = ("uniform", "per_source", "exclude_existing")
+LAYOUTS = ("block", "pyg")
+
+# Purpose tags mixed into the RNG key so hop draws and negative draws never share a stream.
+_TAG_HOP = 0x686F70
+_TAG_NEG = 0x6E6567
+
+
+class _ScratchPool:
+    """Relabelling buffers reused across calls; one is checked out per concurrent call."""
+
+    def __init__(self, num_nodes: int) -> None:
+        self._num_nodes = num_nodes
+        self._free: list[_relabel.Scratch] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> _relabel.Scratch:
+        threads = numba.get_num_threads()
+        with self._lock:
+            for i, s in enumerate(self._free):
+                if s.num_threads >= threads:
+                    return self._free.pop(i)
+        return _relabel.Scratch(self._num_nodes, threads)
+
+    def release(self, scratch: _relabel.Scratch) -> None:
+        with self._lock:
+            self._free.append(scratch)
+
+
+class NeighborSampler:
+    """Sample a fixed number of in-neighbours per node and hop from a CSC graph.
+
+    Args:
+        graph: any object with ``.indptr`` (int64 ``[N + 1]``) and ``.indices`` (int32/int64
+            ``[E]``); the in-neighbours of ``v`` are ``indices[indptr[v]:indptr[v + 1]]``.
+        fanouts: neighbours per node for each hop, ``-1`` = all of them.
+        replace: sample with replacement (a node then gets exactly ``fanout`` edges if it has
+            any neighbour); without replacement it gets ``min(fanout, degree)`` distinct ones.
+        seed: sampler seed. Every draw is keyed by ``(seed, batch_seed, hop, node, j)``.
+        weights: optional float ``[E]`` non-negative edge weights aligned with ``indices``
+            (biased sampling; weight-0 edges are never sampled and do not count as degree).
+        layout: ``"block"`` (default): hop ``k`` samples every node known before it
+            (``nodes[:hops[k].num_dst]``), so each hop is a self-contained bipartite block and
+            layer ``l`` of an ``L``-layer model runs on ``hops[L - 1 - l]`` alone (DGL's
+            block semantics). ``"pyg"``: hop ``k`` samples only the nodes that hop ``k - 1``
+            added (PyG's ``NeighborLoader``); layer ``l`` then uses the edges of hops
+            ``0 .. L - 1 - l`` together, which is what PyG's ``trim_to_layer`` does.
+
+    Results depend only on ``(seed, batch_seed, input)``: not on the number of threads, and not
+    on the order in which batches are sampled. The sampler is safe to call from several
+    threads at once (each call checks out its own scratch buffers).
+    """
+
+    def __init__(self, graph: Any, fanouts: Any, replace: bool = False, seed: int = 0,
+                 weights: Any = None, layout: str = "block") -> None:
+        self.indptr, self.indices, self.num_nodes = check_graph(graph)
+        self.fanouts = check_fanouts(fanouts)
+        if not isinstance(replace, (bool, np.bool_)):
+            raise SamplerInputError(f"replace must be a bool, got {replace!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise SamplerInputError(f"seed must be an int, got {seed!r}")
+        if layout not in LAYOUTS:
+            raise SamplerInputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.replace = bool(replace)
+        self.seed = int(seed)
+        self.layout = layout
+        if weights is None:
+            self.weights = np.empty(0, np.float64)
+            self._wdeg = np.empty(0, np.int64)
+        else:
+            self.weights = check_weights(weights, self.indices.size)
+            self._wdeg = _hop.positive_degree(self.indptr, self.weights)
+        self._pool = _ScratchPool(self.num_nodes)
+        self._calls = itertools.count()
+        self._sorted_indices: np.ndarray | None = None
+        self._sorted_lock = threading.Lock()
+
+    @property
+    def num_hops(self) -> int:
+        return len(self.fanouts)
+
+    # ------------------------------------------------------------------ node batches
+    def sample_from_nodes(self, seeds: Any, batch_seed: int | None = None) -> SampledSubgraph:
+        """Sample the ``len(fanouts)``-hop neighbourhood of ``seeds``.
+
+        Args:
+            seeds: non-empty 1-D integer ids in ``[0, N)`` (NumPy, list or CPU tensor).
+            batch_seed: integer key of this batch; ``None`` uses an internal call counter.
+
+        Returns:
+            A :class:`SampledSubgraph` whose ``nodes`` start with ``seeds`` in the given order.
+        """
+        seeds = check_ids(seeds, self.num_nodes, "seeds")
+        return self._sample(seeds, self._batch_seed(batch_seed), None)
+
+    # ------------------------------------------------------------------ link batches
+    def sample_from_edges(self, src: Any, dst: Any, neg: str | None = "uniform", num_neg: int = 1,
+                          exclude_target_edges: bool = False,
+                          batch_seed: int | None = None) -> SampledSubgraph:
+        """Sample the union neighbourhood of the endpoints of positive pairs and their negatives.
+
+        Args:
+            src, dst: int ``[B]`` endpoints of the positive pairs ``src[i] -> dst[i]``.
+            neg: ``"uniform"`` (``num_neg`` random destinations per positive),
+                ``"per_source"`` (the same draws, also laid out as ``extra["neg_dst_index"]``
+                ``[B, num_neg]`` for per-source ranking as in OGB's MRR evaluation),
+                ``"exclude_existing"`` (like uniform, but a negative is never an existing edge
+                ``src[i] -> d`` nor ``d == src[i]``), or ``None`` (positives only).
+            num_neg: negatives per positive (``>= 1``).
+            exclude_target_edges: remove the positive pairs (both directions) from the
+                message-passing subgraph, at every hop.
+            batch_seed: as in :meth:`sample_from_nodes`.
+
+        Returns:
+            A :class:`SampledSubgraph` whose seeds are the sorted unique endpoints of all pairs
+            (``num_sampled_nodes[0]`` of them), with ``edge_label_index`` int64 ``[2, B * (1 +
+            num_neg)]`` in local ids (positives first, then negatives source-major) and
+            ``edge_label`` float32 (1 positive, 0 negative).
+        """
+        src = check_ids(src, self.num_nodes, "src")
+        dst = check_ids(dst, self.num_nodes, "dst")
+        if src.shape != dst.shape:
+            raise SamplerInputError(
+                f"src and dst must have the same length, got {src.size} and {dst.size}")
+        if neg is not None and neg not in NEG_MODES:
+            raise SamplerInputError(f"neg must be one of {NEG_MODES} or None, got {neg!r}")
+        if neg is not None and (isinstance(num_neg, bool) or not isinstance(num_neg, (int, np.integer))
+                                or num_neg < 1):
+            raise SamplerInputError(f"num_neg must be an int >= 1, got {num_neg!r}")
+        if exclude_target_edges and self.num_nodes >= 2**31:
+            raise SamplerInputError("exclude_target_edges needs a graph with fewer than 2**31 nodes")
+        bs = self._batch_seed(batch_seed)
+        b = src.size
+        if neg is None:
+            neg_dst = np.empty((b, 0), np.int64)
+        else:
+            neg_dst = self._negatives(src, int(num_neg), neg == "exclude_existing", bs)
+        seeds, inverse = np.unique(np.concatenate([src, dst, neg_dst.ravel()]), return_inverse=True)
+        inverse = inverse.astype(np.int64, copy=False)
+        k = neg_dst.shape[1]
+        label_src = np.concatenate([inverse[:b], np.repeat(inverse[:b], k)])
+        label_dst = np.concatenate([inverse[b:2 * b], inverse[2 * b:]])
+        exclusion = _exclusion(src, dst) if exclude_target_edges else None
+        out = self._sample(seeds, bs, exclusion)
+        out.edge_label_index = np.stack([label_src, label_dst])
+        out.edge_label = np.concatenate([np.ones(b, np.float32), np.zeros(b * k, np.float32)])
+        if neg == "per_source":
+            out.extra["neg_dst_index"] = inverse[2 * b:].reshape(b, k)
+        return out
+
+    # ------------------------------------------------------------------ internals
+    def _batch_seed(self, batch_seed: int | None) -> int:
+        if batch_seed is None:
+            return next(self._calls)
+        if isinstance(batch_seed, bool) or not isinstance(batch_seed, (int, np.integer)):
+            raise SamplerInputError(f"batch_seed must be an int or None, got {batch_seed!r}")
+        return int(batch_seed)
+
+    def _sorted_neighbours(self) -> np.ndarray:
+        """``indices`` with sorted neighbour lists (the graph's own array when already sorted)."""
+        with self._sorted_lock:
+            if self._sorted_indices is None:
+                if _negative.segments_sorted(self.indptr, self.indices):
+                    self._sorted_indices = self.indices
+                else:
+                    self._sorted_indices = _negative.sort_segments(self.indptr, self.indices)
+            return self._sorted_indices
+
+    def _negatives(self, src: np.ndarray, k: int, exclude: bool, batch_seed: int) -> np.ndarray:
+        sorted_idx = self._sorted_neighbours() if exclude else self.indices
+        out = np.empty((src.size, k), np.int64)
+        key = np.uint64(stream_key(self.seed, batch_seed, _TAG_NEG))
+        failed = _negative.sample_negatives(src, self.num_nodes, k, key, exclude, self.indptr,
+                                            sorted_idx, out)
+        if failed.any():
+            i = int(np.flatnonzero(failed)[0])
+            raise SamplerInputError(
+                f"no negative destination exists for source {int(src[i])}: it already has an edge "
+                f"to every other node (neg='exclude_existing')")
+        return out
+
+    def _sample(self, seeds: np.ndarray, batch_seed: int,
+                exclusion: tuple[np.ndarray, np.ndarray] | None) -> SampledSubgraph:
+        ex_nodes, ex_keys = exclusion if exclusion is not None else (_EMPTY, _EMPTY)
+        scratch = self._pool.acquire()
+        clean = False
+        try:
+            out = self._expand(seeds, batch_seed, ex_nodes, ex_keys, scratch)
+            _relabel.reset_map(scratch.gmap, out.nodes)
+            clean = True
+        finally:
+            if clean:  # a failed call may leave dirty buffers: drop them instead of reusing
+                self._pool.release(scratch)
+        return out
+
+    def _expand(self, seeds: np.ndarray, batch_seed: int, ex_nodes: np.ndarray,
+                ex_keys: np.ndarray, scratch: _relabel.Scratch) -> SampledSubgraph:
+        _relabel.map_seeds(seeds, scratch.gmap)
+        nodes = seeds
+        known = seeds.size
+        frontier_start = 0
+        hops: list[Hop] = []
+        num_nodes_per_hop = [int(seeds.size)]
+        num_edges_per_hop: list[int] = []
+        for k, fanout in enumerate(self.fanouts):
+            f0 = 0 if self.layout == "block" else frontier_start
+            frontier = nodes[f0:known]
+            counts = _hop.hop_counts(self.indptr, self.indices, self.weights, self._wdeg, frontier,
+                                     fanout, self.replace, ex_nodes, ex_keys)
+            offsets = np.zeros(frontier.size + 1, np.int64)
+            np.cumsum(counts, out=offsets[1:])
+            e = int(offsets[-1])
+            edge_index = np.empty((2, e), np.int64)
+            nbr = np.empty(e, np.int64)
+            hop_key = np.uint64(stream_key(self.seed, batch_seed, _TAG_HOP, k))
+            _hop.hop_fill(self.indptr, self.indices, self.weights, frontier, f0, fanout,
+                          self.replace, hop_key, ex_nodes, ex_keys, offsets, nbr, edge_index[1])
+            new = _relabel.relabel(nbr, scratch.gmap, scratch.bitmaps,
+                                   _relabel.num_chunks(e, scratch), known, edge_index[0])
+            nodes = np.concatenate([nodes, new])
+            hops.append(Hop(edge_index=edge_index, num_src=known + new.size, num_dst=known))
+            frontier_start = known
+            known += new.size
+            num_nodes_per_hop.append(int(new.size))
+            num_edges_per_hop.append(e)
+        return SampledSubgraph(nodes=nodes, hops=hops, num_sampled_nodes=num_nodes_per_hop,
+                               num_sampled_edges=num_edges_per_hop)
+
+
+_EMPTY = np.empty(0, np.int64)
+
+
+def _exclusion(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted destination ids and sorted ``(dst << 32) | src`` keys of both directions of pairs."""
+    d = np.concatenate([dst, src])
+    s = np.concatenate([src, dst])
+    return np.unique(d), np.unique((d << 32) | s)

@@ -1,0 +1,143 @@
+// gather.cu -- zero-copy row gather of gnnsys (the PyTorch-Direct design).
+//
+//   out[i, :] = table[ids[i], :]        for i in [0, n)
+//
+// `table` is a row-major N x row_bytes byte table. For the `uva` placement it is host memory that
+// was pinned in place (cudaHostRegister) and is read here through its unified address, so every
+// load below is a PCIe read and no CPU gather or staging copy happens. `out` is device memory.
+// Rows are moved as raw bytes (no arithmetic on elements), so float32 / float16 / bfloat16 are
+// all copied bit for bit.
+//
+// Access pattern (what makes the PCIe reads efficient):
+//   * A group of `1 << lanes_log2` consecutive lanes (a whole warp, or a sub-warp for narrow
+//     rows; never straddling a warp) copies one row; groups walk the ids in a grid-stride loop.
+//   * Every lane moves one vector of V bytes per step. V (16, 8, 4, 2 or 1 byte) is the widest
+//     width that divides the table base, the output base and the row size, chosen by the host
+//     (gnnsys/features/launch_plan.py) and selected through the kernel name suffix _w16 ... _w1.
+//   * A group reads its row through windows of span = lanes * V bytes. The first window starts
+//     at the row start shifted down to the 128-byte boundary (or, when span < 128, down to the
+//     span boundary, which lies inside that 128-byte segment); lanes whose vector lies outside
+//     the row are masked. So each step of a group is one aligned request covering whole 128-byte
+//     segments (or a part of exactly one segment), never a request that straddles segments.
+//
+// Ids must be validated by the host before a launch (0 <= id < num_rows). When `bad` is not
+// null the kernel also bound-checks every id (debug mode): out-of-range rows are skipped and the
+// smallest offending position i is stored into *bad with atomicMin (initialise it to ~0ull).
+//
+// This file includes no header: it must compile unchanged with nvcc, with NVRTC at run time
+// (cupy RawModule, no standard headers available) and with the host C++ compiler under
+// tests/cuda_emu/cuda_emu.h, which runs the very same kernels on the CPU in the tests. Kernels
+// may use only what that emulation runs faithfully: no __syncthreads, no warp shuffles, no
+// shared memory (none is needed here: lanes never exchange data).
+
+typedef unsigned long long gnnsys_u64;
+typedef long long gnnsys_i64;
+
+// Copy one row of `row_bytes` bytes from `src` to `dst` with the lanes of one group.
+// V: the vector type moved per lane and step (sizeof(V) divides src, dst and row_bytes).
+template <typename V>
+__device__ __forceinline__ void gnnsys_copy_row(const unsigned char* __restrict__ src,
+                                                unsigned char* __restrict__ dst,
+                                                gnnsys_i64 row_bytes, unsigned lane,
+                                                unsigned lanes_log2)
+{
+    const gnnsys_u64 width = sizeof(V);
+    const gnnsys_u64 span = width << lanes_log2;            // bytes one group reads per step
+    const gnnsys_u64 align = span < 128ull ? span : 128ull; // window alignment
+    const gnnsys_u64 start = (gnnsys_u64)src;
+    const gnnsys_u64 end = start + (gnnsys_u64)row_bytes;
+    for (gnnsys_u64 window = start & ~(align - 1ull); window < end; window += span) {
+        const gnnsys_u64 addr = window + (gnnsys_u64)lane * width;
+        if (addr >= start && addr < end) {                  // mask lanes outside the row
+            const V v = __ldg(reinterpret_cast<const V*>(addr));
+            __stcs(reinterpret_cast<V*>(dst + (addr - start)), v);
+        }
+    }
+}
+
+// Position of this thread's group and its lane inside the group.
+__device__ __forceinline__ void gnnsys_group_of_thread(unsigned lanes_log2, gnnsys_i64* group,
+                                                       gnnsys_i64* groups, unsigned* lane)
+{
+    const unsigned thread = blockIdx.x * blockDim.x + threadIdx.x;
+    *lane = threadIdx.x & ((1u << lanes_log2) - 1u);
+    *group = (gnnsys_i64)(thread >> lanes_log2);
+    *groups = (gnnsys_i64)(((gnnsys_u64)gridDim.x * blockDim.x) >> lanes_log2);
+}
+
+// Plain gather: every row comes from `table` (host memory through UVA, or device memory).
+template <typename V>
+__device__ __forceinline__ void gnnsys_gather_rows(const unsigned char* __restrict__ table,
+                                                   unsigned char* __restrict__ out,
+                                                   const gnnsys_i64* __restrict__ ids,
+                                                   gnnsys_i64 n, gnnsys_i64 row_bytes,
+                                                   gnnsys_i64 num_rows, unsigned lanes_log2,
+                                                   gnnsys_u64* bad)
+{
+    gnnsys_i64 group, groups;
+    unsigned lane;
+    gnnsys_group_of_thread(lanes_log2, &group, &groups, &lane);
+    for (gnnsys_i64 i = group; i < n; i += groups) {
+        const gnnsys_i64 row = __ldg(ids + i);
+        if (bad != 0 && (row < 0 || row >= num_rows)) {
+            if (lane == 0) atomicMin(bad, (gnnsys_u64)i);
+            continue;
+        }
+        gnnsys_copy_row<V>(table + row * row_bytes, out + i * row_bytes, row_bytes, lane,
+                           lanes_log2);
+    }
+}
+
+// Cached gather: rows with slots[row] >= 0 come from the device-resident `cache`
+// (cache row = slots[row]); the others are read by zero-copy from the host `table`.
+template <typename V>
+__device__ __forceinline__ void gnnsys_gather_rows_cached(const unsigned char* __restrict__ table,
+                                                          const unsigned char* __restrict__ cache,
+                                                          const int* __restrict__ slots,
+                                                          unsigned char* __restrict__ out,
+                                                          const gnnsys_i64* __restrict__ ids,
+                                                          gnnsys_i64 n, gnnsys_i64 row_bytes,
+                                                          gnnsys_i64 num_rows, unsigned lanes_log2,
+                                                          gnnsys_u64* bad)
+{
+    gnnsys_i64 group, groups;
+    unsigned lane;
+    gnnsys_group_of_thread(lanes_log2, &group, &groups, &lane);
+    for (gnnsys_i64 i = group; i < n; i += groups) {
+        const gnnsys_i64 row = __ldg(ids + i);
+        if (bad != 0 && (row < 0 || row >= num_rows)) {
+            if (lane == 0) atomicMin(bad, (gnnsys_u64)i);
+            continue;
+        }
+        const int slot = __ldg(slots + row);
+        const unsigned char* src =
+            slot >= 0 ? cache + (gnnsys_i64)slot * row_bytes : table + row * row_bytes;
+        gnnsys_copy_row<V>(src, out + i * row_bytes, row_bytes, lane, lanes_log2);
+    }
+}
+
+#define GNNSYS_DEFINE_GATHER(SUFFIX, V)                                                          \
+    extern "C" __global__ void __launch_bounds__(256) gnnsys_gather_##SUFFIX(                   \
+        const unsigned char* __restrict__ table, unsigned char* __restrict__ out,               \
+        const gnnsys_i64* __restrict__ ids, gnnsys_i64 n, gnnsys_i64 row_bytes,                 \
+        gnnsys_i64 num_rows, unsigned lanes_log2, gnnsys_u64* bad)                              \
+    {                                                                                           \
+        gnnsys_gather_rows<V>(table, out, ids, n, row_bytes, num_rows, lanes_log2, bad);        \
+    }                                                                                           \
+    extern "C" __global__ void __launch_bounds__(256) gnnsys_gather_cached_##SUFFIX(            \
+        const unsigned char* __restrict__ table, const unsigned char* __restrict__ cache,       \
+        const int* __restrict__ slots, unsigned char* __restrict__ out,                         \
+        const gnnsys_i64* __restrict__ ids, gnnsys_i64 n, gnnsys_i64 row_bytes,                 \
+        gnnsys_i64 num_rows, unsigned lanes_log2, gnnsys_u64* bad)                              \
+    {                                                                                           \
+        gnnsys_gather_rows_cached<V>(table, cache, slots, out, ids, n, row_bytes, num_rows,     \
+                                     lanes_log2, bad);                                          \
+    }
+
+GNNSYS_DEFINE_GATHER(w16, uint4)
+GNNSYS_DEFINE_GATHER(w8, uint2)
+GNNSYS_DEFINE_GATHER(w4, unsigned int)
+GNNSYS_DEFINE_GATHER(w2, unsigned short)
+GNNSYS_DEFINE_GATHER(w1, unsigned char)
+
+#undef GNNSYS_DEFINE_GATHER

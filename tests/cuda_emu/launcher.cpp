@@ -1,0 +1,85 @@
+// launcher.cpp -- builds the kernels of cuda/gather.cu for the CPU (through cuda_emu.h) and
+// exports one C entry point per kernel, loaded with ctypes by tests/test_cuda_kernels.py.
+//
+// Build: g++ -std=c++20 -O1 -shared -fPIC -I<repo>/cuda -I<repo>/tests/cuda_emu launcher.cpp
+//
+// Every entry point takes the launch configuration (grid, block: 1-D) followed by the kernel's
+// own arguments, runs the whole grid on the calling thread and returns a CUDA error code
+// (0 = success, 700 = illegal address, 716 = misaligned address, 9 = invalid configuration).
+// Before a launch the test declares which byte ranges the kernel may read and write
+// (emu_allow_read / emu_allow_write) and where to record the loads (emu_set_trace).
+#include "cuda_emu.h"
+
+#include "gather.cu"
+
+using gnnsys_ptr = const unsigned char*;
+
+extern "C" {
+
+void emu_reset()
+{
+    cuda_emu::Device& dev = cuda_emu::device();
+    dev.readable.clear();
+    dev.writable.clear();
+    dev.trace = nullptr;
+    dev.trace_capacity = 0;
+    dev.trace_count = 0;
+    dev.error = cuda_emu::kSuccess;
+}
+
+void emu_allow_read(const void* ptr, long long nbytes)
+{
+    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(ptr);
+    cuda_emu::device().readable.push_back({p, p + static_cast<std::uintptr_t>(nbytes)});
+}
+
+void emu_allow_write(const void* ptr, long long nbytes)
+{
+    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(ptr);
+    cuda_emu::device().writable.push_back({p, p + static_cast<std::uintptr_t>(nbytes)});
+    // what a kernel may write it may also read back
+    cuda_emu::device().readable.push_back({p, p + static_cast<std::uintptr_t>(nbytes)});
+}
+
+void emu_set_trace(long long* records, long long capacity)
+{
+    cuda_emu::Device& dev = cuda_emu::device();
+    dev.trace = reinterpret_cast<std::int64_t*>(records);
+    dev.trace_capacity = capacity;
+    dev.trace_count = 0;
+}
+
+long long emu_trace_count() { return cuda_emu::device().trace_count; }
+
+#define GNNSYS_EMU_ENTRY(SUFFIX)                                                                 \
+    int emu_gnnsys_gather_##SUFFIX(unsigned grid, unsigned block, gnnsys_ptr table,              \
+                                   unsigned char* out, const gnnsys_i64* ids, gnnsys_i64 n,      \
+                                   gnnsys_i64 row_bytes, gnnsys_i64 num_rows,                    \
+                                   unsigned lanes_log2, gnnsys_u64* bad)                         \
+    {                                                                                            \
+        return cuda_emu::launch(dim3(grid), dim3(block), [&] {                                   \
+            gnnsys_gather_##SUFFIX(table, out, ids, n, row_bytes, num_rows, lanes_log2, bad);    \
+        });                                                                                      \
+    }                                                                                            \
+    int emu_gnnsys_gather_cached_##SUFFIX(unsigned grid, unsigned block, gnnsys_ptr table,       \
+                                          gnnsys_ptr cache, const int* slots,                    \
+                                          unsigned char* out, const gnnsys_i64* ids,             \
+                                          gnnsys_i64 n, gnnsys_i64 row_bytes,                    \
+                                          gnnsys_i64 num_rows, unsigned lanes_log2,              \
+                                          gnnsys_u64* bad)                                       \
+    {                                                                                            \
+        return cuda_emu::launch(dim3(grid), dim3(block), [&] {                                   \
+            gnnsys_gather_cached_##SUFFIX(table, cache, slots, out, ids, n, row_bytes, num_rows, \
+                                          lanes_log2, bad);                                      \
+        });                                                                                      \
+    }
+
+GNNSYS_EMU_ENTRY(w16)
+GNNSYS_EMU_ENTRY(w8)
+GNNSYS_EMU_ENTRY(w4)
+GNNSYS_EMU_ENTRY(w2)
+GNNSYS_EMU_ENTRY(w1)
+
+#undef GNNSYS_EMU_ENTRY
+
+}  // extern "C"

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,27 @@ os.environ.setdefault("OUTDATED_IGNORE", "1")  # stop ogb's import-time version-
 
 PLANETOID_NAMES = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+
+
+@contextlib.contextmanager
+def ogb_legacy_load():
+    """Let ogb's own ``torch.load`` calls (which pass no ``weights_only``) read its pickled split
+    files under torch >= 2.6, for the duration of the block only. Our own loads always pass
+    ``weights_only`` explicitly and are unaffected."""
+    key = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+    old = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+            yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
 
 
 def _ogb_meta_ok(root: Path, dir_name: str, version: int) -> None:
@@ -71,7 +93,6 @@ def from_ogb(name: str, root: str | os.PathLike, out_dir: str | os.PathLike, ove
     (which download into ``root`` if the files are absent and the network allows). Node graphs are
     symmetrised, as in OGB's example scripts; link splits keep OGB's edge lists.
     """
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     root = Path(root)
     if not name.startswith(("ogbn-", "ogbl-")):
         raise DatasetError(f"unknown OGB dataset {name!r} (expected an ogbn-* or ogbl-* name)")
@@ -90,21 +111,24 @@ def from_ogb(name: str, root: str | os.PathLike, out_dir: str | os.PathLike, ove
         raise DatasetError(f"unknown OGB dataset {name!r}; known: {', '.join(master.keys())}")
     _ogb_meta_ok(root, name.replace("-", "_"), int(master[name]["version"]))
     try:
-        if name.startswith("ogbn-"):
-            ds = NodePropPredDataset(name=name, root=str(root))
-        else:
-            ds = LinkPropPredDataset(name=name, root=str(root))
+        with ogb_legacy_load():
+            if name.startswith("ogbn-"):
+                ds = NodePropPredDataset(name=name, root=str(root))
+            else:
+                ds = LinkPropPredDataset(name=name, root=str(root))
     except (OSError, EOFError) as e:
         raise DatasetError(f"could not read or download {name} under {root}: {e}") from None
     except Exception as e:  # urllib errors when offline, zip errors, ...
         raise DatasetError(f"could not read or download {name} under {root}: {type(e).__name__}: {e}") from None
-    return _from_ogb_reader(ds, name, out_dir, overwrite, feature_dtype)
+    with ogb_legacy_load():
+        return _from_ogb_reader(ds, name, out_dir, overwrite, feature_dtype)
 
 
 def from_ogb_reader(ds, out_dir, overwrite: bool = False, feature_dtype: str | None = None) -> GraphDataset:
     """Convert an already constructed OGB reader object (``NodePropPredDataset`` or
     ``LinkPropPredDataset``)."""
-    return _from_ogb_reader(ds, ds.name, out_dir, overwrite, feature_dtype)
+    with ogb_legacy_load():
+        return _from_ogb_reader(ds, ds.name, out_dir, overwrite, feature_dtype)
 
 
 def _from_ogb_reader(ds, name, out_dir, overwrite, feature_dtype) -> GraphDataset:

@@ -86,12 +86,12 @@ def check_fanouts(fanouts: Any) -> tuple[int, ...]:
 def check_ids(ids: Any, num_nodes: int, name: str) -> np.ndarray:
     """Validate a non-empty 1-D array of node ids in ``[0, num_nodes)``; returns int64 (C order)."""
     arr = _as_array(ids, name)
-    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
-        raise SamplerInputError(f"{name} must hold integer node ids, got dtype {arr.dtype}")
     if arr.ndim != 1:
         raise SamplerInputError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size == 0:
         raise SamplerInputError(f"{name} is empty: a batch needs at least one node")
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        raise SamplerInputError(f"{name} must hold integer node ids, got dtype {arr.dtype}")
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0:
         raise SamplerInputError(f"{name} contains the negative id {lo}")

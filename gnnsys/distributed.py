@@ -1,0 +1,185 @@
+"""Multi-process and multi-node training on ``torch.distributed``.
+
+gnnsys does not launch or connect processes itself: it uses PyTorch's own machinery.
+
+- ``gnnsys train --nproc N ...`` runs ``torch.distributed.run`` (the code behind ``torchrun``) with
+  ``--standalone --nproc-per-node N`` on this host;
+- ``torchrun --nnodes 2 --nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m gnnsys
+  train ...`` runs across hosts; every rank reads its place from the standard environment
+  variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``,
+  ``MASTER_PORT``).
+
+Each process calls :func:`init_distributed`, which returns a :class:`DistContext` (a plain
+single-process context when ``WORLD_SIZE`` is unset or 1). Collectives run with a timeout, so a
+rank that dies makes the others fail with a clear :class:`DistributedError` within a bounded time
+(immediately when the dead peer's sockets close, at the latest after the timeout), never a silent
+hang. Datasets are memory-mapped, so all local ranks share one copy of the graph and feature tables
+through the page cache.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .errors import ConfigError, GnnsysError
+
+#: Seconds a collective may wait for a peer before the run is declared failed.
+DEFAULT_TIMEOUT_S = 60.0
+
+
+class DistributedError(GnnsysError, RuntimeError):
+    """A peer rank failed or stopped answering; the run cannot continue."""
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in a (possibly single-process) run.
+
+    Attributes:
+        rank, world_size: global rank and number of processes.
+        local_rank, local_world_size: rank and number of processes on this host.
+        backend: ``"gloo"`` or ``"nccl"`` when a process group is initialised, else ``None``.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    backend: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """True when more than one process takes part."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0, the only rank that writes the run folder and checkpoints."""
+        return self.rank == 0
+
+    def all_reduce_sum(self, values: Sequence[float]) -> list[float]:
+        """Sum a short list of floats over all ranks (float64); identity when single-process."""
+        if not self.enabled:
+            return [float(v) for v in values]
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        _collective(dist.all_reduce, t, op=dist.ReduceOp.SUM)
+        return t.tolist()
+
+    def all_reduce_mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Average a dict of floats over all ranks (the same keys on every rank)."""
+        keys = sorted(values)
+        sums = self.all_reduce_sum([values[k] for k in keys])
+        return {k: s / self.world_size for k, s in zip(keys, sums)}
+
+    def barrier(self) -> None:
+        if self.enabled:
+            _collective(dist.barrier)
+
+    def broadcast_tensor(self, t: torch.Tensor, src: int = 0) -> torch.Tensor:
+        if self.enabled:
+            _collective(dist.broadcast, t, src=src)
+        return t
+
+
+def _collective(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except RuntimeError as e:  # gloo/nccl errors (DistBackendError, DistNetworkError) subclass it
+        raise DistributedError(
+            f"a collective ({fn.__name__}) failed: a peer rank died or stopped answering ({e})"
+        ) from e
+
+
+def _env_int(name: str, default: int) -> int:
+    v = os.environ.get(name)
+    if v is None or v == "":
+        return default
+    try:
+        return int(v)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={v!r} is not an integer") from None
+
+
+def init_distributed(device: str = "cpu", timeout_s: float = DEFAULT_TIMEOUT_S) -> DistContext:
+    """Join the process group described by the environment (torchrun's variables).
+
+    Backend: ``nccl`` for ``device="cuda"``, ``gloo`` otherwise. With CUDA each local rank uses
+    GPU ``LOCAL_RANK``. Returns a single-process :class:`DistContext` when ``WORLD_SIZE`` is unset
+    or 1.
+    """
+    world = _env_int("WORLD_SIZE", 1)
+    if world <= 1:
+        return DistContext()
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    local_world = _env_int("LOCAL_WORLD_SIZE", world)
+    if not 0 <= rank < world:
+        raise ConfigError(f"RANK={rank} out of range for WORLD_SIZE={world}")
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        if not os.environ.get(var):
+            raise ConfigError(f"WORLD_SIZE={world} but {var} is not set (launch with torchrun or --nproc)")
+    backend = "nccl" if device == "cuda" else "gloo"
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        try:
+            dist.init_process_group(backend=backend, rank=rank, world_size=world,
+                                    timeout=datetime.timedelta(seconds=timeout_s))
+        except Exception as e:
+            raise DistributedError(f"could not join the process group as rank {rank}/{world}: {e}") from e
+    return DistContext(rank, world, local_rank, local_world, backend)
+
+
+def shutdown(ctx: DistContext) -> None:
+    """Leave the process group (no-op for a single process)."""
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard_ids(ids: np.ndarray, ctx: DistContext, epoch: int, seed: int, shuffle: bool = True) -> np.ndarray:
+    """This rank's share of ``ids`` for ``epoch``: disjoint across ranks and of equal size.
+
+    All ranks draw the same permutation from ``(seed, epoch)``; rank ``r`` takes positions
+    ``r, r + W, r + 2W, ...``. When ``len(ids)`` is not a multiple of the world size ``W`` the
+    permutation is padded by wrapping around (as ``torch.utils.data.DistributedSampler`` does),
+    so every rank runs the same number of steps and no rank waits forever in a collective.
+    """
+    ids = np.asarray(ids)
+    if not ctx.enabled:
+        if not shuffle:
+            return ids
+        return ids[np.random.default_rng([seed, epoch]).permutation(ids.shape[0])]
+    n = ids.shape[0]
+    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+    per = -(-n // ctx.world_size)
+    if per * ctx.world_size > n and n > 0:
+        order = np.concatenate([order, order[: per * ctx.world_size - n]])
+    return ids[order[ctx.rank::ctx.world_size]]
+
+
+def launch_local(nproc: int, argv: list[str]) -> int:
+    """Run ``python -m gnnsys <argv>`` as ``nproc`` local ranks through ``torch.distributed.run``.
+
+    Returns the exit code: 0 when every rank succeeded, 1 otherwise (torchrun stops the other
+    ranks as soon as one fails).
+    """
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0",
+                                "--module", "gnnsys", *argv])
+    try:
+        torchrun.run(args)
+    except ChildFailedError as e:
+        failures = ", ".join(f"rank {r}: exit {f.exitcode}" for r, f in sorted(e.failures.items()))
+        raise DistributedError(f"distributed run failed ({failures})") from None
+    return 0

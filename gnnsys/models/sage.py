@@ -1,0 +1,197 @@
+"""GraphSAGE (mean aggregation) run layer by layer on sampled blocks, plus full-neighbourhood
+layer-wise inference over all nodes in memory-bounded chunks.
+
+Layer ``l`` of an ``L``-layer model consumes block ``batch.subgraph.hops[L - 1 - l]`` (the sampler's
+default ``layout="block"``): its sources are ``nodes[:num_src]`` and its destinations the first
+``num_dst`` nodes, so the hidden state shrinks ("trims") to ``num_dst`` rows after every layer, as
+PyG's ``trim_to_layer`` does. The layer stack follows OGB's ogbn-products GraphSAGE example
+(3 layers, hidden 256, dropout 0.5), with optional BatchNorm as in its ogbn-arxiv example.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import SAGEConv
+
+from ..errors import ConfigError
+from .registry import ModelSpec
+
+#: Bytes of gathered neighbour rows one inference chunk may materialise.
+INFERENCE_CHUNK_BYTES = 1 << 28
+
+
+class GraphSAGE(nn.Module):
+    """A stack of ``SAGEConv(aggr="mean")`` layers with ReLU, optional BatchNorm and dropout.
+
+    Args:
+        in_dim: input feature width ``D``.
+        hidden: hidden width of the inner layers.
+        out_dim: output width (classes for node tasks, embedding width for link tasks).
+        num_layers: number of SAGE layers ``L`` (the sampler must have ``L`` hops).
+        dropout: dropout probability after every inner layer (and on the input if
+            ``input_dropout``).
+        batchnorm: BatchNorm1d after every inner layer.
+        input_dropout: dropout on the input features as well.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int = 3, dropout: float = 0.5,
+                 batchnorm: bool = False, input_dropout: bool = False) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ConfigError(f"num_layers must be >= 1, got {num_layers}")
+        dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
+        self.convs = nn.ModuleList(SAGEConv(dims[i], dims[i + 1], aggr="mean") for i in range(num_layers))
+        self.norms = nn.ModuleList(
+            nn.BatchNorm1d(hidden) if batchnorm else nn.Identity() for _ in range(num_layers - 1))
+        self.dropout = float(dropout)
+        self.input_dropout = bool(input_dropout)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.convs)
+
+    def _inner(self, i: int, h: Tensor) -> Tensor:
+        """Norm, activation and dropout after inner layer ``i`` (not after the last one)."""
+        h = self.norms[i](h)
+        h = torch.relu(h)
+        return nn.functional.dropout(h, p=self.dropout, training=self.training)
+
+    def forward(self, batch) -> Tensor:
+        """Run on a :class:`~gnnsys.loader.batch.Batch`.
+
+        ``batch.x`` is ``[num_nodes, D]`` (any float dtype; computed in float32), the blocks are
+        ``batch.subgraph.hops``. Returns float32 ``[batch.batch_size, out_dim]``.
+        """
+        if batch.x is None:
+            raise ConfigError("GraphSAGE needs node features (batch.x is None); datasets without "
+                              "features are trained with a learnable node embedding (FeatureFreeEncoder)")
+        hops = batch.subgraph.hops
+        L = self.num_layers
+        if len(hops) < L:
+            raise ConfigError(f"GraphSAGE has {L} layers but the sampled subgraph has {len(hops)} hops; "
+                              f"use {L} fanouts")
+        h = batch.x.float()
+        if self.input_dropout:
+            h = nn.functional.dropout(h, p=self.dropout, training=self.training)
+        for i, conv in enumerate(self.convs):
+            hop = hops[L - 1 - i]
+            ei = torch.as_tensor(hop.edge_index, dtype=torch.long, device=h.device)
+            h = conv((h[: hop.num_src], h[: hop.num_dst]), ei)
+            if i < L - 1:
+                h = self._inner(i, h)
+        return h[: batch.batch_size]
+
+    @torch.no_grad()
+    def inference(self, x_all: Tensor, graph: Any, device: torch.device | str | None = None,
+                  chunk_bytes: int = INFERENCE_CHUNK_BYTES,
+                  progress: Callable[[int, int], None] | None = None) -> Tensor:
+        """Full-neighbourhood forward pass over every node, one layer at a time.
+
+        For each layer the destinations are processed in contiguous chunks whose gathered
+        neighbour rows take at most ``chunk_bytes``; only one layer's input and output
+        (``[N, width]`` each, on the CPU) are alive at once. Must be called in eval mode.
+
+        Args:
+            x_all: ``[N, D]`` input features of all nodes (CPU tensor, any float dtype).
+            graph: CSC graph with ``.indptr`` int64 ``[N + 1]`` and ``.indices``.
+            device: where each chunk is computed (default: the model's device).
+            chunk_bytes: memory bound of one chunk's gathered rows.
+            progress: optional ``progress(layer, fraction_done)`` callback.
+
+        Returns:
+            float32 ``[N, out_dim]`` on the CPU.
+        """
+        if self.training:
+            raise RuntimeError("call model.eval() before inference()")
+        device = torch.device(device) if device is not None else next(self.parameters()).device
+        indptr = np.asarray(graph.indptr, dtype=np.int64)
+        indices = graph.indices
+        n = indptr.size - 1
+        if x_all.shape[0] != n:
+            raise ConfigError(f"inference: x_all has {x_all.shape[0]} rows but the graph has {n} nodes")
+        h = x_all
+        for i, conv in enumerate(self.convs):
+            width = h.shape[1]
+            out = torch.empty((n, conv.out_channels), dtype=torch.float32)
+            max_edges = max(1, chunk_bytes // (4 * max(1, width)))
+            for a, b in _chunks(indptr, max_edges):
+                lo, hi = int(indptr[a]), int(indptr[b])
+                src = torch.from_numpy(np.asarray(indices[lo:hi], dtype=np.int64))
+                deg = torch.from_numpy(np.diff(indptr[a:b + 1]))
+                dst = torch.repeat_interleave(torch.arange(b - a), deg)
+                if device.type == "cpu" and h.dtype == torch.float32:
+                    x_src = h
+                else:  # convert / move only the rows this chunk reads
+                    uniq, src = torch.unique(src, return_inverse=True)
+                    x_src = h[uniq]
+                x_src = x_src.to(device).float()
+                x_dst = h[a:b].to(device).float()
+                ei = torch.stack([src, dst]).to(device)
+                y = conv((x_src, x_dst), ei, size=(x_src.shape[0], b - a))
+                if i < self.num_layers - 1:
+                    y = self._inner(i, y)
+                out[a:b] = y.float().cpu()
+                if progress is not None:
+                    progress(i, b / n)
+            h = out
+        return h
+
+
+def _chunks(indptr: np.ndarray, max_edges: int):
+    """Contiguous ``[a, b)`` node ranges with at most ``max_edges`` in-edges each (a single node
+    with more edges forms its own chunk)."""
+    n = indptr.size - 1
+    a = 0
+    while a < n:
+        b = int(np.searchsorted(indptr, indptr[a] + max_edges, side="right")) - 1
+        b = min(n, max(b, a + 1))
+        yield a, b
+        a = b
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry entry
+
+
+def _check_int(options: dict[str, Any], key: str, lo: int) -> None:
+    v = options.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ConfigError(f"option {key!r} must be an integer >= {lo}, got {v!r}")
+
+
+def validate_options(options: dict[str, Any]) -> None:
+    """ConfigError for inconsistent GraphSAGE options (widths, layers vs fanouts, dropout)."""
+    _check_int(options, "hidden", 1)
+    _check_int(options, "num_layers", 1)
+    d = options.get("dropout")
+    if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0.0 <= d < 1.0:
+        raise ConfigError(f"option 'dropout' must be a number in [0, 1), got {d!r}")
+    fanouts = options.get("fanouts")
+    if not isinstance(fanouts, (list, tuple)) or not fanouts:
+        raise ConfigError(f"option 'fanouts' must be a non-empty list of integers, got {fanouts!r}")
+    for f in fanouts:
+        if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or f == 0 or f < -1:
+            raise ConfigError(f"fanouts must be positive integers or -1 (all neighbours), got {list(fanouts)}")
+    if len(fanouts) != options["num_layers"]:
+        raise ConfigError(f"GraphSAGE with num_layers={options['num_layers']} needs that many fanouts, "
+                          f"got {len(fanouts)} ({list(fanouts)})")
+
+
+def build(in_dim: int, out_dim: int, options: dict[str, Any]) -> GraphSAGE:
+    """``ModelSpec.build``: a :class:`GraphSAGE` from resolved options."""
+    return GraphSAGE(in_dim, int(options["hidden"]), out_dim, num_layers=int(options["num_layers"]),
+                     dropout=float(options["dropout"]), batchnorm=bool(options.get("batchnorm", False)),
+                     input_dropout=bool(options.get("input_dropout", False)))
+
+
+SPEC = ModelSpec(
+    name="sage",
+    build=build,
+    defaults={"hidden": 256, "num_layers": 3, "dropout": 0.5, "batchnorm": False,
+              "input_dropout": False, "fanouts": [15, 10, 5]},
+    validate_options=validate_options,
+)

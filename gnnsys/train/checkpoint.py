@@ -1,0 +1,92 @@
+"""Checkpoints for exact resume: plain tensors and dicts only, written atomically, loaded with
+``torch.load(weights_only=True)`` (no pickle on the load path).
+
+A checkpoint holds the model, optimizer and scheduler state, every RNG state the run consumes
+(torch CPU and CUDA), the loader position ``(epoch, batch_index)``, the partial sums of the
+epoch in progress, the per-epoch history, and the config fingerprint it belongs to.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+FORMAT = "gnnsys-checkpoint"
+VERSION = 1
+REQUIRED = ("format", "version", "fingerprint", "model", "optimizer", "scheduler", "rng", "position",
+            "history", "global_step")
+
+
+def rng_state() -> dict[str, Any]:
+    """The torch RNG states (CPU, and every CUDA device when present) as uint8 tensors."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = [s for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state`'s output."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` through a temp file, fsync and ``os.replace``: a kill at any
+    moment leaves either the previous checkpoint or the new one, never a torn file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    payload = {"format": FORMAT, "version": VERSION, **state}
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def load_checkpoint(path: str | os.PathLike, fingerprint: str | None = None,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, not a gnnsys checkpoint, lacks a field,
+            or (when ``fingerprint`` is given) belongs to a different configuration.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint to resume from")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, garbage bytes, pickled objects refused by weights_only
+        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a gnnsys checkpoint")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {state.get('version')!r}, expected {VERSION}")
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    if fingerprint is not None and state["fingerprint"] != fingerprint:
+        raise CheckpointError(f"{path}: checkpoint belongs to a different configuration "
+                              f"(fingerprint {state['fingerprint'][:12]} != {fingerprint[:12]})")
+    return state

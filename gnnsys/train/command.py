@@ -1,0 +1,128 @@
+"""``gnnsys train``: a thin command-line layer over :func:`gnnsys.train.train`.
+
+Precedence: built-in defaults < ``--config FILE`` (JSON) < flags given on the command line.
+With ``--resume`` the run folder's own ``config.json`` is the base instead, and flags must agree
+with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import ConfigError
+
+#: flag dest -> TrainConfig field, for flags that map one to one.
+_DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", "epochs", "lr",
+           "weight_decay", "scheduler", "device", "features", "feature_dtype", "seed", "out",
+           "checkpoint_every", "eval_every", "eval_mode", "eval_fanouts", "eval_batch_size",
+           "max_batches", "neg", "num_neg", "decoder", "embedding_dim", "metric", "num_threads",
+           "prefetch")
+#: flags that set a model option.
+_MODEL = ("hidden", "num_layers", "dropout")
+
+
+def add_train_parser(sub) -> None:
+    """Register the ``train`` subcommand on an ``argparse`` subparsers object."""
+    from ..data.synthetic import DEFAULT_PRESET
+    from .config import DECODERS, EVAL_MODES, FEATURE_DTYPES, NEG_MODES, PLACEMENTS, SCHEDULERS
+
+    p = sub.add_parser("train", help="train a model (GraphSAGE by default) and write a run folder",
+                       description="Train a GNN. With no options: GraphSAGE on the built-in "
+                                   f"'{DEFAULT_PRESET}' synthetic dataset.")
+    S = argparse.SUPPRESS  # unset flags stay absent so that --config / --resume values survive
+    p.add_argument("--config", help="JSON config file (flags override it)")
+    p.add_argument("--dataset", default=S, help=f"dataset folder or name (default {DEFAULT_PRESET})")
+    p.add_argument("--root", default=S, help="raw-data folder for cora/citeseer/ogbn-*/ogbl-*")
+    p.add_argument("--home", default=S, help="cache folder for prepared datasets")
+    p.add_argument("--model", default=S, help="sage, gps or largegt (default sage)")
+    p.add_argument("--task", default=S, choices=("node", "link"), help="default: the dataset's task")
+    p.add_argument("--fanouts", default=S, help="neighbours per hop, e.g. 15,10,5 (-1 = all)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=S)
+    p.add_argument("--epochs", type=int, default=S)
+    p.add_argument("--lr", type=float, default=S)
+    p.add_argument("--weight-decay", dest="weight_decay", type=float, default=S)
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=S)
+    p.add_argument("--hidden", type=int, default=S, help="hidden width (model option)")
+    p.add_argument("--num-layers", dest="num_layers", type=int, default=S, help="layers (model option)")
+    p.add_argument("--dropout", type=float, default=S, help="dropout (model option)")
+    p.add_argument("--model-option", dest="model_option", action="append", default=S,
+                   metavar="KEY=JSON", help="any model option, e.g. batchnorm=true (repeatable)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=S)
+    p.add_argument("--features", choices=PLACEMENTS, default=S, help="feature placement")
+    p.add_argument("--feature-dtype", dest="feature_dtype", choices=FEATURE_DTYPES, default=S,
+                   help="feature precision (default: as stored)")
+    p.add_argument("--seed", type=int, default=S)
+    p.add_argument("--out", default=S, help="run folder (default runs/<model>-<dataset>-<time>)")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=S,
+                   help="also checkpoint every N steps (default: each epoch only)")
+    p.add_argument("--eval-every", dest="eval_every", type=int, default=S)
+    p.add_argument("--eval-mode", dest="eval_mode", choices=EVAL_MODES, default=S)
+    p.add_argument("--eval-fanouts", dest="eval_fanouts", default=S)
+    p.add_argument("--eval-batch-size", dest="eval_batch_size", type=int, default=S)
+    p.add_argument("--max-batches", dest="max_batches", type=int, default=S, help="batches per epoch cap")
+    p.add_argument("--neg", choices=NEG_MODES, default=S, help="link task: negative sampling")
+    p.add_argument("--num-neg", dest="num_neg", type=int, default=S)
+    p.add_argument("--decoder", choices=DECODERS, default=S, help="link task: pair decoder")
+    p.add_argument("--embedding-dim", dest="embedding_dim", type=int, default=S,
+                   help="learnable node embedding width for datasets without features")
+    p.add_argument("--metric", default=S, help="link metric: hits@K or mrr (default: OGB's)")
+    p.add_argument("--num-threads", dest="num_threads", type=int, default=S)
+    p.add_argument("--prefetch", type=int, default=S)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=S)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.set_defaults(func=run_train)
+
+
+def _model_option(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--model-option expects KEY=VALUE, got {item!r}")
+    k, v = item.split("=", 1)
+    try:
+        return k.strip(), json.loads(v)
+    except json.JSONDecodeError:
+        return k.strip(), v
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`TrainConfig` described by parsed arguments (see the module docstring)."""
+    from .config import TrainConfig, check_fanouts
+    from .run_folder import RunFolder
+
+    given = vars(args)
+    if args.resume:
+        if "out" not in given:
+            raise ConfigError("--resume needs --out RUN_FOLDER")
+        base = RunFolder(given["out"]).read_config().to_dict()
+    elif args.config:
+        base = TrainConfig.from_json_file(args.config).to_dict()
+    else:
+        base = TrainConfig().to_dict()
+    changes: dict[str, Any] = {k: given[k] for k in _DIRECT if k in given}
+    for k in ("fanouts", "eval_fanouts"):
+        if k in changes:
+            changes[k] = check_fanouts(changes[k], "--" + k.replace("_", "-"))
+    if "progress" in given:
+        changes["progress"] = given["progress"]
+    opts = dict(base.get("model_options") or {})
+    for k in _MODEL:
+        if k in given:
+            opts[k] = given[k]
+    for item in given.get("model_option", []):
+        key, value = _model_option(item)
+        opts[key] = value
+    changes["model_options"] = opts
+    return TrainConfig.from_dict({**base, **changes})
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .trainer import train
+
+    config = config_from_args(args)
+    summary = train(config, resume=args.resume, overwrite=args.overwrite)
+    print(json.dumps({k: summary[k] for k in ("dataset", "model", "metric", "epochs", "best_epoch",
+                                              "best_valid", "test_at_best_valid", "mean_epoch_seconds",
+                                              "run_folder")}))
+    return 0

@@ -1,0 +1,242 @@
+"""The training configuration: a validated dataclass with a JSON round trip and a stable hash."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+TASKS = ("node", "link")
+DEVICES = ("cpu", "cuda")
+PLACEMENTS = ("cpu", "mmap", "uva", "gpu", "cached")
+FEATURE_DTYPES = ("float32", "float16", "bfloat16")
+EVAL_MODES = ("auto", "full", "sampled")
+SCHEDULERS = ("none", "cosine", "step")
+NEG_MODES = ("uniform", "per_source", "exclude_existing")
+DECODERS = ("dot", "mlp")
+#: Fields that do not change the result of a run (excluded from :meth:`TrainConfig.fingerprint`).
+NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. ``None`` means "the model's or dataset's default".
+
+    Attributes:
+        dataset: dataset folder, synthetic preset, ``cora``/``citeseer`` or ``ogbn-*``/``ogbl-*``.
+        root: folder with raw files (Planetoid / OGB layout) for named real datasets.
+        home: cache folder for prepared datasets (default ``$GNNSYS_HOME``).
+        model: registry name (``sage``, ``gps``, ``largegt``).
+        task: ``node`` or ``link``; ``None`` takes the dataset's task.
+        model_options: model options over the model's defaults (``hidden``, ``num_layers``, ...).
+        fanouts: neighbours per hop (``-1`` = all); ``None`` takes the model's default.
+        batch_size: seed nodes (node task) or positive edges (link task) per batch.
+        epochs: passes over the training split.
+        lr, weight_decay: Adam settings.
+        scheduler: ``none``, ``cosine`` (over ``epochs``) or ``step`` (x0.5 every ``step_size`` epochs).
+        device: ``cpu`` or ``cuda``.
+        features: feature placement (``cpu``, ``mmap``, ``uva``, ``gpu``, ``cached``).
+        feature_dtype: precision of the features as stored for training (``None``: as on disk).
+        seed: the one seed of the run (model init, dropout, batch order, sampling).
+        out: the run folder (``config.json``, ``metrics.jsonl``, ``checkpoint.pt``, ...).
+        checkpoint_every: also checkpoint every this many optimizer steps (0: each epoch only).
+        eval_every: evaluate every this many epochs (and always after the last).
+        eval_mode: ``full`` (layer-wise inference over all nodes), ``sampled`` (the loader with
+            ``eval_fanouts``), or ``auto`` (full when the model supports it).
+        eval_fanouts, eval_batch_size: sampled evaluation settings (default: training ones).
+        max_batches: cap on batches per epoch (time boxing; ``None``: the whole split).
+        neg, num_neg, exclude_target_edges: link-task negative sampling.
+        decoder, decoder_hidden, decoder_layers: link-task pair decoder.
+        embedding_dim: width of the learnable node embedding used when the dataset has no features.
+        metric: link metric (``hits@K`` or ``mrr``); ``None`` picks OGB's for the dataset.
+        num_threads: torch intra-op threads (``None``: leave as is).
+        prefetch: batches prepared ahead by the loader's worker.
+        progress: show a tqdm progress bar.
+    """
+
+    dataset: str = "small"
+    root: str | None = None
+    home: str | None = None
+    model: str = "sage"
+    task: str | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    fanouts: list[int] | None = None
+    batch_size: int = 1024
+    epochs: int = 5
+    lr: float = 0.003
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    step_size: int = 10
+    device: str = "cpu"
+    features: str = "cpu"
+    feature_dtype: str | None = None
+    seed: int = 0
+    out: str | None = None
+    checkpoint_every: int = 0
+    eval_every: int = 1
+    eval_mode: str = "auto"
+    eval_fanouts: list[int] | None = None
+    eval_batch_size: int | None = None
+    max_batches: int | None = None
+    neg: str = "uniform"
+    num_neg: int = 1
+    exclude_target_edges: bool = True
+    decoder: str = "mlp"
+    decoder_hidden: int = 256
+    decoder_layers: int = 3
+    embedding_dim: int | None = None
+    metric: str | None = None
+    num_threads: int | None = None
+    prefetch: int = 2
+    progress: bool = True
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> "TrainConfig":
+        """Raise :class:`ConfigError` naming the first invalid option; returns ``self``."""
+        _str(self, "dataset")
+        _choice(self, "task", TASKS, allow_none=True)
+        _choice(self, "device", DEVICES)
+        _choice(self, "features", PLACEMENTS)
+        _choice(self, "feature_dtype", FEATURE_DTYPES, allow_none=True)
+        _choice(self, "eval_mode", EVAL_MODES)
+        _choice(self, "scheduler", SCHEDULERS)
+        _choice(self, "neg", NEG_MODES)
+        _choice(self, "decoder", DECODERS)
+        _str(self, "model")
+        for k, lo in (("batch_size", 1), ("epochs", 1), ("step_size", 1), ("checkpoint_every", 0),
+                      ("eval_every", 1), ("num_neg", 1), ("decoder_hidden", 1), ("decoder_layers", 1),
+                      ("prefetch", 0), ("seed", 0)):
+            _int(self, k, lo)
+        for k in ("eval_batch_size", "max_batches", "embedding_dim", "num_threads"):
+            if getattr(self, k) is not None:
+                _int(self, k, 1)
+        for k in ("lr", "weight_decay"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v != v or v == float("inf"):
+                raise ConfigError(f"{k} must be a finite number >= 0, got {v!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+        self.fanouts = check_fanouts(self.fanouts, "fanouts")
+        self.eval_fanouts = check_fanouts(self.eval_fanouts, "eval_fanouts")
+        if not isinstance(self.model_options, dict):
+            raise ConfigError(f"model_options must be a JSON object, got {self.model_options!r}")
+        if self.metric is not None:
+            parse_metric(self.metric)
+        for k in ("exclude_target_edges", "progress"):
+            if not isinstance(getattr(self, k), bool):
+                raise ConfigError(f"{k} must be true or false, got {getattr(self, k)!r}")
+        return self
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict; unknown keys are a ConfigError naming them."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a training config must be a JSON object, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config option(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "TrainConfig":
+        """Read a JSON config file (ConfigError if missing or malformed)."""
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{p}: not a valid JSON config ({e})") from None
+        try:
+            return cls.from_dict(d)
+        except TypeError as e:
+            raise ConfigError(f"{p}: {e}") from None
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the options that determine the result (everything but :data:`NON_SEMANTIC`)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in NON_SEMANTIC}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """Names of the result-determining options that differ from ``other``."""
+        a, b = self.to_dict(), other.to_dict()
+        return sorted(k for k in a if k not in NON_SEMANTIC and a[k] != b.get(k))
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _str(cfg: TrainConfig, key: str) -> None:
+    v = getattr(cfg, key)
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"{key} must be a non-empty string, got {v!r}")
+
+
+def _choice(cfg: TrainConfig, key: str, choices: tuple[str, ...], allow_none: bool = False) -> None:
+    v = getattr(cfg, key)
+    if v is None and allow_none:
+        return
+    if v not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {v!r}")
+
+
+def _int(cfg: TrainConfig, key: str, lo: int) -> None:
+    v = getattr(cfg, key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ConfigError(f"{key} must be an integer >= {lo}, got {v!r}")
+
+
+def check_fanouts(value: Any, name: str = "fanouts") -> list[int] | None:
+    """Normalise fanouts given as a list or a string like ``"15,10,5"`` (``-1`` = all)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.replace("[", "").replace("]", "").split(",")]
+        try:
+            value = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(f"{name}: expected comma-separated integers like 15,10,5, got {value!r}") from None
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{name}: expected a non-empty list of integers, got {value!r}")
+    out = []
+    for f in value:
+        if isinstance(f, bool) or not isinstance(f, int) or f == 0 or f < -1:
+            raise ConfigError(f"{name}: each fanout must be a positive integer or -1 (all), got {list(value)!r}")
+        out.append(int(f))
+    return out
+
+
+def parse_metric(metric: str) -> tuple[str, int | None]:
+    """``"hits@20"`` -> ``("hits", 20)``, ``"mrr"`` -> ``("mrr", None)``, ``"acc"`` -> ``("acc", None)``."""
+    m = str(metric).lower()
+    if m in ("mrr", "acc"):
+        return m, None
+    if m.startswith("hits@"):
+        try:
+            k = int(m[5:])
+        except ValueError:
+            k = 0
+        if k >= 1:
+            return "hits", k
+    raise ConfigError(f"metric must be 'acc', 'mrr' or 'hits@K' with K >= 1, got {metric!r}")

@@ -1,0 +1,143 @@
+"""Evaluation: model outputs for the nodes of a split (full-neighbourhood layer-wise inference or
+sampled), pair scores for link splits, and metrics computed by OGB's ``Evaluator``.
+
+Every metric goes through ``ogb``'s evaluators so that numbers are comparable with the OGB
+leaderboards: accuracy with the ``ogbn-*`` evaluator, Hits@K with the ``ogbl-*`` Hits evaluator
+(``K`` set explicitly), MRR with ogbl-citation2's (one positive ranked against its own row of
+negatives). For a real OGB dataset the dataset's own evaluator is used; for Planetoid and the
+synthetic presets an evaluator of the same metric is used.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from .config import parse_metric
+
+os.environ.setdefault("OUTDATED_IGNORE", "1")  # ogb's import-time version check thread
+
+PAIR_CHUNK = 1 << 16
+#: Evaluators used for datasets that are not OGB datasets, per metric kind.
+_PROXY = {"acc": "ogbn-arxiv", "hits": "ogbl-ddi", "mrr": "ogbl-citation2"}
+#: OGB's metric for its link datasets (master.csv) and for our look-alike synthetic presets.
+_LINK_METRICS = {"ogbl-ddi": "hits@20", "ddi-like": "hits@20", "ogbl-collab": "hits@50",
+                 "collab-like": "hits@50", "ogbl-ppa": "hits@100", "ogbl-citation2": "mrr"}
+
+
+def default_metric(dataset: Any, task: str) -> str:
+    """The metric a dataset is scored with: ``acc`` for node tasks, OGB's choice for ``ogbl-*``,
+    ``mrr`` for per-source negatives, ``hits@50`` otherwise."""
+    if task == "node":
+        return "acc"
+    name = str(dataset.meta.get("name", ""))
+    if dataset.meta.get("neg_layout") == "per_source":
+        return "mrr"
+    return _LINK_METRICS.get(name, _LINK_METRICS.get(name.split("-x")[0], "hits@50"))
+
+
+def _evaluator(dataset_name: str, kind: str):
+    from ogb.linkproppred import Evaluator as LinkEvaluator
+    from ogb.nodeproppred import Evaluator as NodeEvaluator
+
+    cls = NodeEvaluator if kind == "acc" else LinkEvaluator
+    want = {"acc": "acc", "hits": "hits@", "mrr": "mrr"}[kind]
+    if dataset_name.startswith(("ogbn-", "ogbl-")):
+        try:
+            ev = cls(dataset_name)
+            if ev.eval_metric.startswith(want):
+                return ev
+        except (ValueError, KeyError):
+            pass
+    return cls(_PROXY[kind])
+
+
+def accuracy(dataset_name: str, logits: Tensor, y: Tensor) -> float:
+    """OGB accuracy of ``argmax(logits)`` ``[n, C]`` against int64 labels ``[n]``."""
+    ev = _evaluator(dataset_name, "acc")
+    pred = logits.argmax(dim=-1, keepdim=True).cpu()
+    return float(ev.eval({"y_true": y.view(-1, 1).cpu(), "y_pred": pred})["acc"])
+
+
+def hits_at_k(dataset_name: str, pos: Tensor, neg: Tensor, k: int) -> float:
+    """OGB Hits@K: the fraction of positive scores ``[P]`` above the K-th best negative ``[M]``."""
+    ev = _evaluator(dataset_name, "hits")
+    ev.K = int(k)
+    return float(ev.eval({"y_pred_pos": pos.float().cpu(), "y_pred_neg": neg.float().reshape(-1).cpu()})[f"hits@{k}"])
+
+
+def mrr(dataset_name: str, pos: Tensor, neg: Tensor) -> float:
+    """OGB MRR: each positive ``[P]`` ranked against its own row of negatives ``[P, K]``."""
+    ev = _evaluator(dataset_name, "mrr")
+    out = ev.eval({"y_pred_pos": pos.float().cpu(), "y_pred_neg": neg.float().cpu()})
+    return float(out["mrr_list"].mean())
+
+
+def link_metric(dataset_name: str, metric: str, pos: Tensor, neg: Tensor) -> float:
+    """Score link predictions with ``metric`` (``hits@K`` or ``mrr``)."""
+    kind, k = parse_metric(metric)
+    if kind == "hits":
+        return hits_at_k(dataset_name, pos, neg, k)
+    if kind == "mrr":
+        if neg.dim() != 2 or neg.shape[0] != pos.shape[0]:
+            raise ConfigError(f"metric mrr needs per-source negatives [P, K]; got negatives of shape {tuple(neg.shape)}")
+        return mrr(dataset_name, pos, neg)
+    raise ConfigError(f"metric {metric!r} is not a link-prediction metric (use hits@K or mrr)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Model outputs
+
+
+def all_features(dataset: Any) -> Tensor | None:
+    """``[N, D]`` features of every node as a tensor over the dataset's (memory-mapped) array,
+    without a copy; bfloat16 tables (stored as uint16) are viewed as ``torch.bfloat16``."""
+    feats = dataset.features
+    if feats is None:
+        return None
+    with warnings.catch_warnings():  # read-only memmaps: we never write through the tensor
+        warnings.simplefilter("ignore", UserWarning)
+        if dataset.meta.get("feature_dtype") == "bfloat16":
+            return torch.from_numpy(np.asarray(feats).view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(np.asarray(feats))
+
+
+@torch.no_grad()
+def full_outputs(model: torch.nn.Module, x_all: Tensor | None, graph: Any,
+                 device: torch.device) -> Tensor:
+    """Layer-wise full-neighbourhood outputs ``[N, out]`` (float32, CPU) of every node."""
+    model.eval()
+    return model.inference(x_all, graph, device=device)
+
+
+@torch.no_grad()
+def sampled_outputs(model: torch.nn.Module, loader, device: torch.device,
+                    on_batch: Callable[[], None] | None = None) -> Tensor:
+    """Outputs ``[n, out]`` (float32, CPU) for the seeds of an unshuffled node ``loader``, in order."""
+    model.eval()
+    outs = []
+    for batch in loader:
+        outs.append(model(batch.to(device)).float().cpu())
+        if on_batch is not None:
+            on_batch()
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+@torch.no_grad()
+def score_pairs(model: torch.nn.Module, h: Tensor, src: np.ndarray, dst: np.ndarray,
+                device: torch.device, chunk: int = PAIR_CHUNK) -> Tensor:
+    """Decoder logits ``[M]`` (float32, CPU) of pairs ``src[i], dst[i]`` given rows ``h`` indexed
+    by the same ids, in chunks of ``chunk`` pairs."""
+    model.eval()
+    out = torch.empty(src.shape[0], dtype=torch.float32)
+    for a in range(0, src.shape[0], chunk):
+        s = torch.as_tensor(src[a:a + chunk], dtype=torch.long)
+        d = torch.as_tensor(dst[a:a + chunk], dtype=torch.long)
+        out[a:a + chunk] = model.score_pairs(h[s].to(device).float(), h[d].to(device).float()).float().cpu()
+    return out

@@ -1,0 +1,186 @@
+"""Builders that turn a :class:`TrainConfig` and a dataset into the parts of a run: model options,
+sampler, feature store, model, loaders. Everything a model needs beyond the defaults comes from
+its :class:`~gnnsys.models.registry.ModelSpec` hooks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DatasetError, DeviceUnavailableError, GnnsysError
+from ..models.embedding import FeatureFreeEncoder
+from ..models.link import LinkModel, make_decoder
+from ..models.registry import ModelSpec, get_model_spec, resolve_options
+from .config import TrainConfig
+
+FEATURE_CHUNK_ROWS = 1 << 16
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device`` for ``cpu``/``cuda``; DeviceUnavailableError when CUDA is asked for but
+    absent."""
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA GPU is visible")
+            raise DeviceUnavailableError(f"--device cuda: CUDA is not available ({why}); use --device cpu")
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def resolve_task(config: TrainConfig, dataset: Any) -> str:
+    """The run's task: the config's, which must match what the dataset provides."""
+    task = config.task or dataset.task
+    if task == "node" and (dataset.labels is None or "train" not in dataset.splits):
+        raise ConfigError(f"--task node: dataset {dataset.name!r} has no node labels / train split "
+                          f"(it is a {dataset.task} dataset)")
+    if task == "link" and "train_pos" not in dataset.splits:
+        raise ConfigError(f"--task link: dataset {dataset.name!r} has no train_pos edge split "
+                          f"(it is a {dataset.task} dataset)")
+    return task
+
+
+def model_options(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
+    """The model's options: spec defaults < ``model_options`` < ``fanouts``. Giving fanouts but
+    no ``num_layers`` sets the layer count to the number of hops."""
+    opts = dict(config.model_options)
+    if config.fanouts is not None:
+        opts["fanouts"] = list(config.fanouts)
+        if "num_layers" in spec.defaults and "num_layers" not in opts:
+            opts["num_layers"] = len(config.fanouts)
+    return resolve_options(spec, opts)
+
+
+def build_sampler(spec: ModelSpec, dataset: Any, options: dict[str, Any], seed: int,
+                  fanouts: list[int] | None = None):
+    """The model's sampler (``spec.make_sampler``) or a NeighborSampler over ``fanouts``
+    (default ``options["fanouts"]``)."""
+    if fanouts is not None:
+        options = {**options, "fanouts": list(fanouts)}
+    try:
+        if spec.make_sampler is not None:
+            return spec.make_sampler(dataset, options, seed)
+        from samplers import NeighborSampler
+
+        if "fanouts" not in options:
+            raise ConfigError(f"model {spec.name!r} needs fanouts (--fanouts 15,10,5)")
+        return NeighborSampler(dataset.graph, options["fanouts"], seed=seed)
+    except GnnsysError:
+        raise
+    except ValueError as e:  # SamplerInputError and friends: a bad option
+        raise ConfigError(f"sampler: {e}") from None
+
+
+def _convert_table(dataset: Any, dtype: str, out_path: Path | None) -> np.ndarray:
+    """A copy of the features in ``dtype`` (bfloat16 as uint16 bits), chunk by chunk; written to
+    ``out_path`` as a ``.npy`` memory map when given."""
+    from ..data.format import float32_to_bfloat16_bits
+
+    src = dataset.features
+    n, d = src.shape
+    store_dtype = np.uint16 if dtype == "bfloat16" else np.dtype(dtype)
+    if out_path is not None:
+        dst = np.lib.format.open_memmap(out_path, mode="w+", dtype=store_dtype, shape=(n, d))
+    else:
+        dst = np.empty((n, d), store_dtype)
+    for a in range(0, n, FEATURE_CHUNK_ROWS):
+        rows = np.asarray(src[a:a + FEATURE_CHUNK_ROWS])
+        if dataset.meta.get("feature_dtype") == "bfloat16":
+            rows = (rows.astype(np.uint32) << 16).view(np.float32)
+        rows = rows.astype(np.float32)
+        dst[a:a + len(rows)] = float32_to_bfloat16_bits(rows) if dtype == "bfloat16" else rows
+    if out_path is not None:
+        dst.flush()
+    return dst
+
+
+def build_features(spec: ModelSpec, dataset: Any, options: dict[str, Any], config: TrainConfig,
+                   device: torch.device, run_dir: Path):
+    """The feature store feeding the loaders, or ``None`` for a dataset without features.
+
+    ``config.feature_dtype`` different from the stored dtype converts the table once (in RAM, or
+    into the run folder for ``mmap``)."""
+    if spec.make_features is not None:
+        return spec.make_features(dataset, options, config.features, device)
+    if dataset.features is None:
+        return None
+    from ..features import FeatureStore
+
+    num_buffers = config.prefetch + 4  # results alive at once: the model's, the queue's, the worker's
+    dev = device if config.features in ("uva", "gpu", "cached") else None
+    stored = dataset.meta.get("feature_dtype") or str(dataset.features.dtype)
+    if config.feature_dtype is None or config.feature_dtype == stored:
+        return FeatureStore.from_dataset(dataset, placement=config.features, device=dev,
+                                         num_buffers=num_buffers)
+    path = run_dir / f"features-{config.feature_dtype}.npy" if config.features == "mmap" else None
+    table = _convert_table(dataset, config.feature_dtype, path)
+    kwargs: dict[str, Any] = {}
+    if config.features == "cached":
+        from ..features.hot import in_degree
+
+        kwargs = {"row_scores": in_degree(dataset.indptr), "cache_rows": max(1, dataset.num_nodes // 10)}
+    return FeatureStore(path if path is not None else table, placement=config.features, device=dev,
+                        dtype=config.feature_dtype, num_buffers=num_buffers, **kwargs)
+
+
+def build_model(spec: ModelSpec, options: dict[str, Any], config: TrainConfig, dataset: Any,
+                task: str, in_dim: int | None) -> torch.nn.Module:
+    """Seeded model construction: the registry model, wrapped in a learnable node embedding when
+    the dataset has no features (``in_dim is None``) and in a :class:`LinkModel` for link tasks."""
+    torch.manual_seed(config.seed)
+    if task == "node":
+        if not dataset.num_classes:
+            raise DatasetError(f"dataset {dataset.name!r}: meta.json has no num_classes")
+        out_dim = int(dataset.num_classes)
+    else:
+        out_dim = int(options.get("hidden", config.decoder_hidden))
+    emb_dim = None
+    if in_dim is None:
+        emb_dim = int(config.embedding_dim or options.get("hidden", 128))
+        in_dim = emb_dim
+    model = spec.build(in_dim, out_dim, options)
+    if emb_dim is not None:
+        model = FeatureFreeEncoder(model, dataset.num_nodes, emb_dim)
+    if task == "link":
+        decoder = make_decoder(config.decoder, out_dim, config.decoder_hidden, config.decoder_layers,
+                               float(options.get("dropout", 0.0)))
+        model = LinkModel(model, decoder)
+    return model
+
+
+def make_transform(spec: ModelSpec, options: dict[str, Any], training: bool):
+    return None if spec.make_transform is None else spec.make_transform(options, training)
+
+
+def node_loader(sampler, ids: np.ndarray, batch_size: int, features, labels, *, shuffle: bool,
+                prefetch: int, seed: int, transform):
+    from ..loader import NodeLoader
+
+    return NodeLoader(sampler, ids, batch_size, features=features, labels=labels, shuffle=shuffle,
+                      drop_last=False, prefetch=prefetch, seed=seed, transform=transform)
+
+
+def link_loader(sampler, edges: np.ndarray, batch_size: int, features, config: TrainConfig, *,
+                transform):
+    from ..loader import LinkLoader
+
+    return LinkLoader(sampler, edges, batch_size, features=features, neg=config.neg,
+                      num_neg=config.num_neg, exclude_target_edges=config.exclude_target_edges,
+                      shuffle=True, drop_last=False, prefetch=config.prefetch, seed=config.seed,
+                      transform=transform)
+
+
+def default_out_dir(config: TrainConfig) -> Path:
+    """``runs/<model>-<dataset>-<utc time>`` under the current folder."""
+    import time
+
+    name = Path(config.dataset).name or "dataset"
+    return Path("runs") / f"{config.model}-{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"
+
+
+def get_spec(config: TrainConfig) -> ModelSpec:
+    return get_model_spec(config.model)

@@ -1,0 +1,81 @@
+"""The run folder: ``config.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``summary.json``,
+``curves.png``. Every file is written through a temp name and an atomic rename."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .config import TrainConfig
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunFolder:
+    """Paths and writers of one run's folder.
+
+    Args:
+        path: the folder (created if missing).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"--out {self.path}: exists and is not a folder")
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def curves_path(self) -> Path:
+        return self.path / "curves.png"
+
+    def has_run(self) -> bool:
+        """Whether the folder already holds a run (a config or a checkpoint)."""
+        return self.config_path.exists() or self.checkpoint_path.exists()
+
+    def write_config(self, config: TrainConfig) -> None:
+        _atomic_write(self.config_path, config.to_json() + "\n")
+
+    def read_config(self) -> TrainConfig:
+        """The run's saved config (ConfigError when missing or invalid)."""
+        if not self.config_path.is_file():
+            raise ConfigError(f"{self.config_path}: no config.json in the run folder to resume")
+        return TrainConfig.from_json_file(self.config_path)
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        """Rewrite ``metrics.jsonl`` with one JSON line per finished epoch."""
+        _atomic_write(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in history))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        _atomic_write(self.summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Parse a ``metrics.jsonl`` file."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -1,0 +1,412 @@
+"""The training loop: node classification and link prediction for any registry model, with
+per-epoch evaluation, a run folder and exact resume.
+
+    from gnnsys.train import TrainConfig, train
+    summary = train(TrainConfig(dataset="cora", root="data/planetoid", epochs=50, out="runs/cora"))
+
+Determinism: the model is initialised from ``torch.manual_seed(seed)``; every batch's order and
+sample derive from ``(seed, epoch, batch index)`` inside the loader; dropout draws from torch's
+global RNG, whose state is checkpointed. On the CPU a resumed run therefore ends with the very same
+weights and metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from ..errors import CheckpointError, ConfigError
+from ..models.link import supports_inference
+from . import evaluate as ev
+from . import pipeline as pl
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig, parse_metric
+from .run_folder import RunFolder
+
+METRIC_FIELDS = ("loss",)  # plus "<split>_<metric>" keys
+
+
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train as ``config`` says and return the run's summary (also written to ``summary.json``).
+
+    Args:
+        config: the run's configuration.
+        resume: continue the run in ``config.out`` from its ``checkpoint.pt``; the folder's
+            ``config.json`` must describe the same run (CheckpointError otherwise).
+        overwrite: allow starting a fresh run in a folder that already holds one.
+    """
+    return Trainer(config, resume=resume, overwrite=overwrite).fit()
+
+
+class Trainer:
+    """One run. Construction resolves the dataset, model, sampler, features and loaders (every
+    user mistake surfaces here as a GnnsysError); :meth:`fit` trains."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False) -> None:
+        config.validate()
+        self.config = config
+        self.device = pl.resolve_device(config.device)
+        self.run = RunFolder(config.out if config.out else pl.default_out_dir(config))
+        self._check_folder(resume, overwrite)
+        self.resume = resume
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+
+        from ..data.registry import resolve
+
+        self.dataset = resolve(config.dataset, root=config.root, home=config.home)
+        self.task = pl.resolve_task(config, self.dataset)
+        self.spec = pl.get_spec(config)
+        self.options = pl.model_options(config, self.spec)
+        self.metric = config.metric or ev.default_metric(self.dataset, self.task)
+        kind, _ = parse_metric(self.metric)
+        if (kind == "acc") != (self.task == "node"):
+            raise ConfigError(f"metric {self.metric!r} does not fit a {self.task} task")
+        if kind == "mrr" and self.dataset.meta.get("neg_layout") != "per_source":
+            raise ConfigError("metric mrr needs per-source negatives (a citation2-style dataset)")
+        self.sampler = pl.build_sampler(self.spec, self.dataset, self.options, config.seed)
+        self.features = pl.build_features(self.spec, self.dataset, self.options, config, self.device,
+                                          self.run.path)
+        in_dim = None if self.features is None else int(self.features.dim)
+        self.model = pl.build_model(self.spec, self.options, config, self.dataset, self.task, in_dim)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
+                                          weight_decay=config.weight_decay)
+        self.scheduler = self._make_scheduler()
+        self.eval_mode = self._eval_mode()
+        self.train_loader = self._train_loader()
+        self.steps_per_epoch = len(self.train_loader)
+        if config.max_batches is not None:
+            self.steps_per_epoch = min(self.steps_per_epoch, config.max_batches)
+
+    # ------------------------------------------------------------------ setup helpers
+    def _check_folder(self, resume: bool, overwrite: bool) -> None:
+        if resume:
+            saved = self.run.read_config()
+            diff = self.config.differences(saved)
+            if diff:
+                raise CheckpointError(
+                    f"{self.run.path}: the run folder holds a run with a different config "
+                    f"(differs in: {', '.join(diff)}); resume with the same options or use another --out")
+            if not self.run.checkpoint_path.is_file():
+                raise CheckpointError(f"{self.run.checkpoint_path}: no checkpoint to resume from")
+        elif self.run.has_run() and not overwrite:
+            raise ConfigError(f"{self.run.path}: already holds a run; pass --resume to continue it, "
+                              "--overwrite to replace it, or choose another --out")
+
+    def _make_scheduler(self):
+        c = self.config
+        if c.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=c.epochs)
+        if c.scheduler == "step":
+            return torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.step_size, gamma=0.5)
+        return None
+
+    def _eval_mode(self) -> str:
+        mode = self.config.eval_mode
+        full_ok = supports_inference(self.model) and self.spec.make_transform is None
+        if mode == "full" and not full_ok:
+            raise ConfigError(f"eval_mode full: model {self.config.model!r} has no layer-wise "
+                              "inference; use eval_mode sampled")
+        if mode == "auto":
+            return "full" if full_ok else "sampled"
+        return mode
+
+    def _train_loader(self):
+        c = self.config
+        transform = pl.make_transform(self.spec, self.options, True)
+        if self.task == "node":
+            return pl.node_loader(self.sampler, self.dataset.splits["train"], c.batch_size, self.features,
+                                  self.dataset.labels, shuffle=True, prefetch=c.prefetch, seed=c.seed,
+                                  transform=transform)
+        return pl.link_loader(self.sampler, self.dataset.splits["train_pos"], c.batch_size, self.features,
+                              c, transform=transform)
+
+    # ------------------------------------------------------------------ training
+    def fit(self) -> dict[str, Any]:
+        c = self.config
+        state = self._initial_state()
+        history: list[dict[str, Any]] = state["history"]
+        self.run.write_config(c)
+        t_start = time.perf_counter()
+        epoch = state["position"]["epoch"]
+        while epoch < c.epochs:
+            record = self._train_epoch(epoch, state)
+            if (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs:
+                t0 = time.perf_counter()
+                record.update(self.evaluate())
+                record["time_eval"] = time.perf_counter() - t0
+            if self.scheduler is not None:
+                self.scheduler.step()
+            history.append(record)
+            epoch += 1
+            state["position"] = {"epoch": epoch, "batch_index": 0}
+            state["partial"] = _empty_partial()
+            self._save(state)
+            self.run.write_metrics(history)
+            self._plot(history)
+            if c.progress:
+                print(_epoch_line(record), flush=True)
+        summary = self._summary(history, time.perf_counter() - t_start)
+        self.run.write_summary(summary)
+        return summary
+
+    def _initial_state(self) -> dict[str, Any]:
+        if not self.resume:
+            return {"position": {"epoch": 0, "batch_index": 0}, "partial": _empty_partial(),
+                    "history": [], "global_step": 0}
+        ck = load_checkpoint(self.run.checkpoint_path, fingerprint=self.config.fingerprint())
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(ck["scheduler"])
+            set_rng_state(ck["rng"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{self.run.checkpoint_path}: does not fit this model/optimizer "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        self.run.write_metrics(ck["history"])  # drop lines written after the checkpoint
+        return {"position": dict(ck["position"]), "partial": dict(ck["partial"]),
+                "history": list(ck["history"]), "global_step": int(ck["global_step"])}
+
+    def _save(self, state: dict[str, Any]) -> None:
+        save_checkpoint(self.run.checkpoint_path, {
+            "fingerprint": self.config.fingerprint(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {} if self.scheduler is None else self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "position": dict(state["position"]),
+            "partial": dict(state["partial"]),
+            "history": list(state["history"]),
+            "global_step": int(state["global_step"]),
+        })
+
+    def _train_epoch(self, epoch: int, state: dict[str, Any]) -> dict[str, Any]:
+        c = self.config
+        self.model.train()
+        start = state["position"]["batch_index"] if state["position"]["epoch"] == epoch else 0
+        part = state["partial"]
+        loader = self.train_loader
+        _position_loader(loader, epoch, start)
+        bar = _progress(c.progress, self.steps_per_epoch, start, f"epoch {epoch + 1}/{c.epochs}")
+        t_epoch = time.perf_counter()
+        it = iter(loader)
+        try:
+            for i in range(start, self.steps_per_epoch):
+                t0 = time.perf_counter()
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+                t1 = time.perf_counter()
+                batch = batch.to(self.device, non_blocking=True)
+                loss, n = self._step(batch)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                t2 = time.perf_counter()
+                part["loss_sum"] += loss * n
+                part["count"] += n
+                part["time_wait"] += t1 - t0
+                part["time_compute"] += t2 - t1
+                part["time_sample"] += float(batch.timings.get("sample", 0.0))
+                part["time_gather"] += float(batch.timings.get("gather", 0.0))
+                part["items"] += int(batch.batch_size if self.task == "node" else _num_pos(batch))
+                state["global_step"] += 1
+                state["position"] = {"epoch": epoch, "batch_index": i + 1}
+                if bar is not None:
+                    bar.update(1)
+                    el = part["time_wait"] + part["time_compute"]
+                    bar.set_postfix(loss=f"{loss:.4f}",
+                                    rate=f"{part['items'] / max(el, 1e-9):,.0f} {self._unit()}/s")
+                if c.checkpoint_every and state["global_step"] % c.checkpoint_every == 0 \
+                        and i + 1 < self.steps_per_epoch:
+                    self._save(state)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+            if bar is not None:
+                bar.close()
+        wall = time.perf_counter() - t_epoch
+        return {
+            "epoch": epoch + 1,
+            "loss": part["loss_sum"] / max(part["count"], 1),
+            "steps": self.steps_per_epoch,
+            "time_sample": part["time_sample"],
+            "time_gather": part["time_gather"],
+            "time_compute": part["time_compute"],
+            "time_wait": part["time_wait"],
+            "time_epoch": wall if start == 0 else part["time_wait"] + part["time_compute"],
+            f"{self._unit()}_per_s": part["items"] / max(part["time_wait"] + part["time_compute"], 1e-9),
+            "resumed_at_batch": start if start else None,
+        }
+
+    def _unit(self) -> str:
+        return "nodes" if self.task == "node" else "edges"
+
+    def _step(self, batch) -> tuple[float, int]:
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.model(batch)
+        if self.task == "node":
+            loss = F.cross_entropy(out.float(), batch.y)
+            n = int(batch.y.shape[0])
+        else:
+            logits = self.model.score(out, batch.edge_label_index)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), batch.edge_label.float())
+            n = int(batch.edge_label.shape[0])
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()), n
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Metrics of the current model on the valid and test splits (``valid_<metric>``, ...)."""
+        self.model.eval()
+        name = self.dataset.name
+        if self.task == "node":
+            splits = [s for s in ("train", "valid", "test") if s in self.dataset.splits]
+            out: dict[str, float] = {}
+            if self.eval_mode == "full":
+                logits = ev.full_outputs(self.model, ev.all_features(self.dataset), self.dataset.graph,
+                                         self.device)
+            labels = torch.from_numpy(np.asarray(self.dataset.labels))
+            for s in splits:
+                ids = np.asarray(self.dataset.splits[s], dtype=np.int64)
+                if ids.size == 0:
+                    continue
+                if self.eval_mode == "full":
+                    pred = logits[torch.from_numpy(ids)]
+                else:
+                    pred = self._sampled(ids)
+                out[f"{s}_acc"] = ev.accuracy(name, pred, labels[torch.from_numpy(ids)])
+            return out
+        return self._evaluate_link(name)
+
+    def _eval_sampler(self):
+        if self.config.eval_fanouts is None:
+            return self.sampler
+        if not hasattr(self, "_eval_sampler_obj"):
+            self._eval_sampler_obj = pl.build_sampler(self.spec, self.dataset, self.options,
+                                                      self.config.seed, fanouts=self.config.eval_fanouts)
+        return self._eval_sampler_obj
+
+    def _sampled(self, ids: np.ndarray) -> Tensor:
+        """Outputs for ``ids`` from sampled neighbourhoods (deterministic: loader epoch 0)."""
+        c = self.config
+        loader = pl.node_loader(self._eval_sampler(), ids, c.eval_batch_size or c.batch_size, self.features,
+                                None, shuffle=False, prefetch=c.prefetch, seed=c.seed + 1,
+                                transform=pl.make_transform(self.spec, self.options, False))
+        return ev.sampled_outputs(self.model, loader, self.device)
+
+    def _evaluate_link(self, name: str) -> dict[str, float]:
+        splits = self.dataset.splits
+        pos_neg = [(s, splits[f"{s}_pos"], splits.get(f"{s}_neg")) for s in ("valid", "test")
+                   if f"{s}_pos" in splits and f"{s}_neg" in splits]
+        if not pos_neg:
+            return {}
+        per_source = self.dataset.meta.get("neg_layout") == "per_source"
+        if self.eval_mode == "full":
+            h = ev.full_outputs(self.model, ev.all_features(self.dataset), self.dataset.graph, self.device)
+            lookup = None
+        else:
+            needed = np.unique(np.concatenate([np.asarray(a).ravel() for _, p, q in pos_neg for a in (p, q)]))
+            h = self._sampled(needed)
+            lookup = needed
+        out: dict[str, float] = {}
+        for s, pos, neg in pos_neg:
+            pos = np.asarray(pos, dtype=np.int64)
+            neg = np.asarray(neg, dtype=np.int64)
+            if per_source:  # neg: [P, K] tails of pos[:, 0]
+                k = neg.shape[1]
+                nsrc, ndst = np.repeat(pos[:, 0], k), neg.reshape(-1)
+            else:
+                nsrc, ndst = neg[:, 0], neg[:, 1]
+            rows = (lambda a: a) if lookup is None else (lambda a: np.searchsorted(lookup, a))
+            sp = ev.score_pairs(self.model, h, rows(pos[:, 0]), rows(pos[:, 1]), self.device)
+            sn = ev.score_pairs(self.model, h, rows(nsrc), rows(ndst), self.device)
+            if per_source:
+                sn = sn.view(pos.shape[0], -1)
+            out[f"{s}_{self.metric}"] = ev.link_metric(name, self.metric, sp, sn)
+        return out
+
+    # ------------------------------------------------------------------ reporting
+    def _summary(self, history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+        key_valid, key_test = f"valid_{self._metric_key()}", f"test_{self._metric_key()}"
+        evals = [r for r in history if key_valid in r]
+        best = max(evals, key=lambda r: r[key_valid]) if evals else None
+        times = [r["time_epoch"] for r in history if r.get("resumed_at_batch") is None]
+        n_params = sum(p.numel() for p in self.model.parameters())
+        return {
+            "dataset": self.dataset.name,
+            "task": self.task,
+            "model": self.config.model,
+            "metric": self._metric_key(),
+            "epochs": len(history),
+            "best_epoch": None if best is None else best["epoch"],
+            "best_valid": None if best is None else best[key_valid],
+            "test_at_best_valid": None if best is None else best.get(key_test),
+            "final": {k: v for k, v in history[-1].items() if k == "loss" or k.startswith(("train_", "valid_", "test_"))}
+            if history else {},
+            "mean_epoch_seconds": float(np.mean(times)) if times else None,
+            "seconds_this_process": seconds,
+            "num_parameters": int(n_params),
+            "eval_mode": self.eval_mode,
+            "options": self.options,
+            "device": str(self.device),
+            "features": self.config.features,
+            "fingerprint": self.config.fingerprint(),
+            "run_folder": str(self.run.path),
+        }
+
+    def _metric_key(self) -> str:
+        return self.metric
+
+    def _plot(self, history: list[dict[str, Any]]) -> None:
+        from .plots import plot_curves
+
+        plot_curves(history, self.run.curves_path,
+                    title=f"{self.config.model} on {self.dataset.name} ({self.task})")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _empty_partial() -> dict[str, Any]:
+    return {"loss_sum": 0.0, "count": 0, "items": 0, "time_wait": 0.0, "time_compute": 0.0,
+            "time_sample": 0.0, "time_gather": 0.0}
+
+
+def _num_pos(batch) -> int:
+    return int((batch.edge_label > 0.5).sum()) if batch.edge_label is not None else 0
+
+
+def _position_loader(loader, epoch: int, batch_index: int) -> None:
+    """Make the next iteration of ``loader`` yield epoch ``epoch`` from batch ``batch_index``."""
+    loader.load_state_dict({"epoch": epoch, "batch_index": batch_index})
+
+
+def _progress(enabled: bool, total: int, start: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _epoch_line(record: dict[str, Any]) -> str:
+    parts = [f"epoch {record['epoch']}", f"loss {record['loss']:.4f}"]
+    parts += [f"{k} {v:.4f}" for k, v in record.items()
+              if k.startswith(("train_", "valid_", "test_")) and isinstance(v, float)]
+    parts.append(f"time {record['time_epoch']:.1f}s (sample {record['time_sample']:.1f}, "
+                 f"gather {record['time_gather']:.1f}, compute {record['time_compute']:.1f})")
+    return " | ".join(parts)

@@ -1,0 +1,129 @@
+"""CPU row gather (placements ``cpu`` and ``mmap``): numba kernels and the ring of output buffers.
+
+The kernels copy rows as raw unsigned words (``uint32`` for float32, ``uint16`` for float16 and
+bfloat16), so every dtype is gathered bit for bit (NaN payloads included).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+from gnnsys.features.dtypes import FeatureDType
+
+#: rows per parallel work item; small enough to balance 2-16 threads on a 500k-row batch.
+DEFAULT_CHUNK_ROWS = 2048
+
+_WORDS = {2: np.uint16, 4: np.uint32}
+
+
+def as_words(a: np.ndarray) -> np.ndarray:
+    """View a 2-D table or output of 2- or 4-byte elements as unsigned words (no copy).
+
+    Returns a plain ``ndarray`` (not ``np.memmap``) so numba accepts it.
+    """
+    return np.asarray(a).view(_WORDS[a.dtype.itemsize])
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _gather_rows(table, ids, out, chunk_rows):  # pragma: no cover - compiled by numba
+    """``out[i, :] = table[ids[i], :]``; table ``[N, D]`` words, ids int32/int64 ``[n]``."""
+    n = ids.shape[0]
+    num_chunks = (n + chunk_rows - 1) // chunk_rows
+    for c in prange(num_chunks):
+        lo = c * chunk_rows
+        hi = min(n, lo + chunk_rows)
+        for i in range(lo, hi):
+            out[i, :] = table[ids[i], :]
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _gather_rows_in_order(table, ids, order, out, chunk_rows):  # pragma: no cover - numba
+    """Same result as :func:`_gather_rows`, but reads the table in the order ``ids[order]``.
+
+    ``order`` is a permutation of ``range(n)`` (typically ``argsort(ids)``), so rows are read in
+    ascending address order (good for a cold page cache) and written to their original place
+    (the inverse permutation is implicit).
+    """
+    n = ids.shape[0]
+    num_chunks = (n + chunk_rows - 1) // chunk_rows
+    for c in prange(num_chunks):
+        lo = c * chunk_rows
+        hi = min(n, lo + chunk_rows)
+        for k in range(lo, hi):
+            i = order[k]
+            out[i, :] = table[ids[i], :]
+
+
+def gather_rows_into(table_words: np.ndarray, ids: np.ndarray, out_words: np.ndarray,
+                     sort_ids: bool = False, num_threads: int | None = None,
+                     chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+    """Gather ``table_words[ids]`` into ``out_words`` with a numba parallel loop.
+
+    Args:
+        table_words: ``[N, D]`` unsigned-word view of the table (see :func:`as_words`).
+        ids: validated int32/int64 ``[n]`` ids (``0 <= id < N``; not checked again here).
+        out_words: ``[n, D]`` C-contiguous words of the same dtype, written in full.
+        sort_ids: read rows in ascending id order (argsort + implicit inverse permutation).
+        num_threads: numba threads for this call (``numba.set_num_threads`` is per calling
+            thread); ``None`` keeps the current setting.
+        chunk_rows: rows per parallel work item.
+    """
+    if ids.shape[0] == 0:
+        return
+    if num_threads is not None:
+        numba.set_num_threads(num_threads)
+    if sort_ids:
+        order = np.argsort(ids, kind="stable")
+        _gather_rows_in_order(table_words, ids, order, out_words, chunk_rows)
+    else:
+        _gather_rows(table_words, ids, out_words, chunk_rows)
+
+
+class BufferRing:
+    """A ring of ``num_buffers`` reusable output buffers (pinned when CUDA is present).
+
+    ``take(n)`` returns a ``[n, D]`` view of the next buffer in round-robin order, so the tensor
+    returned by call ``k`` is overwritten by call ``k + num_buffers``: at most ``num_buffers``
+    gathered batches are valid at the same time. A buffer grows (to ``1.25 x`` the request) when a
+    larger batch arrives; the old storage stays alive for views that still reference it.
+
+    Reusing buffers avoids the page faults of a fresh allocation, which otherwise dominate the
+    cost of a large gather. When a buffer is the source of an asynchronous host-to-device copy,
+    :meth:`set_pending` records the copy's CUDA event and :meth:`take` waits for it before the
+    buffer is written again.
+    """
+
+    def __init__(self, num_buffers: int, dim: int, ftype: FeatureDType, pin: bool = False):
+        if num_buffers < 1:
+            raise ValueError("num_buffers must be >= 1")
+        self.num_buffers = num_buffers
+        self.dim = dim
+        self.ftype = ftype
+        self.pin = pin
+        self._buffers: list[torch.Tensor | None] = [None] * num_buffers
+        self._pending: list[torch.cuda.Event | None] = [None] * num_buffers
+        self._next = 0
+
+    def _allocate(self, rows: int) -> torch.Tensor:
+        return torch.empty((rows, self.dim), dtype=self.ftype.torch_storage, pin_memory=self.pin)
+
+    def take(self, n: int) -> tuple[int, torch.Tensor]:
+        """Return ``(slot, tensor)``: a ``[n, D]`` view (``ftype.torch_storage``) of the next buffer."""
+        slot = self._next
+        self._next = (slot + 1) % self.num_buffers
+        pending = self._pending[slot]
+        if pending is not None:
+            pending.synchronize()
+            self._pending[slot] = None
+        buf = self._buffers[slot]
+        if buf is None or buf.shape[0] < n:
+            buf = self._allocate(max(n, int(n * 1.25) if buf is not None else n))
+            self._buffers[slot] = buf
+        return slot, buf[:n]
+
+    def set_pending(self, slot: int, event: torch.cuda.Event) -> None:
+        """Mark buffer ``slot`` as read by an asynchronous copy that completes at ``event``."""
+        self._pending[slot] = event

@@ -1,0 +1,337 @@
+"""``FeatureStore``: gathers rows of a host-resident ``N x D`` feature table for each mini-batch."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+import weakref
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+
+from gnnsys.errors import ConfigError, FeatureStoreError
+from gnnsys.features.cpu_gather import BufferRing, as_words, gather_rows_into
+from gnnsys.features.hot import in_degree, select_hot_rows
+from gnnsys.features.ids import check_ids
+from gnnsys.features.kernels import require_cuda
+from gnnsys.features.pending import PendingGather
+from gnnsys.features.table import HostTable, TableLike, open_table
+from gnnsys.features.validate import ValidationReport, find_nonfinite_rows
+
+PLACEMENTS = ("cpu", "mmap", "uva", "gpu", "cached")
+GPU_PLACEMENTS = ("uva", "gpu", "cached")
+
+
+def _resolve_device(placement: str, device: Any) -> torch.device:
+    if placement in GPU_PLACEMENTS:
+        dev = torch.device("cuda" if device is None else device)
+        if dev.type != "cuda":
+            raise ConfigError(f"placement={placement!r} produces CUDA tensors; device={device!r} is not a CUDA device")
+        require_cuda(placement, need_cupy=placement != "gpu")
+    else:
+        dev = torch.device("cpu" if device is None else device)
+        if dev.type not in ("cpu", "cuda"):
+            raise ConfigError(f"device={device!r} is not supported (use 'cpu' or 'cuda')")
+        if dev.type == "cuda":
+            require_cuda(f"{placement} (device='cuda')", need_cupy=False)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def _open(table: TableLike, placement: str, dtype: Any) -> HostTable:
+    is_path = not isinstance(table, (np.ndarray, torch.Tensor))
+    if placement == "mmap":
+        host = open_table(table, dtype, mmap=True)
+        if not host.is_mapped:
+            raise ConfigError(
+                "placement='mmap' needs a .npy path or an np.memmap; this table is already in "
+                "RAM: use placement='cpu'"
+            )
+        return host
+    host = open_table(table, dtype, mmap=False)
+    if placement == "cpu" and not is_path and host.is_mapped:
+        # `cpu` means RAM-resident: read the mapped file once
+        host = HostTable(np.array(host.array), host.dtype, host.path)
+    return host
+
+
+class FeatureStore:
+    """Row gathers from an ``N x D`` feature table (float32, float16 or bfloat16).
+
+    Placements:
+        ``cpu``: the table in RAM; rows gathered by a numba parallel loop into a ring of reusable
+            output buffers (pinned when CUDA is present). The default.
+        ``mmap``: the same over a memory-mapped ``.npy`` (tables larger than RAM; the page cache
+            caches). Ids are read in sorted order when the table exceeds the available memory.
+        ``uva``: zero-copy: the table is pinned in place (``cudaHostRegister``, never copied) and
+            the kernels of ``cuda/gather.cu`` read its rows over PCIe into a CUDA tensor.
+        ``gpu``: the whole table resident on the GPU.
+        ``cached``: the ``cache_rows`` hottest rows resident on the GPU, the rest zero-copy;
+            :attr:`hit_rate` reports the fraction of requested rows served from the GPU.
+
+    Args:
+        table: ``[N, D]`` C-contiguous NumPy array / ``np.memmap`` / CPU tensor, or a ``.npy`` path.
+            bfloat16 tables are stored as ``uint16`` and need ``dtype="bfloat16"``.
+        placement: one of :data:`PLACEMENTS`.
+        device: where ``gather`` returns tensors. ``cpu``/``mmap`` default to ``"cpu"`` (with
+            ``"cuda"`` the gathered rows are copied from pinned buffers); the GPU placements
+            default to ``"cuda"``.
+        dtype: declared element type (``"float32"``, ``"float16"``, ``"bfloat16"``); ``None`` infers.
+        cache_rows: rows kept on the GPU (``cached``; default ``len(hot_ids)``).
+        hot_ids: row ids hottest first (``cached``), e.g. from a warm-up pass of the sampler.
+        row_scores: ``[N]`` per-row scores (in-degree or warm-up counts, see
+            :mod:`gnnsys.features.hot`); the ``cache_rows`` highest are cached.
+        num_buffers: size of the output ring of the CPU placements (see :meth:`gather`).
+        sort_ids: read rows in ascending id order (CPU placements). ``None``: only for an
+            ``mmap`` table larger than the available memory.
+        num_threads: numba threads per CPU gather (``None``: numba's default).
+        debug: GPU kernels also bound-check every id and the gather waits to report a bad one.
+
+    Raises:
+        ConfigError: unknown placement or options that do not fit it.
+        FeatureStoreError: invalid table.
+        DeviceUnavailableError: a GPU placement on a machine without CUDA / cupy (the message
+            lists what is missing).
+
+    A store is safe to call from several threads (calls are serialised). Call :meth:`close` (or use
+    it as a context manager) to unpin the table early.
+    """
+
+    def __init__(self, table: TableLike, placement: str = "cpu", device: Any = None,
+                 dtype: Any = None, cache_rows: int | None = None,
+                 hot_ids: np.ndarray | None = None, row_scores: np.ndarray | None = None,
+                 num_buffers: int = 4, sort_ids: bool | None = None,
+                 num_threads: int | None = None, debug: bool = False):
+        if placement not in PLACEMENTS:
+            raise ConfigError(f"placement={placement!r} is unknown; choose one of {PLACEMENTS}")
+        if placement != "cached" and (cache_rows is not None or hot_ids is not None
+                                      or row_scores is not None):
+            raise ConfigError("cache_rows / hot_ids / row_scores only apply to placement='cached'")
+        if int(num_buffers) < 1:
+            raise ConfigError(f"num_buffers must be >= 1, got {num_buffers}")
+        if num_threads is not None and int(num_threads) < 1:
+            raise ConfigError(f"num_threads must be >= 1, got {num_threads}")
+        self._placement = placement
+        self._device = _resolve_device(placement, device)
+        self._table = _open(table, placement, dtype)
+        self._num_buffers = int(num_buffers)
+        self._num_threads = None if num_threads is None else int(num_threads)
+        self._debug = bool(debug)
+        self._lock = threading.Lock()
+        self._backend = None
+        self._ring: BufferRing | None = None
+        if sort_ids is None:
+            sort_ids = placement == "mmap" and self._table.nbytes > psutil.virtual_memory().available
+        self._sort_ids = bool(sort_ids)
+        if placement in ("cpu", "mmap"):
+            self._words = as_words(self._table.array)
+            self._ring = BufferRing(self._num_buffers, self._table.dim, self._table.dtype,
+                                    pin=torch.cuda.is_available())
+        else:
+            self._backend = self._make_gpu_backend(cache_rows, hot_ids, row_scores)
+            self._finalizer = weakref.finalize(self, self._backend.close)
+
+    # -- construction helpers -------------------------------------------------------------
+    def _make_gpu_backend(self, cache_rows, hot_ids, row_scores):
+        from gnnsys.features import cuda_backends as cb  # noqa: PLC0415 - needs CUDA
+
+        if self._placement == "gpu":
+            return cb.GpuBackend(self._table, self._device)
+        cupy = require_cuda(self._placement, need_cupy=True)
+        if self._placement == "uva":
+            return cb.UvaBackend(self._table, self._device, cupy, self._debug)
+        hot = self._hot_rows(cache_rows, hot_ids, row_scores)
+        return cb.CachedBackend(self._table, self._device, cupy, self._debug, hot)
+
+    def _hot_rows(self, cache_rows, hot_ids, row_scores) -> np.ndarray:
+        n = self._table.num_rows
+        if hot_ids is not None:
+            hot = check_ids(hot_ids, n).astype(np.int64)
+            k = hot.shape[0] if cache_rows is None else int(cache_rows)
+            return hot[: max(0, k)]
+        if row_scores is None:
+            raise ConfigError(
+                "placement='cached' needs hot_ids or row_scores (in-degree or warm-up access "
+                "counts); FeatureStore.from_dataset uses the in-degree"
+            )
+        scores = np.asarray(row_scores)
+        if scores.shape != (n,):
+            raise ConfigError(f"row_scores must have shape ({n},), got {scores.shape}")
+        if cache_rows is None:
+            raise ConfigError("placement='cached' with row_scores needs cache_rows")
+        return select_hot_rows(scores, int(cache_rows))
+
+    @classmethod
+    def from_dataset(cls, ds: Any, placement: str = "cpu", **kwargs: Any) -> "FeatureStore":
+        """Build a store over ``ds.features`` (duck-typed :class:`~gnnsys.data.GraphDataset`).
+
+        Reads ``ds.meta["feature_dtype"]`` for the element type and, for ``cached`` without
+        ``hot_ids``/``row_scores``, ranks rows by in-degree (``ds.indptr``).
+        """
+        features = getattr(ds, "features", None)
+        if features is None:
+            raise FeatureStoreError("the dataset has no node features (ds.features is None)")
+        meta = getattr(ds, "meta", None) or {}
+        kwargs.setdefault("dtype", meta.get("feature_dtype"))
+        if placement == "cached" and kwargs.get("hot_ids") is None and kwargs.get("row_scores") is None:
+            kwargs["row_scores"] = in_degree(ds.indptr)
+            kwargs.setdefault("cache_rows", max(1, int(ds.num_nodes) // 10))
+        return cls(features, placement=placement, **kwargs)
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def num_rows(self) -> int:
+        return self._table.num_rows
+
+    @property
+    def dim(self) -> int:
+        return self._table.dim
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """dtype of the gathered tensors."""
+        return self._table.dtype.torch_dtype
+
+    @property
+    def placement(self) -> str:
+        return self._placement
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def num_buffers(self) -> int:
+        """How many tensors returned by :meth:`gather` (CPU placements) stay valid at once."""
+        return self._num_buffers
+
+    @property
+    def sort_ids(self) -> bool:
+        return self._sort_ids
+
+    @property
+    def host_table(self) -> np.ndarray:
+        """The host table (storage words; ``uint16`` for bfloat16)."""
+        return self._table.array
+
+    @property
+    def hit_rate(self) -> float | None:
+        """``cached``: fraction of the rows gathered so far served from the GPU cache (``None``
+        before the first gather and for other placements)."""
+        backend = self._backend
+        if self._placement != "cached" or backend.requests == 0:
+            return None
+        return backend.hits / backend.requests
+
+    # -- gathering ------------------------------------------------------------------------
+    def gather(self, ids: Any, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the rows ``table[ids]`` as a ``[len(ids), D]`` tensor on :attr:`device`.
+
+        Args:
+            ids: 1-D int32/int64 ids (NumPy, torch or a sequence), ``0 <= id < num_rows``,
+                duplicates allowed. Validated before any gather or kernel launch.
+            out: optional ``[len(ids), D]`` contiguous tensor of :attr:`dtype` on :attr:`device`
+                to write into (then it is returned).
+
+        Returns:
+            For the CPU placements without ``out``, a view into the ring of output buffers: the
+            tensor returned by call ``k`` is overwritten by call ``k + num_buffers``, so at most
+            :attr:`num_buffers` results are valid at once (keep a loader's prefetch depth below
+            it, or ``.clone()`` what you keep). GPU placements return a fresh tensor, already
+            ordered before later work on the current stream.
+
+        Raises:
+            FeatureStoreError: float/negative/out-of-range ids, or a mismatching ``out``.
+        """
+        return self.gather_async(ids, out=out).wait()
+
+    def gather_async(self, ids: Any, out: torch.Tensor | None = None) -> PendingGather:
+        """Like :meth:`gather`, but returns a :class:`~gnnsys.features.pending.PendingGather`.
+
+        For the GPU placements the gather runs on the store's side stream; call ``.wait()`` on
+        the consuming side (it makes the current stream wait on the gather's event, without
+        blocking the host) so that gathering batch ``i + 1`` overlaps training on batch ``i``.
+        """
+        idx = check_ids(ids, self.num_rows)
+        if out is not None:
+            self._check_out(out, idx.shape[0])
+        with self._lock:
+            if self._backend is not None:
+                pending = self._backend.gather(idx)
+                if out is None:
+                    return pending
+                out.copy_(pending.wait())
+                return PendingGather(out)
+            return PendingGather(self._gather_cpu(idx, out))
+
+    def _check_out(self, out: torch.Tensor, n: int) -> None:
+        want = (n, self.dim)
+        if not isinstance(out, torch.Tensor):
+            raise FeatureStoreError(f"out must be a torch.Tensor, got {type(out).__name__}")
+        if tuple(out.shape) != want or out.dtype != self.dtype or not out.is_contiguous():
+            raise FeatureStoreError(
+                f"out must be a contiguous {self.dtype} tensor of shape {want}, got "
+                f"{'' if out.is_contiguous() else 'non-contiguous '}{out.dtype} {tuple(out.shape)}"
+            )
+        if out.device.type != self._device.type:
+            raise FeatureStoreError(f"out is on {out.device}, the store returns tensors on {self._device}")
+
+    def _gather_cpu(self, idx: np.ndarray, out: torch.Tensor | None) -> torch.Tensor:
+        n = idx.shape[0]
+        storage = self._table.dtype.torch_storage
+        to_device = self._device.type == "cuda"
+        slot = None
+        if out is not None and not to_device:
+            target = out.view(storage)
+        else:
+            slot, target = self._ring.take(n)
+        gather_rows_into(self._words, idx, as_words(target.numpy()), sort_ids=self._sort_ids,
+                         num_threads=self._num_threads)
+        result = target.view(self._table.dtype.torch_dtype)
+        if to_device:
+            result = result.to(self._device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._ring.set_pending(slot, event)
+            if out is not None:
+                out.copy_(result)
+                result = out
+        return result
+
+    # -- checks and lifetime --------------------------------------------------------------
+    def validate(self, raise_on_nonfinite: bool = False,
+                 chunk_bytes: int = 64 << 20) -> ValidationReport:
+        """Report the rows holding NaN or Inf (scanned in chunks: bounded memory).
+
+        A table with non-finite rows gives a ``RuntimeWarning`` and the report; training is not
+        stopped unless ``raise_on_nonfinite`` is set, which raises :class:`FeatureStoreError`.
+        """
+        report = find_nonfinite_rows(self._table.array, self._table.dtype, chunk_bytes)
+        if not report.ok:
+            where = f" ({self._table.path})" if self._table.path else ""
+            if raise_on_nonfinite:
+                raise FeatureStoreError(f"feature table{where} has non-finite values: {report}")
+            warnings.warn(f"feature table{where} has non-finite values: {report}",
+                          RuntimeWarning, stacklevel=2)
+        return report
+
+    def close(self) -> None:
+        """Release GPU resources (unpin the table, free the device copy). Idempotent."""
+        if self._backend is not None:
+            self._finalizer()
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"FeatureStore(placement={self._placement!r}, rows={self.num_rows}, dim={self.dim}, "
+                f"dtype={self._table.dtype.name}, device={self._device})")
+
+
+__all__ = ["FeatureStore", "PLACEMENTS", "GPU_PLACEMENTS"]

@@ -1,0 +1,205 @@
+"""Shared machinery of the node and link loaders: batching, epochs, resume, prefetching.
+
+Order and randomness: the item order of epoch ``e`` is a permutation seeded by ``(seed, e)``
+(or the identity without ``shuffle``), and batch ``i`` of epoch ``e`` is sampled with the batch
+seed ``stream_key(seed, e, i)``. A batch is therefore a pure function of ``(seed, epoch, i)``:
+independent of prefetch depth, of the thread count, and of whether the epoch was resumed.
+
+Epochs and resume: ``epoch`` starts at 0 and advances when an iteration runs to the end.
+:meth:`state_dict` gives ``{"epoch", "batch_index"}`` (the next batch to be yielded);
+:meth:`load_state_dict` makes the next iteration start at that batch of that epoch.
+A new iteration after an incomplete one restarts the same epoch at batch 0.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numba
+import numpy as np
+import torch
+
+from gnnsys.errors import ConfigError
+from gnnsys.loader.batch import Batch
+from gnnsys.loader.prefetch import BackgroundIterator
+from samplers._rng import stream_key
+
+Transform = Callable[[Batch], Batch]
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """An ``int >= minimum`` (bools rejected), else :class:`ConfigError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_features(features: Any, num_nodes: int) -> None:
+    if features is None:
+        return
+    if not callable(getattr(features, "gather", None)):
+        raise ConfigError(f"features must have a gather(ids) -> Tensor method, got "
+                          f"{type(features).__name__}")
+    rows = getattr(features, "num_rows", None)
+    if rows is None:
+        shape = getattr(getattr(features, "array", None), "shape", None)
+        rows = shape[0] if shape else None
+    if rows is not None and int(rows) < num_nodes:
+        raise ConfigError(f"features has {rows} rows but the graph has {num_nodes} nodes")
+
+
+class _EpochIterator(Iterator[Batch]):
+    """One pass over the batches of one epoch; updates the loader's position as it yields."""
+
+    def __init__(self, loader: "BaseLoader", epoch: int, start: int) -> None:
+        self._loader = loader
+        self._epoch = epoch
+        self._next = start
+        order = loader._order(epoch)
+        produce = lambda i: loader._make_batch(order, epoch, i)  # noqa: E731
+        indices = range(start, len(loader))
+        if loader.prefetch > 0:
+            setup = None
+            if loader.num_threads is not None:
+                n = loader.num_threads
+                setup = lambda: numba.set_num_threads(n)  # noqa: E731
+            self._source: Iterator[Batch] = BackgroundIterator(produce, indices, loader.prefetch,
+                                                               setup)
+        else:
+            self._source = (produce(i) for i in indices)
+
+    def __iter__(self) -> "_EpochIterator":
+        return self
+
+    def __next__(self) -> Batch:
+        try:
+            batch = next(self._source)
+        except StopIteration:
+            self._loader._finish_epoch(self._epoch)
+            raise
+        self._next += 1
+        self._loader._position = self._next
+        return batch
+
+    def close(self) -> None:
+        """Stop prefetching (the worker thread exits); safe to call more than once."""
+        if isinstance(self._source, BackgroundIterator):
+            self._source.close()
+
+
+class BaseLoader(ABC):
+    """Base of :class:`NodeLoader` and :class:`LinkLoader` (items = seed nodes or edges).
+
+    Subclasses set ``self._num_items`` and implement :meth:`_sample(items, batch_seed)` returning
+    a :class:`Batch` without features (the base class gathers features and runs ``transform``).
+    """
+
+    def __init__(self, sampler: Any, num_items: int, batch_size: int, *, features: Any,
+                 shuffle: bool, drop_last: bool, prefetch: int, seed: int,
+                 transform: Transform | None, num_threads: int | None) -> None:
+        self.sampler = sampler
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.prefetch = check_int(prefetch, "prefetch", 0)
+        self.seed = check_int(seed, "seed", 0)
+        self.num_threads = None if num_threads is None else check_int(num_threads, "num_threads", 1)
+        if self.num_threads is not None and self.num_threads > numba.config.NUMBA_NUM_THREADS:
+            raise ConfigError(f"num_threads = {self.num_threads} exceeds numba's maximum of "
+                              f"{numba.config.NUMBA_NUM_THREADS}")
+        if transform is not None and not callable(transform):
+            raise ConfigError(f"transform must be callable, got {type(transform).__name__}")
+        check_features(features, sampler.num_nodes)
+        self.features = features
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.transform = transform
+        self._num_items = num_items
+        if self.drop_last and num_items < self.batch_size:
+            raise ConfigError(f"drop_last=True with {num_items} items and batch_size "
+                              f"{self.batch_size} gives no batch at all")
+        self.epoch = 0
+        self._position = 0  # batches yielded in the current pass
+        self._resume_at = 0
+
+    # ------------------------------------------------------------------ public API
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self._num_items // self.batch_size
+        return math.ceil(self._num_items / self.batch_size)
+
+    def __iter__(self) -> _EpochIterator:
+        start, self._resume_at = self._resume_at, 0
+        self._position = start
+        return _EpochIterator(self, self.epoch, start)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch``, from its first batch."""
+        self.epoch = check_int(epoch, "epoch", 0)
+        self._position = self._resume_at = 0
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch", "batch_index"}``: the next batch the loader will yield."""
+        return {"epoch": self.epoch, "batch_index": self._position or self._resume_at}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume: the next iteration starts at ``state["batch_index"]`` of ``state["epoch"]``."""
+        if not isinstance(state, dict) or not {"epoch", "batch_index"} <= set(state):
+            raise ConfigError(f"loader state must be a dict with 'epoch' and 'batch_index', got "
+                              f"{state!r}")
+        epoch = check_int(state["epoch"], "state['epoch']", 0)
+        index = check_int(state["batch_index"], "state['batch_index']", 0)
+        if index > len(self):
+            raise ConfigError(f"state['batch_index'] = {index} exceeds the {len(self)} batches "
+                              f"of an epoch")
+        self.epoch, self._resume_at, self._position = epoch, index, 0
+
+    def batch_seed(self, epoch: int, index: int) -> int:
+        """The sampler key of batch ``index`` of ``epoch``."""
+        return stream_key(self.seed, epoch, index)
+
+    # ------------------------------------------------------------------ internals
+    def _order(self, epoch: int) -> np.ndarray | None:
+        if not self.shuffle:
+            return None
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, 0x5EED]))
+        return rng.permutation(self._num_items)
+
+    def _items(self, order: np.ndarray | None, index: int) -> np.ndarray:
+        lo = index * self.batch_size
+        hi = min(lo + self.batch_size, self._num_items)
+        return np.arange(lo, hi) if order is None else order[lo:hi]
+
+    def _make_batch(self, order: np.ndarray | None, epoch: int, index: int) -> Batch:
+        t0 = time.perf_counter()
+        batch = self._sample(self._items(order, index), self.batch_seed(epoch, index))
+        t1 = time.perf_counter()
+        if self.features is not None:
+            batch.x = self.features.gather(batch.subgraph.nodes)
+        batch = self._attach_targets(batch)
+        t2 = time.perf_counter()
+        batch.timings["sample"] = t1 - t0
+        batch.timings["gather"] = t2 - t1
+        if self.transform is not None:
+            batch = self.transform(batch)
+            batch.timings["transform"] = time.perf_counter() - t2
+        return batch
+
+    def _finish_epoch(self, epoch: int) -> None:
+        if epoch == self.epoch:
+            self.epoch = epoch + 1
+            self._position = 0
+
+    @abstractmethod
+    def _sample(self, items: np.ndarray, batch_seed: int) -> Batch:
+        """Sample the batch of item positions ``items`` (int64) with key ``batch_seed``."""
+
+    def _attach_targets(self, batch: Batch) -> Batch:
+        """Attach labels or other per-target tensors (node loaders: ``y``)."""
+        return batch
+
+
+def as_tensor(a: np.ndarray | None) -> torch.Tensor | None:
+    return None if a is None else torch.from_numpy(np.ascontiguousarray(a))

@@ -383,6 +383,20 @@ def _read_meta(path: Path) -> dict[str, Any]:
         raise DatasetError(f"{mp}: task must be 'node' or 'link', got {meta['task']!r}")
     if meta["num_nodes"] < 0 or meta["num_edges"] < 0:
         raise DatasetError(f"{mp}: num_nodes and num_edges must be >= 0")
+    optional = {"num_classes": int, "feature_dtype": str, "feature_shape": list, "directed": bool, "neg_layout": str}
+    for key, typ in optional.items():
+        v = meta.get(key)
+        if v is not None and (not isinstance(v, typ) or (typ is int and isinstance(v, bool))):
+            raise DatasetError(f"{mp}: field {key!r} must be a {typ.__name__} or null, got {v!r}")
+    if meta.get("num_classes") is not None and meta["num_classes"] < 0:
+        raise DatasetError(f"{mp}: num_classes must be >= 0, got {meta['num_classes']}")
+    shape = meta.get("feature_shape")
+    if shape is not None and not (
+        len(shape) == 2 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+    ):
+        raise DatasetError(f"{mp}: feature_shape must be [num_nodes, dim] of ints >= 0, got {shape!r}")
+    if meta.get("neg_layout") not in (None, "pairs", "per_source"):
+        raise DatasetError(f"{mp}: neg_layout must be 'pairs' or 'per_source', got {meta['neg_layout']!r}")
     return meta
 
 
@@ -489,10 +503,17 @@ def validate_dataset(ds: GraphDataset, checksums: bool = False) -> None:
     Checks: ``indptr`` starts at 0, is monotone and ends at ``num_edges``; every index lies in
     ``[0, num_nodes)``; labels lie in ``[-1, num_classes)``; split ids lie in range; node splits
     are disjoint; link splits are ``[E, 2]`` pairs (or ``[E, K]`` per-source negatives) in range;
-    and, with ``checksums``, every file's SHA-256 equals the one in ``meta.json``.
+    and, with ``checksums`` (checked first), every file's SHA-256 equals the one in ``meta.json``.
     """
     p = ds.path
     n = ds.num_nodes
+    # checksums first: a file modified after preparation is then named as such, not by the
+    # first content check its new bytes happen to break (possibly in another file's message)
+    if checksums:
+        for rel, info in ds.meta["files"].items():
+            want = info.get("sha256") if isinstance(info, dict) else None
+            if want and sha256_file(p / rel) != want:
+                raise DatasetError(f"{p / rel}: SHA-256 differs from meta.json (file modified or corrupt)")
     indptr = ds.indptr
     if indptr[0] != 0:
         raise DatasetError(f"{p / 'graph/indptr.npy'}: first entry is {int(indptr[0])}, expected 0")
@@ -535,11 +556,6 @@ def validate_dataset(ds: GraphDataset, checksums: bool = False) -> None:
                 if arr.shape[1] != 2:
                     raise DatasetError(f"{f}: expected [E, 2] node pairs, got shape {arr.shape}")
             _check_range(arr, 0, n, f, "node id")
-    if checksums:
-        for rel, info in ds.meta["files"].items():
-            want = info.get("sha256") if isinstance(info, dict) else None
-            if want and sha256_file(p / rel) != want:
-                raise DatasetError(f"{p / rel}: SHA-256 differs from meta.json (file modified or corrupt)")
 
 
 def _check_range(arr: np.ndarray, lo: int, hi: int, f: Path, what: str) -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gnnsys.features.kernels import GATHER_SOURCE, kernel_source, nvrtc_compile_ptx
 from gnnsys.features.launch_plan import (
@@ -196,24 +198,65 @@ def check_access_pattern(plan: GatherPlan, trace: np.ndarray, source: np.ndarray
     assert int(size.sum()) == expected_bytes
 
 
+def make_cache(table: np.ndarray, hot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Device-cache stand-in (256-aligned copy of the hot rows) and the row -> slot map."""
+    slots = np.full(table.shape[0], -1, dtype=np.int32)
+    slots[hot] = np.arange(hot.size, dtype=np.int32)
+    row_bytes = table.shape[1] * table.itemsize
+    cache = aligned_bytes(max(1, hot.size * row_bytes), 0)[: hot.size * row_bytes]
+    cache = cache.view(table.dtype).reshape(hot.size, table.shape[1])
+    cache[:] = table[hot]
+    return cache, slots
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["uva", "cached"])
 @pytest.mark.parametrize("misalign", [0, 4], ids=["aligned", "misaligned4"])
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("dim", ROW_WIDTHS)
-def test_emulated_gather_bit_exact(emu, dim: int, dtype: str, misalign: int):
+def test_emulated_gather_bit_exact(emu, dim: int, dtype: str, misalign: int, cached: bool):
     rng = np.random.default_rng(dim * 10 + misalign)
     table = make_table(97, dim, dtype, misalign, rng)
     ids = np.concatenate([rng.integers(0, 97, 60), [0, 96, 96, 5, 5, 5]]).astype(np.int64)
     row_bytes = table.shape[1] * table.itemsize
+    cache = slots = None
+    if cached:
+        cache, slots = make_cache(table, np.array([5, 96, 40, 3, 77], dtype=np.int64))
     for max_blocks in (65535, 1):  # natural grid, and 1 block to exercise the grid-stride loop
         out = aligned_bytes(ids.size * row_bytes, 0).view(table.dtype).reshape(ids.size, dim)
         plan = plan_gather(ids.size, row_bytes, table.ctypes.data, out.ctypes.data,
+                           cache_addr=None if cache is None else cache.ctypes.data,
                            max_blocks=max_blocks)
         if misalign == 4:
             assert plan.vector_bytes <= 4
-        res = run_emulated(emu, plan, table, ids, out=out)
+        res = run_emulated(emu, plan, table, ids, out=out, cache=cache, slots=slots)
         assert res.rc == 0
         np.testing.assert_array_equal(res.out.view(np.uint8), table[ids].view(np.uint8))
-        check_access_pattern(plan, res.trace, table, ids.size * row_bytes)
+        hit = np.zeros(ids.size, bool) if slots is None else slots[ids] >= 0
+        check_access_pattern(plan, res.trace, table, int((~hit).sum()) * row_bytes)
+        if cached:
+            assert hit.sum() >= 5
+            check_access_pattern(plan, res.trace, cache, int(hit.sum()) * row_bytes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(dim=st.integers(1, 300), dtype=st.sampled_from(list(DTYPES)),
+       misalign=st.sampled_from([0, 1, 2, 4, 6, 8, 12, 64, 100]), data=st.data())
+def test_emulated_gather_any_shape_and_alignment(emu, dim: int, dtype: str, misalign: int, data):
+    """Random widths and base offsets (odd ones force 1- or 2-byte vectors)."""
+    rng = np.random.default_rng(dim + misalign)
+    n_rows = data.draw(st.integers(1, 40))
+    table = make_table(n_rows, dim, dtype, misalign, rng)
+    ids = np.array(data.draw(st.lists(st.integers(0, n_rows - 1), max_size=50)), dtype=np.int64)
+    row_bytes = dim * table.itemsize
+    out_off = data.draw(st.sampled_from([0, 2, 8, 16]))
+    out = aligned_bytes(max(1, ids.size * row_bytes), out_off)[: ids.size * row_bytes]
+    out = out.view(np.uint8).view(table.dtype).reshape(ids.size, dim)
+    plan = plan_gather(ids.size, row_bytes, table.ctypes.data, out.ctypes.data,
+                       max_blocks=data.draw(st.sampled_from([1, 3, 65535])))
+    res = run_emulated(emu, plan, table, ids, out=out, grid=max(1, plan.grid))
+    assert res.rc == 0
+    np.testing.assert_array_equal(res.out.view(np.uint8), table[ids].view(np.uint8))
+    check_access_pattern(plan, res.trace, table, ids.size * row_bytes)
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
@@ -256,25 +299,19 @@ def test_emulated_duplicate_ids(emu):
     np.testing.assert_array_equal(res.out, np.repeat(table[2:3], 300, axis=0))
 
 
-@pytest.mark.parametrize("dim", [1, 32, 100, 129])
-def test_emulated_cached_gather(emu, dim: int):
-    rng = np.random.default_rng(dim)
-    table = make_table(80, dim, "float16", 4, rng)
-    hot = np.array([7, 3, 79, 40], dtype=np.int64)
-    slots = np.full(80, -1, dtype=np.int32)
-    slots[hot] = np.arange(hot.size, dtype=np.int32)
-    row_bytes = dim * 2
-    cache = aligned_bytes(hot.size * row_bytes, 0).view(np.float16).reshape(hot.size, dim)
-    cache[:] = table[hot]
-    ids = np.concatenate([rng.integers(0, 80, 50), hot, hot]).astype(np.int64)
-    plan = plan_gather(ids.size, row_bytes, table.ctypes.data, 0, cache_addr=cache.ctypes.data)
-    assert plan.kernel.startswith("gnnsys_gather_cached_")
-    res = run_emulated(emu, plan, table, ids, cache=cache, slots=slots)
-    assert res.rc == 0
-    np.testing.assert_array_equal(res.out.view(np.uint8), table[ids].view(np.uint8))
-    hit = slots[ids] >= 0
-    check_access_pattern(plan, res.trace, table, int((~hit).sum()) * row_bytes)
-    check_access_pattern(plan, res.trace, cache, int(hit.sum()) * row_bytes)
+def test_emulated_cached_gather_all_hits_and_no_hits(emu):
+    rng = np.random.default_rng(9)
+    table = make_table(30, 100, "float16", 4, rng)
+    for hot in (np.arange(30, dtype=np.int64), np.empty(0, dtype=np.int64)):
+        cache, slots = make_cache(table, hot)
+        ids = rng.integers(0, 30, 70).astype(np.int64)
+        cache_addr = cache.ctypes.data if hot.size else 0
+        plan = plan_gather(ids.size, 200, table.ctypes.data, 0, cache_addr=cache_addr)
+        res = run_emulated(emu, plan, table, ids, cache=cache, slots=slots)
+        assert res.rc == 0
+        np.testing.assert_array_equal(res.out, table[ids])
+        served = cache if hot.size else table
+        check_access_pattern(plan, res.trace, served, ids.size * 200)
 
 
 @pytest.mark.parametrize("cached", [False, True])

@@ -1,0 +1,212 @@
+"""Benchmark: feature row gather, ours (FeatureStore) vs torch.index_select / numpy.take / memcpy.
+
+Gathers ``--ids`` random rows (duplicates allowed) of an ``--rows x --dim`` table, float32 and
+float16, on ``--threads`` threads, and reports GB/s of gathered bytes for:
+
+* ours ``cpu`` (numba parallel gather into a reused ring buffer) and ``mmap`` (same over a
+  memory-mapped ``.npy``, page cache warm);
+* ``torch.index_select`` (fresh output, as usually called) and ``index_select(out=)`` (reused);
+* ``numpy.take(axis=0)``;
+* a contiguous copy of the same number of bytes into a reused buffer (the limit on this
+  machine: single-threaded ``np.copyto`` and a 2-thread numba copy, the faster counts).
+
+Every method is checked equal to NumPy fancy indexing; timings are interleaved round-robin and
+the median of ``--repeat`` rounds is reported. With a CUDA GPU and cupy it also times the
+zero-copy ``uva`` gather against a pinned host-to-device copy of the same bytes and against
+CPU gather + copy. The last line is one JSON object.
+
+    python bench/gather.py            # 2M x 100, 500k ids
+    python bench/gather.py --quick    # fewer rounds, float32 only (< 1 minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+from gnnsys.features import FeatureStore
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _parallel_copy(src, dst, chunk):  # pragma: no cover - numba
+    n = src.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        dst[lo:hi] = src[lo:hi]
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median seconds of each fn, timed round-robin (one warm-up call each)."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def cpu_section(rows: int, dim: int, n_ids: int, dtype: np.dtype, repeat: int,
+                threads: int, tmp: Path, with_mmap: bool) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((rows, dim), dtype=np.float32).astype(dtype, copy=False)
+    ids = rng.integers(0, rows, n_ids, dtype=np.int64)
+    expected = table[ids]
+    nbytes = expected.nbytes
+    tt, ti = torch.from_numpy(table), torch.from_numpy(ids)
+    out_t = torch.empty((n_ids, dim), dtype=tt.dtype)
+    src = np.ascontiguousarray(table[rows - n_ids:])  # a different region than the gathers
+    dst = np.empty_like(src)
+    src_flat, dst_flat = src.reshape(-1).view(np.uint8), dst.reshape(-1).view(np.uint8)
+
+    ours = FeatureStore(table, placement="cpu", num_threads=threads)
+    fns: dict[str, Callable[[], object]] = {
+        "ours_cpu": lambda: ours.gather(ids),
+        "index_select": lambda: torch.index_select(tt, 0, ti),
+        "index_select_out": lambda: torch.index_select(tt, 0, ti, out=out_t),
+        "np_take": lambda: np.take(table, ids, axis=0),
+        "copy_np": lambda: np.copyto(dst, src),
+        "copy_parallel": lambda: _parallel_copy(src_flat, dst_flat, 1 << 20),
+    }
+    if with_mmap:
+        path = tmp / f"table_{np.dtype(dtype).name}.npy"
+        np.save(path, table)
+        mm = FeatureStore(path, placement="mmap", num_threads=threads)
+        mm.gather(np.arange(rows, dtype=np.int64)[:: max(1, rows // n_ids)])  # warm the cache
+        fns["ours_mmap"] = lambda: mm.gather(ids)
+    # correctness of every contender
+    assert np.array_equal(ours.gather(ids).numpy(), expected)
+    assert torch.equal(torch.index_select(tt, 0, ti), torch.from_numpy(expected))
+    if with_mmap:
+        assert np.array_equal(fns["ours_mmap"]().numpy(), expected)
+    secs = interleaved_medians(fns, repeat)
+    gbps = {k: nbytes / s / 1e9 for k, s in secs.items()}
+    gbps["copy_limit"] = max(gbps.pop("copy_np"), gbps.pop("copy_parallel"))
+    return gbps
+
+
+def gpu_section(rows: int, dim: int, n_ids: int, repeat: int) -> dict[str, float] | None:
+    """Zero-copy gather vs pinned H2D memcpy vs CPU gather + copy (needs CUDA and cupy)."""
+    if not torch.cuda.is_available():
+        return None
+    try:
+        import cupy  # noqa: F401, PLC0415
+    except ImportError:
+        return None
+    rng = np.random.default_rng(1)
+    table = rng.standard_normal((rows, dim), dtype=np.float32)
+    ids = rng.integers(0, rows, n_ids, dtype=np.int64)
+    expected = torch.from_numpy(table[ids])
+    nbytes = expected.numel() * 4
+    dev = torch.device("cuda")
+    pinned = torch.empty((n_ids, dim), dtype=torch.float32, pin_memory=True)
+    pinned.copy_(expected)
+    dst = torch.empty((n_ids, dim), dtype=torch.float32, device=dev)
+
+    def cuda_time(fn: Callable[[], object]) -> float:
+        fn()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(repeat):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        return statistics.median(times)
+
+    res: dict[str, float] = {}
+    with FeatureStore(table, placement="uva") as uva, \
+            FeatureStore(table, placement="cpu", device="cuda") as cpu_copy, \
+            FeatureStore(table, placement="gpu") as resident:
+        assert torch.equal(uva.gather(ids).cpu(), expected)
+        assert torch.equal(cpu_copy.gather(ids).cpu(), expected)
+        assert torch.equal(resident.gather(ids).cpu(), expected)
+        res["h2d_memcpy"] = nbytes / cuda_time(lambda: dst.copy_(pinned, non_blocking=True)) / 1e9
+        res["uva"] = nbytes / cuda_time(lambda: uva.gather(ids)) / 1e9
+        res["cpu_gather_copy"] = nbytes / cuda_time(lambda: cpu_copy.gather(ids)) / 1e9
+        res["gpu_resident"] = nbytes / cuda_time(lambda: resident.gather(ids)) / 1e9
+    res["device"] = torch.cuda.get_device_name()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds, float32 only")
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    ap.add_argument("--dim", type=int, default=100)
+    ap.add_argument("--ids", type=int, default=500_000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=None)
+    args = ap.parse_args()
+    repeat = args.repeat or (5 if args.quick else 11)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(args.threads)
+    dtypes = [np.float32] if args.quick else [np.float32, np.float16]
+
+    print(f"gather: table {args.rows} x {args.dim}, {args.ids} random ids, "
+          f"{args.threads} threads, median of {repeat} interleaved rounds")
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for dt in dtypes:
+            name = np.dtype(dt).name
+            t0 = time.perf_counter()
+            g = cpu_section(args.rows, args.dim, args.ids, dt, repeat, args.threads,
+                            Path(tmp), with_mmap=True)
+            results[name] = g
+            print(f"\n[{name}] ({time.perf_counter() - t0:.1f} s)")
+            print(f"  {'method':<18}{'GB/s':>8}{'x copy':>9}{'x index_select':>16}")
+            for k, v in sorted(g.items(), key=lambda kv: -kv[1]):
+                print(f"  {k:<18}{v:>8.2f}{v / g['copy_limit']:>9.2f}"
+                      f"{v / g['index_select']:>16.2f}")
+    gpu = gpu_section(args.rows, args.dim, args.ids, repeat)
+    if gpu is not None:
+        print(f"\n[gpu: {gpu['device']}] GB/s: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in gpu.items() if k != "device"))
+    else:
+        print("\n[gpu] skipped: no CUDA GPU with cupy on this machine")
+
+    f32 = results["float32"]
+    summary = {
+        "bench": "gather",
+        "rows": args.rows, "dim": args.dim, "ids": args.ids, "threads": args.threads,
+        "quick": args.quick,
+        "ours_cpu_gbps": round(f32["ours_cpu"], 3),
+        "ours_mmap_gbps": round(f32["ours_mmap"], 3),
+        "index_select_gbps": round(f32["index_select"], 3),
+        "index_select_out_gbps": round(f32["index_select_out"], 3),
+        "np_take_gbps": round(f32["np_take"], 3),
+        "copy_limit_gbps": round(f32["copy_limit"], 3),
+        "ratio_vs_memcpy": round(f32["ours_cpu"] / f32["copy_limit"], 3),
+        "ratio_vs_index_select": round(f32["ours_cpu"] / f32["index_select"], 3),
+        "ratio_vs_index_select_out": round(f32["ours_cpu"] / f32["index_select_out"], 3),
+        "ratio_mmap_vs_memcpy": round(f32["ours_mmap"] / f32["copy_limit"], 3),
+    }
+    if "float16" in results:
+        f16 = results["float16"]
+        summary["float16_ratio_vs_memcpy"] = round(f16["ours_cpu"] / f16["copy_limit"], 3)
+        summary["float16_ratio_vs_index_select"] = round(f16["ours_cpu"] / f16["index_select"], 3)
+    if gpu is not None:
+        summary["gpu_device"] = gpu["device"]
+        summary["gpu_uva_gbps"] = round(gpu["uva"], 3)
+        summary["gpu_ratio_vs_h2d_memcpy"] = round(gpu["uva"] / gpu["h2d_memcpy"], 3)
+        summary["gpu_ratio_vs_cpu_gather_copy"] = round(gpu["uva"] / gpu["cpu_gather_copy"], 3)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ only instantiated on a machine with CUDA; its kernels are proven on the CPU by t
 
 from __future__ import annotations
 
+import warnings
 from types import ModuleType
 
 import numpy as np
@@ -87,12 +88,25 @@ class _HostRegistration:
                 "locked-memory limit (ulimit -l) or use placement='cpu'"
             ) from exc
         self._registered = True
-        self.device_ptr = int(cupy.cuda.runtime.hostGetDevicePointer(self.host_ptr, 0))
+        # the address GPU threads use for the pinned pages (equal to host_ptr under UVA)
+        self.device_ptr = int(cupy.cuda.runtime.pointerGetAttributes(self.host_ptr).devicePointer)
+        if self.device_ptr == 0:
+            self.close()
+            raise DeviceUnavailableError("the pinned feature table has no device address (UVA)")
 
     def close(self) -> None:
         if self._registered:
             self._registered = False
             self._cupy.cuda.runtime.hostUnregister(self.host_ptr)
+
+
+def _cupy_view_of(cupy: ModuleType, stream: torch.cuda.Stream, device_index: int):
+    """The torch stream as a cupy stream (kernels launched inside ``with`` it run on it)."""
+    if hasattr(stream, "__cuda_stream__") and hasattr(cupy.cuda.Stream, "from_external"):
+        return cupy.cuda.Stream.from_external(stream)
+    with warnings.catch_warnings():  # ExternalStream is deprecated in cupy 14, still present
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return cupy.cuda.ExternalStream(stream.cuda_stream, device_index)
 
 
 class _SideStream:
@@ -110,7 +124,7 @@ class _SideStream:
         if cupy is not None:
             with cupy.cuda.Device(device.index):
                 self.module = load_module(cupy)
-            self.cupy_stream = cupy.cuda.ExternalStream(self.stream.cuda_stream, device.index)
+            self.cupy_stream = _cupy_view_of(cupy, self.stream, device.index)
 
     def finish(self) -> torch.cuda.Event:
         """Record (on the side stream) the event marking the end of the work enqueued so far."""
@@ -161,8 +175,8 @@ class _ZeroCopyBase:
                     args = (np.uint64(self.registration.device_ptr), np.uint64(cache.data_ptr()),
                             np.uint64(slots.data_ptr()), np.uint64(out.data_ptr()))
                 kernel = side.module.get_function(plan.kernel)
-                with side.cupy.cuda.Device(side.device.index):
-                    kernel((plan.grid,), (plan.block,), args + tail, stream=side.cupy_stream)
+                with side.cupy.cuda.Device(side.device.index), side.cupy_stream:
+                    kernel((plan.grid,), (plan.block,), args + tail)
             event = side.finish()
         _check_bad(bad, event, ids)
         return PendingGather(out.view(t.dtype.torch_dtype), event)

@@ -21,6 +21,8 @@ LAYOUTS = ("block", "pyg")
 # Purpose tags mixed into the RNG key so hop draws and negative draws never share a stream.
 _TAG_HOP = 0x686F70
 _TAG_NEG = 0x6E6567
+# Idle scratch buffers kept per sampler (each holds an [N] map and per-thread [N / 8] bitmaps).
+_MAX_FREE_SCRATCH = 4
 
 
 class _ScratchPool:
@@ -42,6 +44,8 @@ class _ScratchPool:
     def release(self, scratch: _relabel.Scratch) -> None:
         with self._lock:
             self._free.append(scratch)
+            if len(self._free) > _MAX_FREE_SCRATCH:  # drop the one with the fewest threads
+                self._free.remove(min(self._free, key=lambda s: s.num_threads))
 
 
 class NeighborSampler:
@@ -112,8 +116,8 @@ class NeighborSampler:
 
     # ------------------------------------------------------------------ link batches
     def sample_from_edges(self, src: Any, dst: Any, neg: str | None = "uniform", num_neg: int = 1,
-                          exclude_target_edges: bool = False,
-                          batch_seed: int | None = None) -> SampledSubgraph:
+                          exclude_target_edges: bool = False, batch_seed: int | None = None,
+                          neg_dst: Any = None) -> SampledSubgraph:
         """Sample the union neighbourhood of the endpoints of positive pairs and their negatives.
 
         Args:
@@ -127,6 +131,9 @@ class NeighborSampler:
             exclude_target_edges: remove the positive pairs (both directions) from the
                 message-passing subgraph, at every hop.
             batch_seed: as in :meth:`sample_from_nodes`.
+            neg_dst: optional int ``[B, K]`` given negative destinations (e.g. a dataset's
+                fixed per-source evaluation negatives) used instead of sampled ones; laid out
+                as for ``"per_source"``. ``neg`` must then be ``None`` or ``"per_source"``.
 
         Returns:
             A :class:`SampledSubgraph` whose seeds are the sorted unique endpoints of all pairs
@@ -148,7 +155,18 @@ class NeighborSampler:
             raise SamplerInputError("exclude_target_edges needs a graph with fewer than 2**31 nodes")
         bs = self._batch_seed(batch_seed)
         b = src.size
-        if neg is None:
+        if neg_dst is not None:
+            if neg not in (None, "per_source"):
+                raise SamplerInputError(
+                    f"neg_dst gives the negatives explicitly; neg must be None or 'per_source', "
+                    f"got {neg!r}")
+            neg = "per_source"
+            given = check_ids(np.asarray(neg_dst).reshape(-1), self.num_nodes, "neg_dst")
+            if np.ndim(neg_dst) != 2 or np.shape(neg_dst)[0] != b:
+                raise SamplerInputError(
+                    f"neg_dst must have shape [B = {b}, K], got {np.shape(neg_dst)}")
+            neg_dst = given.reshape(b, -1)
+        elif neg is None:
             neg_dst = np.empty((b, 0), np.int64)
         else:
             neg_dst = self._negatives(src, int(num_neg), neg == "exclude_existing", bs)

@@ -229,6 +229,17 @@ def test_link_loader_batches(graph, features):
     assert sorted(map(tuple, got.tolist())) == sorted(map(tuple, edges.tolist()))
 
 
+def test_link_loader_with_given_negatives(graph):
+    edges = np.array([[1, 2], [3, 4], [5, 6]])
+    neg_dst = np.array([[7, 8], [9, 10], [11, 12]])
+    loader = LinkLoader(NeighborSampler(graph, [2]), edges, 2, neg=None, neg_dst=neg_dst,
+                        prefetch=0)
+    got = [b.subgraph.nodes[b.extra["neg_dst_index"].numpy()] for b in loader]
+    np.testing.assert_array_equal(np.concatenate(got), neg_dst)
+    with pytest.raises(ConfigError, match="neg_dst must be an integer"):
+        LinkLoader(NeighborSampler(graph, [2]), edges, 2, neg_dst=neg_dst[:2])
+
+
 def test_loaders_from_dataset(tiny, link_tiny):
     loader = NodeLoader.from_dataset(tiny, "train", [5, 5], 128, shuffle=True)
     b = next(iter(loader))

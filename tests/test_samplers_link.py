@@ -98,6 +98,22 @@ def test_link_batch_deterministic_and_uniform_negatives_cover_nodes():
     assert np.unique(negs).size > 60  # 100 uniform draws over 200 nodes
 
 
+def test_given_negatives_per_source():
+    g = random_graph(100, 800, seed=2)
+    s = NeighborSampler(g, [3])
+    neg_dst = np.array([[5, 6, 7], [8, 9, 5]])
+    sub = s.sample_from_edges([1, 2], [3, 4], neg=None, neg_dst=neg_dst, batch_seed=0)
+    np.testing.assert_array_equal(sub.nodes[sub.extra["neg_dst_index"]], neg_dst)
+    np.testing.assert_array_equal(sub.nodes[sub.edge_label_index[1, 2:]], neg_dst.ravel())
+    assert sub.edge_label.tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
+    with pytest.raises(SamplerInputError, match=r"neg_dst must have shape \[B = 2, K\]"):
+        s.sample_from_edges([1, 2], [3, 4], neg=None, neg_dst=np.array([[5, 6, 7]]))
+    with pytest.raises(SamplerInputError, match="neg must be None or 'per_source'"):
+        s.sample_from_edges([1, 2], [3, 4], neg="uniform", neg_dst=neg_dst)
+    with pytest.raises(SamplerInputError, match="neg_dst contains id 100"):
+        s.sample_from_edges([1, 2], [3, 4], neg=None, neg_dst=np.array([[5], [100]]))
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"neg": "hard"}, "neg must be one of"),
     ({"num_neg": 0}, "num_neg must be an int >= 1"),

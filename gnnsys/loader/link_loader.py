@@ -40,6 +40,8 @@ class LinkLoader(BaseLoader):
         exclude_target_edges: remove the batch's positive pairs (both directions) from its
             message-passing subgraph (no target leakage). Turn off for evaluation edges that
             are not in the graph.
+        neg_dst: optional int ``[E, K]`` fixed negative destinations per edge (e.g. OGB's
+            per-source evaluation tails) used instead of sampled negatives.
         shuffle, drop_last, prefetch, seed, transform, num_threads: as in
             :class:`~gnnsys.loader.node_loader.NodeLoader`.
 
@@ -53,7 +55,8 @@ class LinkLoader(BaseLoader):
     def __init__(self, sampler: Any, edges: Any, batch_size: int, *, features: Any = None,
                  neg: str | None = "uniform", num_neg: int = 1, exclude_target_edges: bool = True,
                  shuffle: bool = False, drop_last: bool = False, prefetch: int = 2, seed: int = 0,
-                 transform: Transform | None = None, num_threads: int | None = None) -> None:
+                 transform: Transform | None = None, num_threads: int | None = None,
+                 neg_dst: Any = None) -> None:
         if not callable(getattr(sampler, "sample_from_edges", None)):
             raise ConfigError(f"sampler must have sample_from_edges(), got {type(sampler).__name__}")
         src, dst = _split_edges(edges)
@@ -69,6 +72,16 @@ class LinkLoader(BaseLoader):
             raise ConfigError(f"neg must be one of {NEG_MODES} or None, got {neg!r}")
         if isinstance(num_neg, bool) or not isinstance(num_neg, (int, np.integer)) or num_neg < 1:
             raise ConfigError(f"num_neg must be an int >= 1, got {num_neg!r}")
+        self.neg_dst = None
+        if neg_dst is not None:
+            arr = np.asarray(neg_dst)
+            if arr.ndim != 2 or arr.shape[0] != self.src.size or arr.dtype.kind not in "iu":
+                raise ConfigError(f"neg_dst must be an integer [E = {self.src.size}, K] array "
+                                  f"aligned with edges, got {arr.dtype} {arr.shape}")
+            if neg not in (None, "per_source"):
+                raise ConfigError(f"neg_dst gives the negatives; neg must be None or "
+                                  f"'per_source', got {neg!r}")
+            self.neg_dst = arr
         self.neg = neg
         self.num_neg = int(num_neg)
         self.exclude_target_edges = bool(exclude_target_edges)
@@ -91,7 +104,8 @@ class LinkLoader(BaseLoader):
     def _sample(self, items: np.ndarray, batch_seed: int) -> Batch:
         sub = self.sampler.sample_from_edges(
             self.src[items], self.dst[items], neg=self.neg, num_neg=self.num_neg,
-            exclude_target_edges=self.exclude_target_edges, batch_seed=batch_seed)
+            exclude_target_edges=self.exclude_target_edges, batch_seed=batch_seed,
+            neg_dst=None if self.neg_dst is None else self.neg_dst[items])
         extra = {k: torch.from_numpy(v) for k, v in sub.extra.items()}
         return Batch(subgraph=sub, batch_size=sub.num_seeds,
                      edge_label_index=torch.from_numpy(sub.edge_label_index),

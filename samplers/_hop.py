@@ -172,6 +172,7 @@ def hop_fill(indptr, indices, weights, frontier, dst_base, fanout, replace, hop_
     """
     f = frontier.size
     weighted = weights.size > 0
+    replace = replace and fanout >= 0  # fanout -1 takes every allowed neighbour once
     for i in prange(f):
         v = frontier[i]
         o = offsets[i]

@@ -62,8 +62,10 @@ def check_subgraph(g: CSC, sub: SampledSubgraph, seeds: np.ndarray, fanouts, rep
             else:
                 expected = min(fanout, d)
             assert picked.size == expected, f"hop {k}, node {v}: {picked.size} != {expected}"
-            if not replace:
+            if not replace or fanout == -1:
                 assert np.unique(picked).size == picked.size, f"duplicate neighbour of {v}"
+            if fanout == -1:
+                assert set(picked.tolist()) == set(g.in_neighbours(v).tolist())
         frontier_start = known
         known = hop.num_src
 

@@ -13,7 +13,8 @@ Each process calls :func:`init_distributed`, which returns a :class:`DistContext
 single-process context when ``WORLD_SIZE`` is unset or 1). Collectives run with a timeout, so a
 rank that dies makes the others fail with a clear :class:`DistributedError` within a bounded time
 (immediately when the dead peer's sockets close, at the latest after the timeout), never a silent
-hang. Datasets are memory-mapped, so all local ranks share one copy of the graph and feature tables
+hang. Each rank iterates over its own shard of every epoch (the loaders' ``shard=(rank,
+world_size)``: disjoint, equally sized, deterministic by seed and epoch). Datasets are memory-mapped, so all local ranks share one copy of the graph and feature tables
 through the page cache.
 """
 
@@ -24,7 +25,6 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -141,27 +141,6 @@ def shutdown(ctx: DistContext) -> None:
     """Leave the process group (no-op for a single process)."""
     if ctx.enabled and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def shard_ids(ids: np.ndarray, ctx: DistContext, epoch: int, seed: int, shuffle: bool = True) -> np.ndarray:
-    """This rank's share of ``ids`` for ``epoch``: disjoint across ranks and of equal size.
-
-    All ranks draw the same permutation from ``(seed, epoch)``; rank ``r`` takes positions
-    ``r, r + W, r + 2W, ...``. When ``len(ids)`` is not a multiple of the world size ``W`` the
-    permutation is padded by wrapping around (as ``torch.utils.data.DistributedSampler`` does),
-    so every rank runs the same number of steps and no rank waits forever in a collective.
-    """
-    ids = np.asarray(ids)
-    if not ctx.enabled:
-        if not shuffle:
-            return ids
-        return ids[np.random.default_rng([seed, epoch]).permutation(ids.shape[0])]
-    n = ids.shape[0]
-    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-    per = -(-n // ctx.world_size)
-    if per * ctx.world_size > n and n > 0:
-        order = np.concatenate([order, order[: per * ctx.world_size - n]])
-    return ids[order[ctx.rank::ctx.world_size]]
 
 
 def launch_local(nproc: int, argv: list[str]) -> int:

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from gnnsys.distributed import DistContext, shard_ids
+from gnnsys.data import build_csc
 
 
 def free_port() -> int:
@@ -28,26 +28,46 @@ def rank_env(rank: int, world: int, port: int) -> dict[str, str]:
                 OMP_NUM_THREADS="1")
 
 
-@pytest.mark.parametrize("n,world", [(10, 2), (11, 2), (7, 3), (1, 2), (0, 2)])
-def test_shards_are_disjoint_equal_and_cover(n, world):
-    ids = np.arange(100, 100 + n)
-    shards = [shard_ids(ids, DistContext(rank=r, world_size=world), epoch=3, seed=5) for r in range(world)]
-    sizes = {s.size for s in shards}
-    assert len(sizes) == 1  # same number of steps on every rank: no rank waits in a collective
-    allv = np.concatenate(shards)
-    assert set(allv.tolist()) == set(ids.tolist())
-    if n % world == 0:
-        assert allv.size == n and np.unique(allv).size == n  # disjoint
-    else:
-        assert allv.size - np.unique(allv).size == (-n) % world  # only the wrap-around padding repeats
+def _loader(n: int, world: int, rank: int, shuffle: bool = True, seed: int = 5):
+    from gnnsys.loader import NodeLoader
+    from samplers import NeighborSampler
+
+    graph = build_csc(np.arange(199), np.arange(1, 200), 200)
+    return NodeLoader(NeighborSampler(graph, [2]), np.arange(100, 100 + n), batch_size=3, shuffle=shuffle,
+                      prefetch=0, seed=seed, shard=(rank, world))
 
 
-def test_shards_depend_on_seed_and_epoch_only():
-    ids = np.arange(50)
-    a = shard_ids(ids, DistContext(rank=1, world_size=2), epoch=1, seed=0)
-    b = shard_ids(ids, DistContext(rank=1, world_size=2), epoch=1, seed=0)
-    c = shard_ids(ids, DistContext(rank=1, world_size=2), epoch=2, seed=0)
+def _epoch_seeds(loader, epoch: int) -> list[np.ndarray]:
+    loader.set_epoch(epoch)
+    return [b.subgraph.nodes[: b.batch_size] for b in loader]
+
+
+@pytest.mark.parametrize("n,world", [(12, 2), (11, 2), (7, 3), (2, 2), (1, 2)])
+def test_loader_shards_are_disjoint_equal_and_cover(n, world):
+    per_rank = [_epoch_seeds(_loader(n, world, r), epoch=3) for r in range(world)]
+    assert len({len(b) for b in per_rank}) == 1  # same number of steps: no rank waits in a collective
+    allv = np.concatenate([np.concatenate(b) for b in per_rank])
+    assert set(allv.tolist()) == set(range(100, 100 + n))
+    assert allv.size == -(-n // world) * world
+    assert allv.size - np.unique(allv).size == (-n) % world  # only the wrap-around padding repeats
+
+
+def test_loader_shards_follow_seed_and_epoch():
+    a = np.concatenate(_epoch_seeds(_loader(40, 2, 1), epoch=1))
+    b = np.concatenate(_epoch_seeds(_loader(40, 2, 1), epoch=1))
+    c = np.concatenate(_epoch_seeds(_loader(40, 2, 1), epoch=2))
+    d = np.concatenate(_epoch_seeds(_loader(40, 2, 0), epoch=1))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert not set(a.tolist()) & set(d.tolist())
+    # ranks use distinct sampling keys for their i-th batch
+    assert _loader(40, 2, 0).batch_seed(1, 0) != _loader(40, 2, 1).batch_seed(1, 0)
+
+
+def test_bad_shard_is_a_config_error():
+    from gnnsys import ConfigError
+
+    with pytest.raises(ConfigError, match="shard rank 2 out of range"):
+        _loader(10, 2, 2)
 
 
 WORKER = textwrap.dedent("""

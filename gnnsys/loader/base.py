@@ -5,6 +5,12 @@ Order and randomness: the item order of epoch ``e`` is a permutation seeded by `
 seed ``stream_key(seed, e, i)``. A batch is therefore a pure function of ``(seed, epoch, i)``:
 independent of prefetch depth, of the thread count, and of whether the epoch was resumed.
 
+Distributed data parallelism: with ``shard=(rank, world_size)`` every rank draws the same
+epoch permutation, pads it by wrapping around to a multiple of ``world_size`` and keeps positions
+``rank, rank + world_size, ...``: disjoint, equally sized shards (so no rank waits in a collective
+for a batch that never comes). Batch ``i`` of rank ``r`` uses the key of global batch
+``i * world_size + r``.
+
 Epochs and resume: ``epoch`` starts at 0 and advances when an iteration runs to the end.
 :meth:`state_dict` gives ``{"epoch", "batch_index"}`` (the next batch to be yielded);
 :meth:`load_state_dict` makes the next iteration start at that batch of that epoch.
@@ -50,6 +56,18 @@ def check_features(features: Any, num_nodes: int) -> None:
         rows = shape[0] if shape else None
     if rows is not None and int(rows) < num_nodes:
         raise ConfigError(f"features has {rows} rows but the graph has {num_nodes} nodes")
+
+
+def _check_shard(shard: Any) -> tuple[int, int]:
+    if shard is None:
+        return 0, 1
+    try:
+        rank, world = (int(v) for v in shard)
+    except (TypeError, ValueError):
+        raise ConfigError(f"shard must be (rank, world_size), got {shard!r}") from None
+    if world < 1 or not 0 <= rank < world:
+        raise ConfigError(f"shard rank {rank} out of range for world_size {world}")
+    return rank, world
 
 
 class _EpochIterator(Iterator[Batch]):
@@ -100,8 +118,13 @@ class BaseLoader(ABC):
 
     def __init__(self, sampler: Any, num_items: int, batch_size: int, *, features: Any,
                  shuffle: bool, drop_last: bool, prefetch: int, seed: int,
-                 transform: Transform | None, num_threads: int | None) -> None:
+                 transform: Transform | None, num_threads: int | None,
+                 shard: tuple[int, int] | None = None) -> None:
         self.sampler = sampler
+        self.rank, self.world_size = _check_shard(shard)
+        self._total_items = int(num_items)
+        if self.world_size > 1:
+            num_items = -(-num_items // self.world_size)
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.prefetch = check_int(prefetch, "prefetch", 0)
         self.seed = check_int(seed, "seed", 0)
@@ -157,15 +180,27 @@ class BaseLoader(ABC):
         self.epoch, self._resume_at, self._position = epoch, index, 0
 
     def batch_seed(self, epoch: int, index: int) -> int:
-        """The sampler key of batch ``index`` of ``epoch``."""
+        """The sampler key of batch ``index`` of ``epoch`` (of this rank)."""
+        if self.world_size > 1:
+            index = index * self.world_size + self.rank
         return stream_key(self.seed, epoch, index)
 
     # ------------------------------------------------------------------ internals
     def _order(self, epoch: int) -> np.ndarray | None:
+        total = self._total_items
         if not self.shuffle:
-            return None
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, 0x5EED]))
-        return rng.permutation(self._num_items)
+            if self.world_size == 1:
+                return None
+            order = np.arange(total)
+        else:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, 0x5EED]))
+            order = rng.permutation(total)
+        if self.world_size > 1:
+            padded = self._num_items * self.world_size
+            if padded > total > 0:
+                order = np.concatenate([order, order[: padded - total]])
+            order = order[self.rank::self.world_size]
+        return order
 
     def _items(self, order: np.ndarray | None, index: int) -> np.ndarray:
         lo = index * self.batch_size

@@ -31,6 +31,8 @@ class NodeLoader(BaseLoader):
         seed: loader seed (order and sampling keys).
         transform: ``Batch -> Batch`` run in the worker after the gather.
         num_threads: numba threads the worker uses (``None`` = numba's default).
+        shard: ``(rank, world_size)`` for data-parallel training: this rank iterates over its
+            own equally sized share of each epoch's permutation (see :mod:`gnnsys.loader.base`).
 
     Yields:
         :class:`~gnnsys.loader.batch.Batch` with ``batch_size`` = number of seeds in the batch,
@@ -40,7 +42,7 @@ class NodeLoader(BaseLoader):
     def __init__(self, sampler: Any, seeds: Any, batch_size: int, *, features: Any = None,
                  labels: Any = None, shuffle: bool = False, drop_last: bool = False,
                  prefetch: int = 2, seed: int = 0, transform: Transform | None = None,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, shard: tuple[int, int] | None = None) -> None:
         if not callable(getattr(sampler, "sample_from_nodes", None)):
             raise ConfigError(f"sampler must have sample_from_nodes(), got {type(sampler).__name__}")
         try:
@@ -56,7 +58,7 @@ class NodeLoader(BaseLoader):
             self.labels = lab
         super().__init__(sampler, int(self.seeds.size), batch_size, features=features,
                          shuffle=shuffle, drop_last=drop_last, prefetch=prefetch, seed=seed,
-                         transform=transform, num_threads=num_threads)
+                         transform=transform, num_threads=num_threads, shard=shard)
 
     @classmethod
     def from_dataset(cls, dataset: Any, split: str, fanouts: list[int], batch_size: int, *,

@@ -1,0 +1,88 @@
+"""Benchmark: resident memory added by a second local rank in data-parallel training.
+
+Runs ``gnnsys train --nproc 2`` (torch.distributed, gloo) on a synthetic preset and samples, from
+outside, the memory of both rank processes every 0.2 s with psutil:
+
+- ``rss``: resident pages, including the shared, memory-mapped dataset pages it touched;
+- ``uss``: pages private to the process (what it adds on top of what is shared).
+
+The graph and feature tables are memory-mapped ``.npy`` files, so both ranks share one copy
+through the page cache; what a second rank adds is its private memory (its interpreter, model,
+optimizer and batch buffers). The reported fraction is peak USS of rank 1 over peak RSS of rank 0.
+Last line: ``{"bench": "dist_memory", "second_rank_rss_fraction": ...}``.
+
+    python bench/dist_memory.py            # products-like (2.45M nodes), 20 batches per rank
+    python bench/dist_memory.py --quick    # products-1m preset, 10 batches per rank
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+
+def rank_processes(root: psutil.Process) -> dict[int, psutil.Process]:
+    """Map RANK -> process for the training workers below ``root``."""
+    out = {}
+    for p in root.children(recursive=True):
+        try:
+            env = p.environ()
+            if "RANK" in env and "gnnsys" in " ".join(p.cmdline()):
+                out[int(env["RANK"])] = p
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--dataset", help="preset or dataset folder (default: products-like, quick: products-1m)")
+    ap.add_argument("--batches", type=int, help="batches per rank")
+    args = ap.parse_args()
+    dataset = args.dataset or ("products-1m" if args.quick else "products-like")
+    batches = args.batches or (10 if args.quick else 20)
+    # prepare first, so that generation memory is not measured
+    subprocess.run([sys.executable, "-m", "gnnsys", "prepare", dataset], check=True, stdout=subprocess.DEVNULL)
+    out = tempfile.mkdtemp(prefix="dist_memory_")
+    cmd = [sys.executable, "-m", "gnnsys", "train", "--nproc", "2", "--dataset", dataset,
+           "--epochs", "1", "--max-batches", str(batches), "--batch-size", "2048", "--eval-mode", "sampled",
+           "--no-progress", "--out", os.path.join(out, "run")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    root = psutil.Process(proc.pid)
+    peak = {0: {"rss": 0, "uss": 0}, 1: {"rss": 0, "uss": 0}}
+    while proc.poll() is None:
+        for rank, p in rank_processes(root).items():
+            if rank not in peak:
+                continue
+            try:
+                m = p.memory_full_info()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            peak[rank]["rss"] = max(peak[rank]["rss"], m.rss)
+            peak[rank]["uss"] = max(peak[rank]["uss"], m.uss)
+        time.sleep(0.2)
+    log = proc.stdout.read()
+    if proc.returncode != 0:
+        print(log)
+        raise SystemExit(f"training failed with exit code {proc.returncode}")
+    mib = lambda b: round(b / 2**20, 1)  # noqa: E731
+    for r in (0, 1):
+        print(f"rank {r}: peak rss {mib(peak[r]['rss'])} MiB, peak uss {mib(peak[r]['uss'])} MiB")
+    frac = peak[1]["uss"] / max(peak[0]["rss"], 1)
+    print(json.dumps({"bench": "dist_memory", "dataset": dataset, "batches_per_rank": batches,
+                      "rank0_rss_mib": mib(peak[0]["rss"]), "rank0_uss_mib": mib(peak[0]["uss"]),
+                      "rank1_rss_mib": mib(peak[1]["rss"]), "rank1_uss_mib": mib(peak[1]["uss"]),
+                      "second_rank_rss_fraction": round(frac, 4)}))
+
+
+if __name__ == "__main__":
+    main()

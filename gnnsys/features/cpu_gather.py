@@ -76,7 +76,7 @@ def gather_rows_into(table_words: np.ndarray, ids: np.ndarray, out_words: np.nda
     if num_threads is not None:
         numba.set_num_threads(num_threads)
     if sort_ids:
-        order = np.argsort(ids, kind="stable")
+        order = np.argsort(ids)  # any order of equal ids is fine: each k writes out[order[k]]
         _gather_rows_in_order(table_words, ids, order, out_words, chunk_rows)
     else:
         _gather_rows(table_words, ids, out_words, chunk_rows)

@@ -74,7 +74,9 @@ class FeatureStore:
 
     Args:
         table: ``[N, D]`` C-contiguous NumPy array / ``np.memmap`` / CPU tensor, or a ``.npy`` path.
-            bfloat16 tables are stored as ``uint16`` and need ``dtype="bfloat16"``.
+            bfloat16 tables are stored as ``uint16`` and need ``dtype="bfloat16"``. ``cpu`` reads
+            a path or memmap into RAM; ``mmap`` maps a path; ``uva``/``cached`` pin an array in
+            place (a path is read into RAM first; pass an ``np.memmap`` to pin the mapping).
         placement: one of :data:`PLACEMENTS`.
         device: where ``gather`` returns tensors. ``cpu``/``mmap`` default to ``"cpu"`` (with
             ``"cuda"`` the gathered rows are copied from pinned buffers); the GPU placements
@@ -86,7 +88,9 @@ class FeatureStore:
             :mod:`gnnsys.features.hot`); the ``cache_rows`` highest are cached.
         num_buffers: size of the output ring of the CPU placements (see :meth:`gather`).
         sort_ids: read rows in ascending id order (CPU placements). ``None``: only for an
-            ``mmap`` table larger than the available memory.
+            ``mmap`` table larger than the available memory, where reading the file in order
+            helps a cold page cache; for a RAM-resident table sorted reads were measured slower
+            (the scattered writes and the argsort cost more than the locality gains).
         num_threads: numba threads per CPU gather (``None``: numba's default).
         debug: GPU kernels also bound-check every id and the gather waits to report a bad one.
 

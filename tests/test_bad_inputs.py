@@ -1,0 +1,557 @@
+"""The bad-input suite: every user mistake gives one documented exception type (or CLI exit code 2)
+with a message naming the problem; nothing crashes, hangs, or replaces a good file with a broken one.
+
+The documented types and codes are listed in ``docs/errors.md``. Each case below asserts the type
+*and* that the message names the offending file, array or option. CLI cases run in-process through
+``gnnsys.cli.main`` (exit code + one stderr line); a few run as real subprocesses with a timeout to
+prove that no traceback and no hang reach the user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gnnsys.cli import main as cli_main
+from gnnsys.data import CSCGraph, load_dataset, save_dataset, synthetic
+from gnnsys.data.format import sha256_file
+from gnnsys.errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    DeviceUnavailableError,
+    FeatureStoreError,
+)
+from gnnsys.features import FeatureStore
+from gnnsys.loader import ArrayFeatures, NodeLoader
+from gnnsys.train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
+from samplers import NeighborSampler, SamplerInputError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return synthetic.generate("tiny", tmp_path_factory.mktemp("bad") / "tiny").path
+
+
+@pytest.fixture
+def ds_copy(tiny, tmp_path) -> Path:
+    """A private copy of the tiny dataset that a case may damage."""
+    dst = tmp_path / "ds"
+    shutil.copytree(tiny, dst)
+    return dst
+
+
+def _reseal(root: Path, rel: str) -> None:
+    meta = json.loads((root / "meta.json").read_text())
+    meta["files"][rel] = {"bytes": (root / rel).stat().st_size, "sha256": sha256_file(root / rel)}
+    (root / "meta.json").write_text(json.dumps(meta))
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Run the CLI in-process; returns (exit code, stderr). A user mistake is one stderr line."""
+    code = cli_main(argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def _one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("gnnsys: error: "), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def _graph(indptr, indices) -> CSCGraph:
+    indptr = np.asarray(indptr, np.int64)
+    return CSCGraph(indptr, np.asarray(indices, np.int32), indptr.size - 1)
+
+
+# =============================================================================================
+# Storage: corrupt, truncated, modified files
+
+
+def test_missing_dataset_folder(tmp_path):
+    with pytest.raises(DatasetError, match="not a dataset folder"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_truncated_array_file(ds_copy):
+    f = ds_copy / "graph/indices.npy"
+    f.write_bytes(f.read_bytes()[:100])
+    with pytest.raises(DatasetError, match=r"graph/indices\.npy: size 100 bytes differs"):
+        load_dataset(ds_copy)
+
+
+def test_corrupt_npy_header_even_with_matching_size(ds_copy):
+    f = ds_copy / "labels.npy"
+    data = bytearray(f.read_bytes())
+    data[:6] = b"\x00" * 6  # the magic string
+    f.write_bytes(bytes(data))
+    _reseal(ds_copy, "labels.npy")
+    with pytest.raises(DatasetError, match=r"labels\.npy: corrupt \.npy file"):
+        load_dataset(ds_copy)
+
+
+def test_corrupt_meta_json(ds_copy):
+    (ds_copy / "meta.json").write_bytes(b'{"format": "gnnsys-dataset", \xff')
+    with pytest.raises(DatasetError, match=r"meta\.json: corrupt JSON"):
+        load_dataset(ds_copy)
+
+
+def test_meta_json_field_of_wrong_type(ds_copy):
+    meta = json.loads((ds_copy / "meta.json").read_text())
+    meta["num_classes"] = "four"
+    (ds_copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="'num_classes' must be a int"):
+        load_dataset(ds_copy)
+
+
+def test_dataset_modified_after_preparation_checksum(ds_copy):
+    """Same size, different bytes: only the SHA-256 in meta.json can tell."""
+    lab = np.load(ds_copy / "labels.npy")
+    lab[:10] = (lab[:10] + 1) % 4
+    np.save(ds_copy / "labels.npy", lab)
+    with pytest.raises(DatasetError, match=r"labels\.npy: SHA-256 differs from meta\.json"):
+        load_dataset(ds_copy)
+
+
+def test_dataset_modified_after_preparation_size(ds_copy):
+    with open(ds_copy / "split/train.npy", "ab") as f:
+        f.write(b"\0" * 8)
+    with pytest.raises(DatasetError, match=r"split/train\.npy: size .* differs .* modified after preparation"):
+        load_dataset(ds_copy)
+
+
+def test_wrong_dtype_array(ds_copy):
+    np.save(ds_copy / "labels.npy", np.zeros(1000, np.float32))
+    _reseal(ds_copy, "labels.npy")
+    with pytest.raises(DatasetError, match=r"labels\.npy: dtype float32 but expected int64"):
+        load_dataset(ds_copy)
+
+
+def test_wrong_shape_array(ds_copy):
+    np.save(ds_copy / "features.npy", np.zeros((1000, 3), np.float32))
+    _reseal(ds_copy, "features.npy")
+    with pytest.raises(DatasetError, match=r"features\.npy: shape \(1000, 3\) does not match meta\.json"):
+        load_dataset(ds_copy)
+
+
+def test_node_ids_out_of_range_in_graph(ds_copy):
+    ix = np.load(ds_copy / "graph/indices.npy")
+    ix[7] = 1000
+    np.save(ds_copy / "graph/indices.npy", ix)
+    _reseal(ds_copy, "graph/indices.npy")
+    with pytest.raises(DatasetError, match=r"indices\.npy: node id 1000 out of range \[0, 1000\)"):
+        load_dataset(ds_copy)
+
+
+def test_out_of_range_graph_that_skipped_validation_is_refused_by_the_sampler(ds_copy):
+    """The >512 MiB path (validate=False) must still never hand a bad graph to a numba kernel."""
+    ix = np.load(ds_copy / "graph/indices.npy")
+    ix[7] = 5000
+    np.save(ds_copy / "graph/indices.npy", ix)
+    _reseal(ds_copy, "graph/indices.npy")
+    ds = load_dataset(ds_copy, validate=False)
+    with pytest.raises(SamplerInputError, match=r"graph\.indices must lie in \[0, 1000\)"):
+        NeighborSampler(ds.graph, [5, 5])
+
+
+def test_split_ids_out_of_range(ds_copy):
+    np.save(ds_copy / "split/valid.npy", np.array([3, -1], np.int64))
+    _reseal(ds_copy, "split/valid.npy")
+    with pytest.raises(DatasetError, match=r"split/valid\.npy: node id -1 out of range"):
+        load_dataset(ds_copy)
+
+
+def test_unsupported_format_version(ds_copy):
+    meta = json.loads((ds_copy / "meta.json").read_text())
+    meta["format_version"] = 2
+    (ds_copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="format_version 2 is not supported"):
+        load_dataset(ds_copy)
+
+
+def test_failed_overwrite_keeps_the_good_dataset(tiny, tmp_path):
+    """A write that fails half-way never replaces a good dataset, and leaves no temp folder."""
+    good = tmp_path / "ds"
+    shutil.copytree(tiny, good)
+    before = {p.name: sha256_file(p) for p in good.rglob("*.npy")}
+    g = _graph([0, 1, 2], [1, 0])
+    with pytest.raises(DatasetError, match="features: expected a 2-D"):
+        save_dataset(good, name="x", task="node", graph=g, features=np.zeros((2, 2, 2), np.float32),
+                     overwrite=True)
+    assert {p.name: sha256_file(p) for p in good.rglob("*.npy")} == before
+    load_dataset(good)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+# =============================================================================================
+# Graph shapes: empty, single node, self-loops only
+
+
+def test_empty_graph_is_refused_by_the_sampler():
+    with pytest.raises(SamplerInputError, match="at least one node"):
+        NeighborSampler(_graph([0], []), [2])
+
+
+def test_single_node_graph_samples_only_the_seed():
+    s = NeighborSampler(_graph([0, 0], []), [3, 2])
+    out = s.sample_from_nodes(np.array([0]))
+    assert out.nodes.tolist() == [0] and out.num_sampled_edges == [0, 0]
+
+
+def test_self_loop_only_graph_samples_self_loops():
+    s = NeighborSampler(_graph([0, 1, 2, 3], [0, 1, 2]), [4])
+    out = s.sample_from_nodes(np.array([2, 0]))
+    assert out.nodes.tolist() == [2, 0]
+    src, dst = out.hops[0].edge_index
+    assert np.array_equal(out.nodes[src], out.nodes[dst]) and src.size == 2
+
+
+def test_empty_dataset_round_trips(tmp_path):
+    """A dataset with zero nodes is a valid (if useless) folder; training on it is refused."""
+    ds = save_dataset(tmp_path / "empty", name="empty", task="node", graph=_graph([0], []),
+                      labels=np.zeros(0, np.int64), num_classes=1, splits={"train": np.zeros(0, np.int64)})
+    assert load_dataset(ds.path).num_nodes == 0
+    with pytest.raises(ConfigError, match="a graph needs at least one node"):
+        Trainer(TrainConfig(dataset=str(ds.path), out=str(tmp_path / "run"), progress=False))
+
+
+# =============================================================================================
+# Samplers: fanouts and seeds
+
+
+@pytest.mark.parametrize("fanouts,match", [
+    ([], "fanouts is empty"),
+    ([5, 0], r"fanouts\[1\] = 0 is invalid"),
+    ([-2], r"fanouts\[0\] = -2 is invalid"),
+    ("15,10", "fanouts must be a list of ints"),
+    ([2.5], r"fanouts\[0\] must be an int"),
+])
+def test_bad_fanouts(tiny, fanouts, match):
+    with pytest.raises(SamplerInputError, match=match):
+        NeighborSampler(load_dataset(tiny).graph, fanouts)
+
+
+@pytest.mark.parametrize("seeds,match", [
+    (np.array([1, 1000]), "id 1000, out of range for a graph of 1000 nodes"),
+    (np.array([-3, 1]), "negative id -3"),
+    (np.array([1.0, 2.0]), "seeds must hold integer node ids, got dtype float64"),
+    (np.array([], np.int64), "seeds is empty"),
+])
+def test_bad_seeds(tiny, seeds, match):
+    s = NeighborSampler(load_dataset(tiny).graph, [2])
+    with pytest.raises(SamplerInputError, match=match):
+        s.sample_from_nodes(seeds)
+
+
+def test_link_sampler_unknown_negative_mode(tiny):
+    s = NeighborSampler(load_dataset(tiny).graph, [2])
+    with pytest.raises(SamplerInputError, match="neg must be one of"):
+        s.sample_from_edges(np.array([0]), np.array([1]), neg="hard")
+
+
+# =============================================================================================
+# Feature store and loader
+
+
+def test_features_nan_inf_are_reported_and_can_stop(tmp_path):
+    x = np.ones((6, 3), np.float32)
+    x[2, 1] = np.nan
+    x[4, 0] = np.inf
+    store = FeatureStore(x)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        report = store.validate()
+    assert not report.ok
+    with pytest.raises(FeatureStoreError, match="non-finite"):
+        store.validate(raise_on_nonfinite=True)
+
+
+@pytest.mark.parametrize("ids,match", [
+    (np.array([0, 6]), "6"),
+    (np.array([-1]), "-1"),
+    (np.array([0.5]), "float"),
+])
+def test_feature_gather_bad_ids(ids, match):
+    store = FeatureStore(np.zeros((6, 3), np.float32))
+    with pytest.raises(FeatureStoreError, match=match):
+        store.gather(ids)
+
+
+@pytest.mark.parametrize("table,match", [
+    (np.zeros((6, 4), np.float32)[:, ::2], "contiguous"),
+    (np.zeros((6, 3), np.int64), "int64"),
+    (np.zeros(6, np.float32), "2-D|shape"),
+])
+def test_feature_store_bad_table(table, match):
+    with pytest.raises(FeatureStoreError, match=match):
+        FeatureStore(table)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+@pytest.mark.parametrize("placement", ["uva", "gpu", "cached"])
+def test_gpu_placement_without_cuda(placement):
+    with pytest.raises(DeviceUnavailableError):
+        FeatureStore(np.zeros((6, 3), np.float32), placement=placement)
+
+
+def test_unknown_placement():
+    with pytest.raises(ConfigError, match="placement='ssd' is unknown"):
+        FeatureStore(np.zeros((6, 3), np.float32), placement="ssd")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"batch_size": 0}, "batch_size must be an int >= 1"),
+    ({"batch_size": 4, "prefetch": -1}, "prefetch must be an int >= 0"),
+    ({"batch_size": 4, "features": ArrayFeatures(np.zeros((10, 2), np.float32))}, "10 rows but the graph has 1000"),
+])
+def test_bad_loader_options(tiny, kwargs, match):
+    s = NeighborSampler(load_dataset(tiny).graph, [2])
+    with pytest.raises(ConfigError, match=match):
+        NodeLoader(s, np.arange(20), **kwargs)
+
+
+# =============================================================================================
+# Training configuration and option combinations
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"model": "transformer-xl"}, "unknown model 'transformer-xl'"),
+    ({"fanouts": "15,x,5"}, "fanouts: expected comma-separated integers"),
+    ({"fanouts": [10, 0]}, "fanouts: each fanout must be a positive integer or -1"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"lr": float("nan")}, "lr must be a finite number"),
+    ({"lr": -0.1}, "lr must be a finite number >= 0"),
+    ({"epochs": -1}, "epochs must be an integer >= 1"),
+    ({"features": "tape"}, "features must be one of"),
+    ({"metric": "hits@0"}, "metric must be"),
+    ({"bogus_option": 1}, "unknown config option"),
+])
+def test_bad_train_config(tiny, tmp_path, changes, match):
+    with pytest.raises(ConfigError, match=match):
+        cfg = TrainConfig.from_dict({"dataset": str(tiny), "out": str(tmp_path / "run"), **changes})
+        Trainer(cfg)
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"task": "link"}, "--task link: dataset 'tiny' has no train_pos"),
+    ({"metric": "mrr"}, "metric 'mrr' does not fit a node task"),
+    ({"features": "uva", "device": "cpu"}, "placement='uva' produces CUDA tensors"),
+])
+def test_incompatible_option_combinations(tiny, tmp_path, changes, match):
+    with pytest.raises(ConfigError, match=match):
+        Trainer(TrainConfig(dataset=str(tiny), out=str(tmp_path / "run"), progress=False, **changes))
+
+
+def test_unknown_dataset_name(tmp_path):
+    with pytest.raises(DatasetError, match="unknown dataset 'no-such-graph'"):
+        Trainer(TrainConfig(dataset="no-such-graph", home=str(tmp_path), out=str(tmp_path / "r")))
+
+
+def test_unknown_synthetic_preset_and_bad_scale(tmp_path):
+    with pytest.raises(ConfigError, match="unknown synthetic preset"):
+        synthetic.generate("huge", tmp_path / "x")
+    with pytest.raises(ConfigError, match="scale must be a positive number"):
+        synthetic.generate("tiny", tmp_path / "y", scale=-1.0)
+
+
+# =============================================================================================
+# Checkpoints: corrupt, foreign, hostile
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    before = torch.get_num_threads()
+    try:
+        code = cli_main(["train", "--dataset", str(tiny), "--out", str(out), "--epochs", "1",
+                         "--batch-size", "128", "--fanouts", "3,2", "--hidden", "16", "--max-batches", "2",
+                         "--no-progress", "--num-threads", "1"])
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0
+    return out
+
+
+def _copy_run(run: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst)
+    return dst
+
+
+def test_resume_from_truncated_checkpoint(finished_run, tmp_path, capsys):
+    run = _copy_run(finished_run, tmp_path)
+    ck = run / "checkpoint.pt"
+    ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 3])
+    code, err = _cli(["train", "--resume", "--out", str(run), "--no-progress"], capsys)
+    _one_line_error(code, err, "checkpoint.pt", "corrupt or unreadable checkpoint")
+
+
+def test_resume_from_garbage_checkpoint(finished_run, tmp_path):
+    run = _copy_run(finished_run, tmp_path)
+    (run / "checkpoint.pt").write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        load_checkpoint(run / "checkpoint.pt")
+
+
+class _Exploit:
+    """Unpickling this object would create a file (arbitrary code execution in a real attack)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.target),))
+
+
+def test_hostile_pickle_checkpoint_is_refused_without_running_code(finished_run, tmp_path):
+    run = _copy_run(finished_run, tmp_path)
+    target = tmp_path / "pwned"
+    torch.save({"format": "gnnsys-checkpoint", "payload": _Exploit(str(target))}, run / "checkpoint.pt",
+               pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        load_checkpoint(run / "checkpoint.pt")
+    assert not target.exists()
+
+
+def test_resume_from_a_foreign_checkpoint(finished_run, tiny, tmp_path, capsys):
+    """A checkpoint of another configuration copied into a run folder is refused by fingerprint."""
+    run = _copy_run(finished_run, tmp_path)
+    other = _copy_run(finished_run, tmp_path / "o")
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["lr"] = 0.5
+    (other / "config.json").write_text(json.dumps(cfg))
+    state = load_checkpoint(run / "checkpoint.pt")
+    state["fingerprint"] = TrainConfig.from_dict(cfg).fingerprint()
+    save_checkpoint(run / "checkpoint.pt", {k: v for k, v in state.items() if k not in ("format", "version")})
+    code, err = _cli(["train", "--resume", "--out", str(run), "--no-progress"], capsys)
+    _one_line_error(code, err, "checkpoint.pt", "different configuration")
+
+
+def test_resume_with_different_options(finished_run, tmp_path, capsys):
+    run = _copy_run(finished_run, tmp_path)
+    code, err = _cli(["train", "--resume", "--out", str(run), "--lr", "0.1", "--no-progress"], capsys)
+    _one_line_error(code, err, str(run), "lr")
+
+
+def test_checkpoint_that_is_not_a_gnnsys_checkpoint(tmp_path):
+    torch.save({"model": {"w": torch.zeros(2)}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a gnnsys checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_existing_run_is_not_overwritten(finished_run, tiny, tmp_path, capsys):
+    run = _copy_run(finished_run, tmp_path)
+    before = sha256_file(run / "checkpoint.pt")
+    code, err = _cli(["train", "--dataset", str(tiny), "--out", str(run), "--no-progress"], capsys)
+    _one_line_error(code, err, "already holds a run")
+    assert sha256_file(run / "checkpoint.pt") == before
+
+
+# =============================================================================================
+# CLI
+
+
+def test_cli_info_on_missing_dataset(tmp_path, capsys):
+    code, err = _cli(["info", str(tmp_path / "missing") + os.sep], capsys)
+    _one_line_error(code, err, "not a dataset folder")
+
+
+def test_cli_info_validate_names_the_modified_file(ds_copy, capsys):
+    lab = np.load(ds_copy / "labels.npy")
+    lab[0] = (lab[0] + 1) % 4
+    np.save(ds_copy / "labels.npy", lab)
+    code, err = _cli(["info", str(ds_copy), "--validate"], capsys)
+    _one_line_error(code, err, "labels.npy", "SHA-256")
+
+
+def test_cli_prepare_unknown_name(tmp_path, capsys):
+    code, err = _cli(["prepare", "ogbn-nonexistent-graph", "--home", str(tmp_path)], capsys)
+    assert code == 2 and "ogbn-nonexistent-graph" in err and "Traceback" not in err
+
+
+def test_cli_prepare_edges_without_out(tmp_path, capsys):
+    edges = tmp_path / "e.csv"
+    edges.write_text("0,1\n1,2\n")
+    code, err = _cli(["prepare", "--edges", str(edges)], capsys)
+    _one_line_error(code, err, "--edges needs --out")
+
+
+def test_cli_prepare_malformed_edge_list(tmp_path, capsys):
+    edges = tmp_path / "e.csv"
+    edges.write_text("0,1\n1,banana\n")
+    code, err = _cli(["prepare", "--edges", str(edges), "--out", str(tmp_path / "o")], capsys)
+    _one_line_error(code, err, "e.csv")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_train_malformed_fanouts(tiny, tmp_path, capsys):
+    code, err = _cli(["train", "--dataset", str(tiny), "--fanouts", "15,,5", "--out", str(tmp_path / "r")], capsys)
+    _one_line_error(code, err, "--fanouts")
+
+
+def test_cli_train_bad_config_file(tiny, tmp_path, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text("{'dataset': 1}")
+    code, err = _cli(["train", "--config", str(cfg), "--out", str(tmp_path / "r")], capsys)
+    _one_line_error(code, err, "c.json", "not a valid JSON config")
+
+
+def test_cli_resume_without_out(capsys):
+    code, err = _cli(["train", "--resume"], capsys)
+    _one_line_error(code, err, "--resume needs --out")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_cli_device_cuda_without_cuda_subprocess(tiny, tmp_path):
+    """A real process: exit code 2, one line, no traceback, no hang."""
+    proc = subprocess.run([sys.executable, "-m", "gnnsys", "train", "--dataset", str(tiny), "--device", "cuda",
+                           "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    _one_line_error(proc.returncode, proc.stderr, "--device cuda", "CUDA is not available")
+
+
+def test_cli_corrupt_dataset_subprocess(ds_copy, tmp_path):
+    f = ds_copy / "graph/indptr.npy"
+    f.write_bytes(f.read_bytes()[:-9])
+    proc = subprocess.run([sys.executable, "-m", "gnnsys", "info", str(ds_copy)], capture_output=True, text=True,
+                          timeout=120)
+    _one_line_error(proc.returncode, proc.stderr, "graph/indptr.npy", "size")
+
+
+# =============================================================================================
+# No pickle on any load path reachable from someone else's files
+
+
+def test_no_pickle_on_load_paths():
+    """No np.load with allow_pickle=True (its default is False), every torch.load is
+    weights_only=True, no pickle module.
+
+    One documented exception: ``gnnsys/data/sources.py`` reads OGB's own split ``.pt`` files
+    (dicts of NumPy arrays) with torch's full unpickler; it is a one-time conversion of files
+    downloaded from OGB, never a path a gnnsys dataset or checkpoint takes.
+    """
+    offenders = []
+    for path in list((REPO / "gnnsys").rglob("*.py")) + list((REPO / "samplers").rglob("*.py")):
+        text = path.read_text()
+        rel = path.relative_to(REPO).as_posix()
+        for i, line in enumerate(text.splitlines(), 1):
+            code = line.split("#")[0]
+            if "allow_pickle=True" in code or "import pickle" in code or "pickle.load" in code:
+                offenders.append(f"{rel}:{i}: {line.strip()}")
+            if "torch.load(" in code and "weights_only=True" not in code:
+                if not (rel == "gnnsys/data/sources.py" and "weights_only=False" in code):
+                    offenders.append(f"{rel}:{i}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

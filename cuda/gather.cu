@@ -19,6 +19,8 @@
 //     span boundary, which lies inside that 128-byte segment); lanes whose vector lies outside
 //     the row are masked. So each step of a group is one aligned request covering whole 128-byte
 //     segments (or a part of exactly one segment), never a request that straddles segments.
+//   * Loads go through the read-only path (__ldg); stores are streaming (__stcs): each output
+//     byte is written once. The `cached` kernels read device-resident hot rows the same way.
 //
 // Ids must be validated by the host before a launch (0 <= id < num_rows). When `bad` is not
 // null the kernel also bound-checks every id (debug mode): out-of-range rows are skipped and the

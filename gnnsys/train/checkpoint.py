@@ -53,6 +53,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+    # temp files of writes that a SIGKILL interrupted (no `finally` ran): the new checkpoint
+    # supersedes them, and each is as large as a checkpoint
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
     try:  # make the rename itself durable
         fd = os.open(path.parent, os.O_RDONLY)
         try:

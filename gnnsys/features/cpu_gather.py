@@ -31,12 +31,15 @@ def as_words(a: np.ndarray) -> np.ndarray:
 def _gather_rows(table, ids, out, chunk_rows):  # pragma: no cover - compiled by numba
     """``out[i, :] = table[ids[i], :]``; table ``[N, D]`` words, ids int32/int64 ``[n]``."""
     n = ids.shape[0]
+    d = table.shape[1]
     num_chunks = (n + chunk_rows - 1) // chunk_rows
     for c in prange(num_chunks):
         lo = c * chunk_rows
         hi = min(n, lo + chunk_rows)
         for i in range(lo, hi):
-            out[i, :] = table[ids[i], :]
+            row = ids[i]
+            for j in range(d):  # an explicit loop vectorizes better than a slice assignment
+                out[i, j] = table[row, j]
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -48,13 +51,16 @@ def _gather_rows_in_order(table, ids, order, out, chunk_rows):  # pragma: no cov
     (the inverse permutation is implicit).
     """
     n = ids.shape[0]
+    d = table.shape[1]
     num_chunks = (n + chunk_rows - 1) // chunk_rows
     for c in prange(num_chunks):
         lo = c * chunk_rows
         hi = min(n, lo + chunk_rows)
         for k in range(lo, hi):
             i = order[k]
-            out[i, :] = table[ids[i], :]
+            row = ids[i]
+            for j in range(d):
+                out[i, j] = table[row, j]
 
 
 def gather_rows_into(table_words: np.ndarray, ids: np.ndarray, out_words: np.ndarray,

@@ -86,6 +86,23 @@ def test_mmap_gather_bit_exact(npy_table, dtype: str):
     assert_rows(in_ram.gather([0, 499]), table, [0, 499], dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_serial_and_parallel_kernels_agree(dtype: str):
+    """Every CPU kernel path (serial, parallel, parallel in sorted order) gives the same bits."""
+    from gnnsys.features.cpu_gather import as_words, gather_rows_into  # noqa: PLC0415
+
+    table = random_table(3000, 19, dtype, seed=7)
+    ids = np.random.default_rng(8).integers(0, 3000, 7001)
+    expected = table[ids].view(np.uint8)
+    for ids_t in (ids.astype(np.int64), ids.astype(np.int32)):
+        for kw in ({"parallel_min_bytes": 1 << 40}, {"parallel_min_bytes": 0},
+                   {"parallel_min_bytes": 0, "sort_ids": True}, {"num_threads": 1},
+                   {"parallel_min_bytes": 0, "num_threads": 2, "chunk_rows": 3}):
+            out = np.zeros((ids.size, 19), dtype=table.dtype)
+            gather_rows_into(as_words(table), ids_t, as_words(out), **kw)
+            np.testing.assert_array_equal(out.view(np.uint8), expected, err_msg=str(kw))
+
+
 @pytest.mark.parametrize("kind", ["int32", "int64", "uint16", "torch64", "torch32", "list"])
 def test_id_types(kind: str):
     table = random_table(300, 5, "float32")

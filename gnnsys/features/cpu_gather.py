@@ -15,6 +15,10 @@ from gnnsys.features.dtypes import FeatureDType
 
 #: rows per parallel work item; small enough to balance 2-16 threads on a 500k-row batch.
 DEFAULT_CHUNK_ROWS = 2048
+#: gathers moving fewer bytes run on the calling thread: waking the worker threads costs more
+#: than it saves for them. On a loaded machine a wake-up waits for a time slice: measured here
+#: (2 cores, load ~7) every parallel launch cost ~16 ms, and a 40 MB gather ran faster serially.
+PARALLEL_MIN_BYTES = 4 << 20
 
 _WORDS = {2: np.uint16, 4: np.uint32}
 
@@ -42,6 +46,16 @@ def _gather_rows(table, ids, out, chunk_rows):  # pragma: no cover - compiled by
                 out[i, j] = table[row, j]
 
 
+@njit(nogil=True, cache=True)
+def _gather_rows_serial(table, ids, out):  # pragma: no cover - compiled by numba
+    """:func:`_gather_rows` on the calling thread (small batches)."""
+    d = table.shape[1]
+    for i in range(ids.shape[0]):
+        row = ids[i]
+        for j in range(d):
+            out[i, j] = table[row, j]
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def _gather_rows_in_order(table, ids, order, out, chunk_rows):  # pragma: no cover - numba
     """Same result as :func:`_gather_rows`, but reads the table in the order ``ids[order]``.
@@ -65,7 +79,8 @@ def _gather_rows_in_order(table, ids, order, out, chunk_rows):  # pragma: no cov
 
 def gather_rows_into(table_words: np.ndarray, ids: np.ndarray, out_words: np.ndarray,
                      sort_ids: bool = False, num_threads: int | None = None,
-                     chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+                     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                     parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> None:
     """Gather ``table_words[ids]`` into ``out_words`` with a numba parallel loop.
 
     Args:
@@ -74,10 +89,18 @@ def gather_rows_into(table_words: np.ndarray, ids: np.ndarray, out_words: np.nda
         out_words: ``[n, D]`` C-contiguous words of the same dtype, written in full.
         sort_ids: read rows in ascending id order (argsort + implicit inverse permutation).
         num_threads: numba threads for this call (``numba.set_num_threads`` is per calling
-            thread); ``None`` keeps the current setting.
+            thread); ``None`` keeps the current setting; 1 runs on the calling thread.
         chunk_rows: rows per parallel work item.
+        parallel_min_bytes: smaller gathers run serially on the calling thread.
     """
+    if out_words.shape != (ids.shape[0], table_words.shape[1]) or out_words.dtype != table_words.dtype:
+        raise ValueError(f"output {out_words.dtype} {out_words.shape} does not fit "
+                         f"{ids.shape[0]} rows of {table_words.dtype} {table_words.shape}")
     if ids.shape[0] == 0:
+        return
+    nbytes = ids.shape[0] * out_words.shape[1] * out_words.itemsize
+    if not sort_ids and (num_threads == 1 or nbytes < parallel_min_bytes):
+        _gather_rows_serial(table_words, ids, out_words)
         return
     if num_threads is not None:
         numba.set_num_threads(num_threads)

@@ -358,3 +358,13 @@ def test_hot_rows_and_slot_map():
         build_slot_map(5, np.array([1, 1]))
     with pytest.raises(ConfigError, match=r"\[0, 5\)"):
         build_slot_map(5, np.array([5]))
+
+
+def test_gather_async_on_cpu_and_lifetime():
+    table = random_table(50, 7, "float16")
+    with FeatureStore(table, num_buffers=2) as fs:
+        pending = fs.gather_async(np.array([3, 1]))
+        assert pending.ready()
+        assert_rows(pending.wait(), table, [3, 1], "float16")
+        assert "placement='cpu'" in repr(fs) and "rows=50" in repr(fs)
+    fs.close()  # idempotent

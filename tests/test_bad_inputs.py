@@ -169,6 +169,40 @@ def test_out_of_range_graph_that_skipped_validation_is_refused_by_the_sampler(ds
         NeighborSampler(ds.graph, [5, 5])
 
 
+PROPAGATE_CHILD = r"""
+import json, sys
+from pathlib import Path
+import numpy as np
+from gnnsys.data import load_dataset
+from gnnsys.data.propagate import build_propagated
+from gnnsys.errors import DatasetError
+
+root = Path(sys.argv[1])
+ix = np.load(root / "graph/indices.npy")
+ix[5] = 10**9  # far outside the graph: an unchecked kernel read would fault
+np.save(root / "graph/indices.npy", ix)
+meta = json.loads((root / "meta.json").read_text())
+meta["files"]["graph/indices.npy"] = {"bytes": (root / "graph/indices.npy").stat().st_size}
+(root / "meta.json").write_text(json.dumps(meta))
+ds = load_dataset(root, validate=False)  # what a dataset over 512 MiB gets
+try:
+    build_propagated(ds, root.parent / "prop.npy", hops=2)
+except DatasetError as e:
+    print("DatasetError:", e)
+"""
+
+
+def test_propagation_refuses_an_out_of_range_graph_that_skipped_validation(ds_copy):
+    """LargeGT's A_hat^k x builder runs a numba kernel over the raw graph: it validates it first
+    (before the fix, this case was a segfault). Run in a child so a crash fails the test."""
+    proc = subprocess.run([sys.executable, "-c", PROPAGATE_CHILD, str(ds_copy)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, f"child exited with {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "DatasetError: dataset 'tiny': invalid graph" in proc.stdout
+    assert "graph.indices must lie in [0, 1000)" in proc.stdout
+    assert not (ds_copy.parent / "prop.npy").exists()
+
+
 def test_split_ids_out_of_range(ds_copy):
     np.save(ds_copy / "split/valid.npy", np.array([3, -1], np.int64))
     _reseal(ds_copy, "split/valid.npy")

@@ -102,8 +102,18 @@ def build_propagated(dataset: Any, out_path: str | os.PathLike, hops: int = 2,
     if chunk_rows is None:
         chunk_rows = max(1, CHUNK_BYTES // max(1, 4 * d))
     feature_dtype = dataset.meta.get("feature_dtype")
-    indptr = np.asarray(dataset.indptr)
-    indices = np.asarray(dataset.indices)
+    # the kernel reads indices[indptr[v]:indptr[v + 1]] without bounds checks: validate the graph
+    # once (a dataset over 512 MiB is loaded without content checks)
+    from samplers import SamplerInputError
+    from samplers._validate import check_graph
+
+    try:
+        indptr, indices, num_nodes = check_graph(dataset)
+    except SamplerInputError as e:
+        raise DatasetError(f"dataset {dataset.meta.get('name')!r}: invalid graph ({e})") from None
+    if num_nodes != n:
+        raise DatasetError(f"dataset {dataset.meta.get('name')!r}: {num_nodes} nodes in the graph but "
+                           f"{n} feature rows")
     deg = np.diff(indptr).astype(np.float64) + 1.0
     dinv = (1.0 / np.sqrt(deg)).astype(np.float32)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,10 @@ import torch.distributed as dist
 
 from .errors import ConfigError, GnnsysError
 
-#: Seconds a collective may wait for a peer before the run is declared failed.
-DEFAULT_TIMEOUT_S = 60.0
+#: Seconds a collective may wait for a peer before the run is declared failed (a peer that dies is
+#: noticed at once, when its sockets close; this bounds a peer that hangs). ``GNNSYS_DIST_TIMEOUT``
+#: overrides it.
+DEFAULT_TIMEOUT_S = 300.0
 
 
 class DistributedError(GnnsysError, RuntimeError):
@@ -69,7 +71,7 @@ class DistContext:
         if not self.enabled:
             return [float(v) for v in values]
         t = torch.tensor([float(v) for v in values], dtype=torch.float64)
-        _collective(dist.all_reduce, t, op=dist.ReduceOp.SUM)
+        run_collective(dist.all_reduce, t, op=dist.ReduceOp.SUM)
         return t.tolist()
 
     def all_reduce_mean(self, values: dict[str, float]) -> dict[str, float]:
@@ -80,15 +82,16 @@ class DistContext:
 
     def barrier(self) -> None:
         if self.enabled:
-            _collective(dist.barrier)
+            run_collective(dist.barrier)
 
     def broadcast_tensor(self, t: torch.Tensor, src: int = 0) -> torch.Tensor:
         if self.enabled:
-            _collective(dist.broadcast, t, src=src)
+            run_collective(dist.broadcast, t, src=src)
         return t
 
 
-def _collective(fn, *args, **kwargs):
+def run_collective(fn, *args, **kwargs):
+    """Call a ``torch.distributed`` collective; a peer failure becomes a :class:`DistributedError`."""
     try:
         return fn(*args, **kwargs)
     except RuntimeError as e:  # gloo/nccl errors (DistBackendError, DistNetworkError) subclass it
@@ -107,13 +110,15 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"environment variable {name}={v!r} is not an integer") from None
 
 
-def init_distributed(device: str = "cpu", timeout_s: float = DEFAULT_TIMEOUT_S) -> DistContext:
+def init_distributed(device: str = "cpu", timeout_s: float | None = None) -> DistContext:
     """Join the process group described by the environment (torchrun's variables).
 
     Backend: ``nccl`` for ``device="cuda"``, ``gloo`` otherwise. With CUDA each local rank uses
     GPU ``LOCAL_RANK``. Returns a single-process :class:`DistContext` when ``WORLD_SIZE`` is unset
     or 1.
     """
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("GNNSYS_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
     world = _env_int("WORLD_SIZE", 1)
     if world <= 1:
         return DistContext()

@@ -125,6 +125,11 @@ def tiny(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def link_tiny(tmp_path_factory) -> Path:
+    return synthetic.generate("link-tiny", tmp_path_factory.mktemp("faults") / "link-tiny").path
+
+
+@pytest.fixture(scope="module")
 def driver(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("driver") / "driver.py"
     p.write_text(DRIVER)
@@ -138,8 +143,13 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+#: link task: 5 batches of 64 positive edges per epoch (MLP decoder, uniform negatives)
+LINK_FLAGS = ["--max-batches", "5"]
+
+
 def _argv(dataset: Path, out: Path) -> list[str]:
-    return ["train", "--dataset", str(dataset), "--out", str(out), *TRAIN_FLAGS]
+    extra = LINK_FLAGS if "link" in dataset.name else []
+    return ["train", "--dataset", str(dataset), "--out", str(out), *TRAIN_FLAGS, *extra]
 
 
 def _child(driver: Path, mode: str, a: int, b: float, marker: Path, argv: list[str]) -> subprocess.Popen:
@@ -172,6 +182,13 @@ def reference(tiny, tmp_path_factory, one_thread) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def reference_link(link_tiny, tmp_path_factory, one_thread) -> Path:
+    out = tmp_path_factory.mktemp("reference_link") / "run"
+    assert cli_main(_argv(link_tiny, out)) == 0
+    return out
+
+
 def _kill_then_resume(tiny, driver, reference, tmp_path, mode, a, b) -> Path:
     out = tmp_path / "run"
     marker = tmp_path / "previous.sha256"
@@ -193,6 +210,12 @@ def test_kill_mid_epoch_then_resume(tiny, driver, reference, tmp_path, draw):
     steps = read_metrics(reference / "metrics.jsonl")[0]["steps"]
     k = random.Random(100 + draw).randint(3, EPOCHS * steps)  # step 3+: a checkpoint exists
     _kill_then_resume(tiny, driver, reference, tmp_path, "step", k, 0.0)
+
+
+def test_kill_link_training_mid_epoch_then_resume(link_tiny, driver, reference_link, tmp_path):
+    """Link prediction: negatives, target-edge exclusion and the decoder resume exactly too."""
+    k = random.Random(150).randint(3, EPOCHS * 5)
+    _kill_then_resume(link_tiny, driver, reference_link, tmp_path, "step", k, 0.0)
 
 
 @pytest.mark.parametrize("draw", range(2))

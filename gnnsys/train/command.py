@@ -73,6 +73,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes on this host (torch.distributed; gloo on CPU, "
+                        "nccl on GPUs); for several hosts launch with torchrun instead")
     p.set_defaults(func=run_train)
 
 
@@ -118,11 +121,37 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import os
+
     from .trainer import train
 
     config = config_from_args(args)
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch(config, args)
     summary = train(config, resume=args.resume, overwrite=args.overwrite)
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     print(json.dumps({k: summary[k] for k in ("dataset", "model", "metric", "epochs", "best_epoch",
                                               "best_valid", "test_at_best_valid", "mean_epoch_seconds",
                                               "run_folder")}))
     return 0
+
+
+def _launch(config, args: argparse.Namespace) -> int:
+    """Start ``args.nproc`` local ranks of this very run through ``torch.distributed.run``."""
+    import tempfile
+    from pathlib import Path
+
+    from ..distributed import launch_local
+
+    with tempfile.TemporaryDirectory(prefix="gnnsys-launch-") as tmp:
+        cfg = Path(tmp) / "config.json"
+        cfg.write_text(config.to_json())
+        argv = ["train", "--config", str(cfg)]
+        if args.resume:
+            argv += ["--resume", "--out", str(config.out)]
+        if args.overwrite:
+            argv.append("--overwrite")
+        return launch_local(args.nproc, argv)

@@ -157,21 +157,21 @@ def make_transform(spec: ModelSpec, options: dict[str, Any], training: bool):
 
 
 def node_loader(sampler, ids: np.ndarray, batch_size: int, features, labels, *, shuffle: bool,
-                prefetch: int, seed: int, transform):
+                prefetch: int, seed: int, transform, shard: tuple[int, int] | None = None):
     from ..loader import NodeLoader
 
     return NodeLoader(sampler, ids, batch_size, features=features, labels=labels, shuffle=shuffle,
-                      drop_last=False, prefetch=prefetch, seed=seed, transform=transform)
+                      drop_last=False, prefetch=prefetch, seed=seed, transform=transform, shard=shard)
 
 
 def link_loader(sampler, edges: np.ndarray, batch_size: int, features, config: TrainConfig, *,
-                transform):
+                transform, shard: tuple[int, int] | None = None):
     from ..loader import LinkLoader
 
     return LinkLoader(sampler, edges, batch_size, features=features, neg=config.neg,
                       num_neg=config.num_neg, exclude_target_edges=config.exclude_target_edges,
                       shuffle=True, drop_last=False, prefetch=config.prefetch, seed=config.seed,
-                      transform=transform)
+                      transform=transform, shard=shard)
 
 
 def default_out_dir(config: TrainConfig) -> Path:

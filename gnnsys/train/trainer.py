@@ -31,7 +31,8 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .config import TrainConfig, parse_metric
 from .run_folder import RunFolder
 
-METRIC_FIELDS = ("loss",)  # plus "<split>_<metric>" keys
+#: Re-draw curves.png during training at most this often (drawing takes ~1 s).
+PLOT_EVERY_S = 60.0
 
 
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -42,8 +43,21 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         resume: continue the run in ``config.out`` from its ``checkpoint.pt``; the folder's
             ``config.json`` must describe the same run (CheckpointError otherwise).
         overwrite: allow starting a fresh run in a folder that already holds one.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1`` in the environment) this process joins the process
+    group and trains as one rank of a data-parallel run (see :mod:`gnnsys.train.dist_trainer`).
     """
-    return Trainer(config, resume=resume, overwrite=overwrite).fit()
+    from ..distributed import init_distributed, shutdown
+
+    ctx = init_distributed(config.device)
+    if not ctx.enabled:
+        return Trainer(config, resume=resume, overwrite=overwrite).fit()
+    from .dist_trainer import DistributedTrainer
+
+    try:
+        return DistributedTrainer(config, ctx, resume=resume, overwrite=overwrite).fit()
+    finally:
+        shutdown(ctx)
 
 
 class Trainer:
@@ -78,6 +92,8 @@ class Trainer:
         in_dim = None if self.features is None else int(self.features.dim)
         self.model = pl.build_model(self.spec, self.options, config, self.dataset, self.task, in_dim)
         self.model.to(self.device)
+        #: what the training step calls: the model itself, or its DistributedDataParallel wrapper
+        self.forward_model = self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
                                           weight_decay=config.weight_decay)
         self.scheduler = self._make_scheduler()
@@ -138,6 +154,7 @@ class Trainer:
         self.run.write_config(c)
         t_start = time.perf_counter()
         epoch = state["position"]["epoch"]
+        last_plot = time.perf_counter()
         while epoch < c.epochs:
             record = self._train_epoch(epoch, state)
             if (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs:
@@ -152,9 +169,13 @@ class Trainer:
             state["partial"] = _empty_partial()
             self._save(state)
             self.run.write_metrics(history)
-            self._plot(history)
+            if time.perf_counter() - last_plot > PLOT_EVERY_S:
+                self._plot(history)
+                last_plot = time.perf_counter()
             if c.progress:
                 print(_epoch_line(record), flush=True)
+        if history:
+            self._plot(history)
         summary = self._summary(history, time.perf_counter() - t_start)
         self.run.write_summary(summary)
         return summary
@@ -188,7 +209,12 @@ class Trainer:
             "partial": dict(state["partial"]),
             "history": list(state["history"]),
             "global_step": int(state["global_step"]),
+            **self._checkpoint_extra(),
         })
+
+    def _checkpoint_extra(self) -> dict[str, Any]:
+        """More checkpoint fields (plain tensors / lists / numbers) for subclasses."""
+        return {}
 
     def _train_epoch(self, epoch: int, state: dict[str, Any]) -> dict[str, Any]:
         c = self.config
@@ -255,7 +281,7 @@ class Trainer:
 
     def _step(self, batch) -> tuple[float, int]:
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.model(batch)
+        out = self.forward_model(batch)
         if self.task == "node":
             loss = F.cross_entropy(out.float(), batch.y)
             n = int(batch.y.shape[0])

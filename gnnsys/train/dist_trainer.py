@@ -1,0 +1,126 @@
+"""Data-parallel training: the :class:`~gnnsys.train.trainer.Trainer` on several processes.
+
+Used by :func:`gnnsys.train.train` when the process was started by ``torchrun`` (or
+``gnnsys train --nproc N``) with ``WORLD_SIZE > 1``. What changes against one process:
+
+- the model runs under ``torch.nn.parallel.DistributedDataParallel`` (gloo on CPU, nccl on GPU),
+  so gradients are averaged and the weights stay identical on every rank after every step;
+- each rank iterates over its own disjoint, equally sized shard of every epoch (the loaders'
+  ``shard=(rank, world_size)``) with ``batch_size // world_size`` seeds per step, so a step
+  covers the same global batch as a one-process run with ``batch_size``;
+- the epoch's loss and throughput are all-reduced; evaluation runs on every rank (it is
+  deterministic, so all ranks agree on every metric and on the best epoch);
+- only rank 0 writes the run folder and checkpoints; a checkpoint holds the RNG state of every
+  rank, so ``--resume`` (with the same number of ranks) is exact;
+- each rank keeps its own dropout stream, seeded from ``(seed, rank)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from ..distributed import DistContext, run_collective
+from ..errors import CheckpointError, ConfigError
+from . import pipeline as pl
+from .checkpoint import load_checkpoint, rng_state, set_rng_state
+from .config import TrainConfig
+from .trainer import Trainer
+
+
+class _MainOnlyRunFolder:
+    """A run folder whose writers do nothing: what ranks other than 0 see."""
+
+    def __init__(self, run) -> None:
+        self._run = run
+
+    def __getattr__(self, name: str):
+        if name.startswith("write_"):
+            return lambda *a, **k: None
+        return getattr(self._run, name)
+
+
+class DistributedTrainer(Trainer):
+    """A :class:`Trainer` for one rank of a data-parallel run (see the module docstring)."""
+
+    def __init__(self, config: TrainConfig, ctx: DistContext, resume: bool = False,
+                 overwrite: bool = False) -> None:
+        if not ctx.enabled:
+            raise ConfigError("DistributedTrainer needs WORLD_SIZE > 1; use Trainer")
+        if config.batch_size < ctx.world_size:
+            raise ConfigError(f"batch_size {config.batch_size} is smaller than the number of ranks "
+                              f"({ctx.world_size}): every rank needs at least one seed per step")
+        self.ctx = ctx
+        if config.out is None:  # every rank must agree on the default folder: take rank 0's
+            obj = [str(pl.default_out_dir(config)) if ctx.is_main else None]
+            run_collective(dist.broadcast_object_list, obj, src=0)
+            config = config.replace(out=obj[0])
+        if not ctx.is_main:
+            config = config.replace(progress=False)
+        super().__init__(config, resume=resume, overwrite=overwrite)
+        if not ctx.is_main:
+            self.run = _MainOnlyRunFolder(self.run)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        self.forward_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        torch.manual_seed(_rank_seed(config.seed, ctx.rank))  # this rank's dropout stream
+        # rank 0 may only write the run folder once every rank has checked it (no false
+        # "already holds a run" on a slow rank)
+        ctx.barrier()
+
+    # ------------------------------------------------------------------ loaders
+    def _train_loader(self):
+        c = self.config
+        per_rank = max(1, c.batch_size // self.ctx.world_size)
+        transform = pl.make_transform(self.spec, self.options, True)
+        shard = (self.ctx.rank, self.ctx.world_size)
+        if self.task == "node":
+            return pl.node_loader(self.sampler, self.dataset.splits["train"], per_rank, self.features,
+                                  self.dataset.labels, shuffle=True, prefetch=c.prefetch, seed=c.seed,
+                                  transform=transform, shard=shard)
+        return pl.link_loader(self.sampler, self.dataset.splits["train_pos"], per_rank, self.features,
+                              c, transform=transform, shard=shard)
+
+    # ------------------------------------------------------------------ epochs and metrics
+    def _train_epoch(self, epoch: int, state: dict[str, Any]) -> dict[str, Any]:
+        record = super()._train_epoch(epoch, state)
+        part = state["partial"]
+        loss_sum, count, items = self.ctx.all_reduce_sum([part["loss_sum"], part["count"], part["items"]])
+        busy = part["time_wait"] + part["time_compute"]
+        record["loss"] = loss_sum / max(count, 1)
+        record[f"{self._unit()}_per_s"] = items / max(busy, 1e-9)
+        record["world_size"] = self.ctx.world_size
+        return record
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, state: dict[str, Any]) -> None:
+        states: list[Any] = [None] * self.ctx.world_size
+        run_collective(dist.all_gather_object, states, rng_state())
+        if not self.ctx.is_main:
+            return
+        self._rank_rng = states
+        super()._save(state)
+
+    def _checkpoint_extra(self) -> dict[str, Any]:
+        return {"world_size": self.ctx.world_size, "rng_ranks": getattr(self, "_rank_rng", [])}
+
+    def _initial_state(self) -> dict[str, Any]:
+        st = super()._initial_state()
+        if self.resume:
+            ck = load_checkpoint(self.run.checkpoint_path, fingerprint=self.config.fingerprint())
+            saved = int(ck.get("world_size", 1))
+            if saved != self.ctx.world_size:
+                raise CheckpointError(f"{self.run.checkpoint_path}: written by a run with {saved} rank(s); "
+                                      f"resume it with the same number of ranks, not {self.ctx.world_size}")
+            set_rng_state(ck["rng_ranks"][self.ctx.rank])
+        return st
+
+    def _plot(self, history) -> None:
+        if self.ctx.is_main:
+            super()._plot(history)
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    return (seed * 1_000_003 + 7919 * (rank + 1)) % (2**63 - 1)

@@ -1,0 +1,140 @@
+"""GraphSAGE on sampled blocks, layer-wise full inference, link decoders, the embedding input."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from gnnsys.errors import ConfigError
+from gnnsys.loader.batch import Batch
+from gnnsys.models import (FeatureFreeEncoder, GraphSAGE, LinkModel, MLPDecoder, get_model_spec,
+                           make_decoder, resolve_options, supports_inference)
+from samplers import NeighborSampler
+
+
+def _graph(n: int = 60, m: int = 300, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    a = sp.coo_matrix((np.ones(m), (rng.integers(0, n, m), rng.integers(0, n, m))), shape=(n, n)).tocsr()
+    a = ((a + a.T) > 0).astype(np.float32).tocsc()  # column v holds v's in-neighbours
+    a.sort_indices()
+    return SimpleNamespace(indptr=a.indptr.astype(np.int64), indices=a.indices.astype(np.int32), num_nodes=n)
+
+
+def _batch(graph, x: torch.Tensor, seeds: np.ndarray, fanouts: list[int], seed: int = 0) -> Batch:
+    sub = NeighborSampler(graph, fanouts, seed=seed).sample_from_nodes(seeds, batch_seed=1)
+    return Batch(subgraph=sub, batch_size=len(seeds), x=x[torch.from_numpy(sub.nodes)])
+
+
+def _dense_sage(model: GraphSAGE, x: torch.Tensor, graph) -> torch.Tensor:
+    """Reference: mean aggregation with a dense normalised adjacency, layer by layer."""
+    n = graph.num_nodes
+    a = torch.zeros(n, n)
+    for v in range(n):
+        for u in graph.indices[graph.indptr[v]:graph.indptr[v + 1]]:
+            a[v, int(u)] = 1.0
+    deg = a.sum(1, keepdim=True).clamp(min=1)
+    h = x
+    for i, conv in enumerate(model.convs):
+        h = conv.lin_l((a @ h) / deg) + conv.lin_r(h)
+        if i < model.num_layers - 1:
+            h = torch.relu(model.norms[i](h))
+    return h
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_full_neighbourhood_blocks_equal_dense_reference_and_inference(batchnorm: bool) -> None:
+    g = _graph()
+    torch.manual_seed(0)
+    x = torch.randn(g.num_nodes, 7)
+    model = GraphSAGE(7, 16, 5, num_layers=3, dropout=0.5, batchnorm=batchnorm).eval()
+    if batchnorm:  # non-trivial running statistics
+        for bn in model.norms:
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    seeds = np.array([5, 0, 17, 42, 3], dtype=np.int64)
+    out = model(_batch(g, x, seeds, [-1, -1, -1]))
+    ref = _dense_sage(model, x, g)
+    full = model.inference(x, g, chunk_bytes=64 * 4 * 7)  # many small chunks
+    assert out.shape == (5, 5)
+    torch.testing.assert_close(out, ref[torch.from_numpy(seeds)], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(full, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_inference_accepts_half_precision_inputs_and_requires_eval() -> None:
+    g = _graph()
+    x = torch.randn(g.num_nodes, 4)
+    model = GraphSAGE(4, 8, 3, num_layers=2)
+    with pytest.raises(RuntimeError, match="eval"):
+        model.inference(x, g)
+    model.eval()
+    a = model.inference(x.to(torch.bfloat16), g)
+    b = model.inference(x.to(torch.bfloat16).float(), g)
+    torch.testing.assert_close(a, b)
+
+
+def test_sampled_forward_trims_and_gradients_reach_every_parameter() -> None:
+    g = _graph(200, 1500)
+    x = torch.randn(g.num_nodes, 6)
+    model = GraphSAGE(6, 12, 4, num_layers=2, dropout=0.3, batchnorm=True, input_dropout=True).train()
+    batch = _batch(g, x, np.arange(0, 40, 2), [4, 3])
+    out = model(batch)
+    assert out.shape == (20, 4)
+    out.square().sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_too_few_hops_and_missing_features_are_config_errors() -> None:
+    g = _graph()
+    x = torch.randn(g.num_nodes, 3)
+    model = GraphSAGE(3, 4, 2, num_layers=3)
+    with pytest.raises(ConfigError, match="3 layers"):
+        model(_batch(g, x, np.arange(4), [2, 2]))
+    b = _batch(g, x, np.arange(4), [2, 2, 2])
+    b.x = None
+    with pytest.raises(ConfigError, match="features"):
+        model(b)
+
+
+def test_spec_validates_options() -> None:
+    spec = get_model_spec("sage")
+    opts = resolve_options(spec, {"num_layers": 2, "fanouts": [10, 5]})
+    assert isinstance(spec.build(8, 3, opts), GraphSAGE)
+    for bad, msg in [({"fanouts": [10, 5]}, "num_layers=3"), ({"hidden": 0}, "hidden"),
+                     ({"dropout": 1.0}, "dropout"), ({"fanouts": [10, 0, 5]}, "fanouts"),
+                     ({"num_layers": 0}, "num_layers")]:
+        with pytest.raises(ConfigError, match=msg):
+            resolve_options(spec, bad)
+    with pytest.raises(ConfigError, match="unknown model"):
+        get_model_spec("transformerxl")
+
+
+def test_decoders_and_link_model() -> None:
+    torch.manual_seed(0)
+    h = torch.randn(6, 4)
+    ei = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    dot = LinkModel(torch.nn.Identity(), make_decoder("dot", 4))
+    torch.testing.assert_close(dot.score(h, ei), (h[ei[0]] * h[ei[1]]).sum(-1))
+    mlp = make_decoder("mlp", 4, hidden=8, num_layers=2, dropout=0.0)
+    assert isinstance(mlp, MLPDecoder) and mlp(h[:3], h[3:]).shape == (3,)
+    # the MLP decoder is symmetric in its inputs (Hadamard product)
+    torch.testing.assert_close(mlp(h[:3], h[3:]), mlp(h[3:], h[:3]))
+    with pytest.raises(ConfigError, match="decoder"):
+        make_decoder("bilinear", 4)
+    assert not supports_inference(dot)
+
+
+def test_feature_free_encoder_feeds_embeddings_and_supports_inference() -> None:
+    g = _graph()
+    model = FeatureFreeEncoder(GraphSAGE(8, 8, 8, num_layers=2), g.num_nodes, 8).eval()
+    sub = NeighborSampler(g, [-1, -1]).sample_from_nodes(np.array([1, 2, 3]), batch_seed=0)
+    out = model(Batch(subgraph=sub, batch_size=3))
+    full = model.inference(None, g)
+    torch.testing.assert_close(out, full[1:4], rtol=1e-4, atol=1e-5)
+    assert supports_inference(model) and supports_inference(LinkModel(model, make_decoder("dot", 8)))
+    out.sum().backward()
+    assert model.embedding.weight.grad is not None

@@ -362,7 +362,11 @@ def float32_to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
 def _read_meta(path: Path) -> dict[str, Any]:
     mp = path / "meta.json"
     if not path.is_dir():
-        raise DatasetError(f"{path}: not a dataset folder (it does not exist or is not a directory)")
+        # a write killed between commit's two renames leaves the old and the new version aside
+        left = sorted(p for p in path.parent.glob(f".{path.name}.*") if (p / "meta.json").is_file())
+        hint = (f"; an interrupted write left complete copies at {', '.join(map(str, left))} "
+                f"(rename one back to {path.name})") if left else ""
+        raise DatasetError(f"{path}: not a dataset folder (it does not exist or is not a directory){hint}")
     if not mp.is_file():
         raise DatasetError(f"{mp}: missing (not a gnnsys dataset folder; run `gnnsys prepare` first)")
     try:

@@ -148,6 +148,14 @@ def test_wrong_shape_array(ds_copy):
         load_dataset(ds_copy)
 
 
+def test_column_major_array(ds_copy):
+    """A Fortran-order table would pass shape and dtype checks, then fail in the feature store."""
+    np.save(ds_copy / "features.npy", np.asfortranarray(np.load(ds_copy / "features.npy")))
+    _reseal(ds_copy, "features.npy")
+    with pytest.raises(DatasetError, match=r"features\.npy: stored in Fortran \(column-major\) order"):
+        load_dataset(ds_copy)
+
+
 def test_node_ids_out_of_range_in_graph(ds_copy):
     ix = np.load(ds_copy / "graph/indices.npy")
     ix[7] = 1000

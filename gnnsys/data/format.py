@@ -423,6 +423,8 @@ def _open(path: Path, rel: str, meta: dict[str, Any]) -> np.ndarray:
         raise DatasetError(f"{p}: corrupt .npy file ({type(e).__name__}: {e})") from None
     if not isinstance(arr, np.ndarray):
         raise DatasetError(f"{p}: not a single array")
+    if arr.ndim > 1 and not arr.flags.c_contiguous:
+        raise DatasetError(f"{p}: stored in Fortran (column-major) order; gnnsys arrays are row-major")
     return arr
 
 

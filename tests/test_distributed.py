@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -99,3 +100,138 @@ def test_dead_peer_fails_the_other_rank_quickly(tmp_path):
     assert procs[0].returncode == 3, out0
     assert "peer rank died" in out0
     assert time.time() - t0 < 60
+
+
+# ---------------------------------------------------------------------------------------------
+# Data-parallel training through the real trainer
+
+TRAIN_WORKER = textwrap.dedent("""
+    import hashlib, json, os, sys
+    import torch
+    from gnnsys.train import TrainConfig
+    from gnnsys.train.trainer import Trainer
+    from gnnsys.train.dist_trainer import DistributedTrainer
+    from gnnsys.distributed import init_distributed, shutdown
+
+    cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
+    log = open(sys.argv[2], "w")
+    ctx = init_distributed("cpu", timeout_s=60)
+    t = DistributedTrainer(cfg, ctx) if ctx.enabled else Trainer(cfg)
+    step = t._step
+
+    def logged_step(batch):
+        out = step(batch)
+        h = hashlib.sha256()
+        for p in t.model.parameters():
+            h.update(p.detach().numpy().tobytes())
+        log.write(h.hexdigest() + "\\n")
+        log.flush()
+        return out
+
+    t._step = logged_step
+    summary = t.fit()
+    log.close()
+    if ctx.rank == 0:
+        json.dump(summary, open(sys.argv[3], "w"))
+    shutdown(ctx)
+""")
+
+
+def _run_ranks(tmp_path, world: int, cfg: dict, timeout: float = 600):
+    script = tmp_path / "train_worker.py"
+    script.write_text(TRAIN_WORKER)
+    port = free_port()
+    procs = []
+    for r in range(world):
+        env = rank_env(r, world, port) if world > 1 else dict(os.environ, OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen(
+            [sys.executable, str(script), json.dumps(cfg), str(tmp_path / f"steps{r}.txt"),
+             str(tmp_path / "summary.json")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=timeout)[0] for p in procs]
+    for p, o in zip(procs, outs):
+        assert p.returncode == 0, o[-3000:]
+    steps = [(tmp_path / f"steps{r}.txt").read_text().split() for r in range(world)]
+    return json.loads((tmp_path / "summary.json").read_text()), steps
+
+
+def test_two_ranks_train_cora_like_one(cora, tmp_path):
+    base = dict(dataset=str(cora.path), epochs=20, batch_size=64, lr=0.01, fanouts=[10, 10], eval_every=4,
+                model_options={"hidden": 64, "dropout": 0.5}, progress=False, num_threads=1, prefetch=1)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one, _ = _run_ranks(tmp_path / "one", 1, {**base, "out": str(tmp_path / "one" / "run")})
+    two, steps = _run_ranks(tmp_path / "two", 2, {**base, "out": str(tmp_path / "two" / "run")})
+    # 140 training seeds: one rank takes 3 steps of 64 per epoch, two ranks 3 steps of 32 each
+    assert len(steps[0]) == len(steps[1]) == 20 * 3
+    assert steps[0] == steps[1]  # DDP: identical weights on both ranks after every step
+    print("1 rank", one["test_at_best_valid"], "2 ranks", two["test_at_best_valid"])
+    assert abs(two["test_at_best_valid"] - one["test_at_best_valid"]) <= 0.02 + 1e-9
+    assert two["test_at_best_valid"] >= 0.75
+    run = tmp_path / "two" / "run"
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 20 and all(m["world_size"] == 2 for m in metrics)
+
+
+def _cli_ranks(args: list[str], world: int, port: int) -> list[subprocess.Popen]:
+    """Start ``gnnsys train`` as ``world`` ranks directly (no torchrun agent in between)."""
+    return [subprocess.Popen([sys.executable, "-m", "gnnsys", "train", *args], env=rank_env(r, world, port),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(world)]
+
+
+def _weights(run) -> dict:
+    import torch
+
+    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+
+
+def test_killed_rank_stops_the_other_and_resume_is_exact(cora, tmp_path):
+    import torch
+
+    args = ["--dataset", str(cora.path), "--epochs", "6", "--batch-size", "32", "--fanouts", "10,10",
+            "--hidden", "32", "--checkpoint-every", "2", "--eval-every", "3", "--num-threads", "1",
+            "--no-progress"]
+    ref = tmp_path / "ref"
+    for p in _cli_ranks([*args, "--out", str(ref)], 2, free_port()):
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out[-3000:]
+    run = tmp_path / "run"
+    procs = _cli_ranks([*args, "--out", str(run)], 2, free_port())
+    deadline = time.time() + 300
+    while not (run / "checkpoint.pt").exists():  # wait for the first mid-epoch checkpoint
+        assert time.time() < deadline and procs[0].poll() is None, "no checkpoint written"
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGKILL)
+    t_kill = time.time()
+    out0, _ = procs[0].communicate(timeout=90)
+    procs[1].wait(timeout=30)
+    assert procs[0].returncode != 0, out0[-2000:]
+    assert time.time() - t_kill < 60
+    assert "rank died" in out0 or "peer" in out0, out0[-2000:]
+    # resume the killed run on two ranks (through --nproc, i.e. torch.distributed.run)
+    r = subprocess.run([sys.executable, "-m", "gnnsys", "train", "--resume", "--out", str(run), "--nproc", "2"],
+                       capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    a, b = _weights(ref), _weights(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma = (ref / "metrics.jsonl").read_text().splitlines()
+    mb = (run / "metrics.jsonl").read_text().splitlines()
+    keys = ("loss", "train_acc", "valid_acc", "test_acc")
+    assert [[json.loads(x).get(k) for k in keys] for x in ma] == [[json.loads(x).get(k) for k in keys] for x in mb]
+
+
+def test_link_prediction_on_two_ranks_reports_the_same_metric_keys(link_tiny, tmp_path):
+    common = ["--dataset", str(link_tiny.path), "--epochs", "2", "--batch-size", "256", "--fanouts", "5,5",
+              "--hidden", "32", "--no-progress", "--num-threads", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    one = subprocess.run([sys.executable, "-m", "gnnsys", "train", *common, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    two = subprocess.run([sys.executable, "-m", "gnnsys", "train", *common, "--out", str(tmp_path / "two"),
+                          "--nproc", "2"], capture_output=True, text=True, timeout=600, env=env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-3000:]
+    rows1 = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    rows2 = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    metric_keys = lambda r: sorted(k for k in r if k.startswith(("valid_", "test_")))  # noqa: E731
+    assert metric_keys(rows1[-1]) == metric_keys(rows2[-1]) and metric_keys(rows2[-1])
+    assert rows2[-1]["world_size"] == 2
+    assert json.loads(two.stdout.strip().splitlines()[-1])["epochs"] == 2  # only rank 0 prints

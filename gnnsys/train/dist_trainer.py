@@ -10,8 +10,8 @@ Used by :func:`gnnsys.train.train` when the process was started by ``torchrun`` 
   covers the same global batch as a one-process run with ``batch_size``;
 - the epoch's loss and throughput are all-reduced; evaluation runs on every rank (it is
   deterministic, so all ranks agree on every metric and on the best epoch);
-- only rank 0 writes the run folder and checkpoints; a checkpoint holds the RNG state of every
-  rank, so ``--resume`` (with the same number of ranks) is exact;
+- only rank 0 writes the run folder and checkpoints; a checkpoint holds the RNG state and the
+  partial epoch sums of every rank, so ``--resume`` (with the same number of ranks) is exact;
 - each rank keeps its own dropout stream, seeded from ``(seed, rank)``.
 """
 
@@ -96,15 +96,18 @@ class DistributedTrainer(Trainer):
 
     # ------------------------------------------------------------------ checkpoints
     def _save(self, state: dict[str, Any]) -> None:
+        # every rank's RNG state and partial epoch sums, so that each rank resumes exactly
         states: list[Any] = [None] * self.ctx.world_size
-        run_collective(dist.all_gather_object, states, rng_state())
+        run_collective(dist.all_gather_object, states, (rng_state(), dict(state["partial"])))
         if not self.ctx.is_main:
             return
-        self._rank_rng = states
+        self._rank_states = states
         super()._save(state)
 
     def _checkpoint_extra(self) -> dict[str, Any]:
-        return {"world_size": self.ctx.world_size, "rng_ranks": getattr(self, "_rank_rng", [])}
+        states = getattr(self, "_rank_states", [])
+        return {"world_size": self.ctx.world_size, "rng_ranks": [s[0] for s in states],
+                "partial_ranks": [s[1] for s in states]}
 
     def _initial_state(self) -> dict[str, Any]:
         st = super()._initial_state()
@@ -114,7 +117,12 @@ class DistributedTrainer(Trainer):
             if saved != self.ctx.world_size:
                 raise CheckpointError(f"{self.run.checkpoint_path}: written by a run with {saved} rank(s); "
                                       f"resume it with the same number of ranks, not {self.ctx.world_size}")
-            set_rng_state(ck["rng_ranks"][self.ctx.rank])
+            try:
+                set_rng_state(ck["rng_ranks"][self.ctx.rank])
+                st["partial"] = dict(ck["partial_ranks"][self.ctx.rank])
+            except (KeyError, IndexError, TypeError, RuntimeError) as e:
+                raise CheckpointError(f"{self.run.checkpoint_path}: lacks this rank's state "
+                                      f"({type(e).__name__}: {e})") from None
         return st
 
     def _plot(self, history) -> None:

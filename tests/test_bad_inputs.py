@@ -541,6 +541,34 @@ def test_cli_prepare_malformed_edge_list(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_cli_prepare_csv_with_three_columns_is_not_read_as_2_by_e(tmp_path, capsys):
+    """Two lines of three ids were silently taken as a [2, E] array (edges 0->1, 1->2, 5->5)."""
+    edges = tmp_path / "e.csv"
+    edges.write_text("0,1,5\n1,2,5\n")
+    code, err = _cli(["prepare", "--edges", str(edges), "--out", str(tmp_path / "o")], capsys)
+    _one_line_error(code, err, "e.csv", "expected 2 columns (src,dst) per line, got 3")
+    assert not (tmp_path / "o").exists()
+
+
+def test_prepare_edge_list_with_huge_sparse_ids(tmp_path, monkeypatch):
+    """Ids like 2**40 ask for an indptr of 8 TB: a DatasetError, not a bare MemoryError traceback."""
+    import gnnsys.data.sources as sources
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Allocation failed")
+
+    monkeypatch.setattr(sources, "build_csc", no_memory)
+    np.save(tmp_path / "e.npy", np.array([[0, 2**40]], np.int64))
+    with pytest.raises(DatasetError, match=r"e\.npy: cannot allocate a graph of 1099511627777 nodes"):
+        sources.from_edge_list(tmp_path / "e.npy", tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_prepare_negative_seed(tmp_path, capsys):
+    code, err = _cli(["prepare", "tiny", "--seed", "-5", "--out", str(tmp_path / "o")], capsys)
+    _one_line_error(code, err, "seed must be an integer >= 0, got -5")
+
+
 def test_cli_train_malformed_fanouts(tiny, tmp_path, capsys):
     code, err = _cli(["train", "--dataset", str(tiny), "--fanouts", "15,,5", "--out", str(tmp_path / "r")], capsys)
     _one_line_error(code, err, "--fanouts")

@@ -271,6 +271,8 @@ def from_edge_list(
     e = _read_array(edges, "edge list")
     if e.ndim != 2 or 2 not in e.shape:
         raise DatasetError(f"{edges}: expected [E, 2] or [2, E] node pairs, got shape {e.shape}")
+    if edges.suffix != ".npy" and e.shape[1] != 2:  # a CSV is rows of pairs, never [2, E]
+        raise DatasetError(f"{edges}: expected 2 columns (src,dst) per line, got {e.shape[1]}")
     if not np.issubdtype(e.dtype, np.integer):
         raise DatasetError(f"{edges}: node ids must be integers, got {e.dtype}")
     pairs = e if e.shape[1] == 2 else e.T
@@ -289,8 +291,12 @@ def from_edge_list(
             raise DatasetError(f"{labels}: {y.shape[0]} labels but the graph has {num_nodes} nodes")
         if not np.issubdtype(y.dtype, np.integer):
             raise DatasetError(f"{labels}: labels must be integers, got {y.dtype}")
-    g = build_csc(pairs[:, 0], pairs[:, 1], num_nodes, symmetrize=undirected, drop_duplicates=True,
-                  track_edge_ids=False)
+    try:
+        g = build_csc(pairs[:, 0], pairs[:, 1], num_nodes, symmetrize=undirected, drop_duplicates=True,
+                      track_edge_ids=False)
+    except MemoryError:
+        raise DatasetError(f"{edges}: cannot allocate a graph of {num_nodes} nodes (ids must be dense, "
+                           "0..N-1; relabel sparse ids first)") from None
     task = "node" if y is not None else "link"
     split_arrays = {}
     for k, v in (splits or {}).items():

@@ -153,6 +153,8 @@ def generate(
         overwrite: replace an existing folder.
     """
     p = get_preset(preset, scale) if isinstance(preset, str) else preset
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     if p.num_nodes < 2 or p.num_classes < 1 or not 0.0 <= p.homophily <= 1.0:
         raise ConfigError(f"invalid preset {p}")
     rng_nodes, rng_feat_means, rng_split = _streams(seed, 3)

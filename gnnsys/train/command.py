@@ -64,6 +64,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--max-batches", dest="max_batches", type=int, default=S, help="batches per epoch cap")
     p.add_argument("--neg", choices=NEG_MODES, default=S, help="link task: negative sampling")
     p.add_argument("--num-neg", dest="num_neg", type=int, default=S)
+    p.add_argument("--keep-target-edges", dest="exclude_target_edges", action="store_false", default=S,
+                   help="link task: keep a batch's positive edges in its message-passing graph "
+                        "(OGB's full-graph examples do)")
     p.add_argument("--decoder", choices=DECODERS, default=S, help="link task: pair decoder")
     p.add_argument("--embedding-dim", dest="embedding_dim", type=int, default=S,
                    help="learnable node embedding width for datasets without features")
@@ -99,6 +102,8 @@ def config_from_args(args: argparse.Namespace):
         if "out" not in given:
             raise ConfigError("--resume needs --out RUN_FOLDER")
         base = RunFolder(given["out"]).read_config().to_dict()
+        if args.config:  # a config file given with --resume must agree with the run too
+            base.update(TrainConfig.from_json_file(args.config).to_dict())
     elif args.config:
         base = TrainConfig.from_json_file(args.config).to_dict()
     else:
@@ -107,8 +112,9 @@ def config_from_args(args: argparse.Namespace):
     for k in ("fanouts", "eval_fanouts"):
         if k in changes:
             changes[k] = check_fanouts(changes[k], "--" + k.replace("_", "-"))
-    if "progress" in given:
-        changes["progress"] = given["progress"]
+    for k in ("progress", "exclude_target_edges"):
+        if k in given:
+            changes[k] = given[k]
     opts = dict(base.get("model_options") or {})
     for k in _MODEL:
         if k in given:

@@ -70,7 +70,7 @@ def test_forward_shapes_and_every_parameter_gets_a_gradient(cfg):
 
 
 def test_subgraph_layout_uses_every_sampled_edge_and_rwse():
-    opts = options(pe="rwse", pe_dim=5)
+    opts = options(attention="performer", attn_group="subgraph", pe="rwse", pe_dim=5)
     batch = make_batch()
     batch = make_transform(opts, training=False)(batch)
     sub = batch.subgraph
@@ -179,6 +179,14 @@ def test_bad_options_are_config_errors():
         validate_options(options(hidden=15, heads=2))
     with pytest.raises(ConfigError, match="group_size"):
         validate_options(options(group_size=0))
+
+
+def test_exact_whole_subgraph_is_refused_per_batch_without_batch_size():
+    opts = options(attention="exact", attn_group="subgraph", max_exact_nodes=10)
+    opts.pop("batch_size")
+    validate_options(opts)  # no batch size: cannot bound at configuration time
+    with pytest.raises(ConfigError, match="max_exact_nodes=10"):
+        make_transform(opts, training=True)(make_batch())
 
 
 def test_model_without_transform_gives_clear_error():

@@ -14,7 +14,8 @@ Token layouts (built by :class:`GPSTransform` in the loader's worker, stored in 
   MPNN runs on every sampled edge (all hops), and attention is one group of ``N`` tokens. With
   Performer attention memory is ``O(N h m)``; exact attention would need ``h N^2`` scores, so it is
   refused at configuration time above ``max_exact_nodes`` (bound: ``batch_size * (1 + f1 + f1 f2
-  + ...)``).
+  + ...)``) when ``batch_size`` is among the options, and otherwise on the first batch that is
+  larger.
 * ``attn_group="seed"``: every seed gets its own group: the nodes reached from it through the
   sampled hop blocks (breadth first, closest first, at most ``group_size``), and the sampled
   edges among them. Tokens are laid out group after group (a node in two groups is two tokens),
@@ -60,9 +61,9 @@ DEFAULTS: dict[str, Any] = {
     "attn_dropout": 0.2,
     "input_dropout": 0.0,
     "local": "gine",
-    "attention": "performer",
-    "attn_group": "subgraph",
-    "group_size": 64,
+    "attention": "exact",
+    "attn_group": "seed",
+    "group_size": 32,
     "pe": "rwse",
     "pe_dim": 8,
     "performer_features": 64,
@@ -113,11 +114,8 @@ def validate_options(options: dict[str, Any]) -> None:
         raise ConfigError(f"GPS needs fanouts (one per hop), got {fanouts!r}")
     if options["attention"] == "exact" and not seed_groups:
         limit = _int_option(options, "max_exact_nodes", 1)
-        batch_size = options.get("batch_size")
-        if batch_size is None:
-            raise ConfigError("exact attention over the whole mini-batch needs batch_size in the options "
-                              "to bound the subgraph size; use attention='performer' or attn_group='seed'")
-        bound = max_subgraph_nodes(int(batch_size), list(fanouts))
+        batch_size = options.get("batch_size")  # when the caller passes it; else checked per batch
+        bound = max_subgraph_nodes(int(batch_size), list(fanouts)) if batch_size is not None else 0
         if bound > limit:
             raise ConfigError(
                 f"exact attention over the whole mini-batch subgraph is quadratic: up to {bound:g} nodes "
@@ -247,11 +245,18 @@ class GPSTransform:
         self.pe_dim = int(options["pe_dim"]) if self.pe != "none" else 0
         self.training = training
         self.seed = seed
+        self.exact_limit = int(options["max_exact_nodes"]) if (
+            options["attention"] == "exact" and self.group == "subgraph") else None
 
     def __call__(self, batch: Batch) -> Batch:
         sub = batch.subgraph
         extra = dict(batch.extra)
         if self.group == "subgraph":
+            if self.exact_limit is not None and sub.num_nodes > self.exact_limit:
+                raise ConfigError(
+                    f"exact attention over the whole mini-batch subgraph: {sub.num_nodes} nodes exceed "
+                    f"max_exact_nodes={self.exact_limit} (h N^2 attention scores); use attention='performer', "
+                    f"attn_group='seed', or a smaller batch / fanouts")
             ei = sub.edge_index
             attr = np.concatenate([np.full(h.edge_index.shape[1], k, np.int64) for k, h in enumerate(sub.hops)]) \
                 if sub.hops else np.zeros(0, np.int64)

@@ -193,3 +193,15 @@ def test_model_without_transform_gives_clear_error():
     model = GPS(IN_DIM, CLASSES, options())
     with pytest.raises(ConfigError, match="make_transform"):
         model(make_batch())
+
+
+def test_lappe_sign_flips_only_in_training_and_deterministic_per_batch():
+    opts = options(attn_group="seed", pe="lappe", pe_dim=3)
+    ev1 = make_transform(opts, training=False)(make_batch()).extra["gps_pe"]
+    ev2 = make_transform(opts, training=False)(make_batch()).extra["gps_pe"]
+    tr1 = make_transform(opts, training=True)(make_batch()).extra["gps_pe"]
+    tr2 = make_transform(opts, training=True)(make_batch()).extra["gps_pe"]
+    torch.testing.assert_close(ev1, ev2)
+    torch.testing.assert_close(tr1, tr2)  # keyed by the batch, not by call order
+    torch.testing.assert_close(tr1.abs(), ev1.abs())
+    assert not torch.equal(tr1, ev1)  # some column of some group flipped

@@ -274,10 +274,8 @@ class GPSTransform:
             mask = torch.from_numpy(g["mask"])
             extra["gps_mask"] = mask
             if self.pe != "none":
-                slots = torch.from_numpy(g["slots"])
-                slot_of_token = slots
-                ei = slot_of_token[extra["gps_edge_index"]] if g["edge_index"].size else \
-                    torch.zeros(2, 0, dtype=torch.int64)
+                slots = torch.from_numpy(g["slots"])  # token -> b * S + position
+                ei = slots[extra["gps_edge_index"]]
                 adj = dense_adjacency(ei, self.group_size, batch.batch_size)
                 if self.pe == "rwse":
                     pe = rwse_dense(adj, self.pe_dim)

@@ -20,7 +20,6 @@ resumed run is the unmodified CLI.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import signal

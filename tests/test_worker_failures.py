@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from gnnsys.data import load_dataset, synthetic
+from gnnsys.data import synthetic
 from gnnsys.loader import ArrayFeatures, LinkLoader, NodeLoader
 from gnnsys.loader.prefetch import THREAD_NAME
 from gnnsys.train import TrainConfig, Trainer

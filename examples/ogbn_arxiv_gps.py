@@ -38,6 +38,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/ogbn_arxiv_gps")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-batches", type=int, help="cap on training batches per epoch (a quick try)")
     args = p.parse_args()
     if not args.synthetic and not args.root:
         p.error("give --root (real ogbn-arxiv) or --synthetic")
@@ -56,7 +57,7 @@ def main() -> None:
     config = TrainConfig(dataset=dataset, root=args.root, home=args.home, model="gps",
                          model_options=model_options, fanouts=[int(f) for f in args.fanouts.split(",")],
                          batch_size=args.batch_size, epochs=args.epochs, lr=args.lr, device=args.device,
-                         seed=args.seed, out=args.out, eval_batch_size=4096)
+                         seed=args.seed, out=args.out, eval_batch_size=4096, max_batches=args.max_batches)
     summary = train(config)
     print(json.dumps({k: summary[k] for k in ("best_valid", "test_at_best_valid", "mean_epoch_seconds")}))
 

@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--features", default="cpu", help="feature placement: cpu, mmap, uva, gpu, cached")
     p.add_argument("--out", default="runs/ogbn_products_largegt")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-batches", type=int, help="cap on training batches per epoch (a quick try)")
     args = p.parse_args()
     if not args.synthetic and not args.root:
         p.error("give --root (real ogbn-products) or --synthetic")
@@ -60,7 +61,7 @@ def main() -> None:
     config = TrainConfig(dataset=dataset, root=args.root, home=args.home, model="largegt",
                          model_options=model_options, batch_size=args.batch_size, epochs=args.epochs,
                          lr=args.lr, device=args.device, features=args.features, seed=args.seed,
-                         out=args.out, eval_batch_size=4096)
+                         out=args.out, eval_batch_size=4096, max_batches=args.max_batches)
     summary = train(config)
     print(json.dumps({k: summary[k] for k in ("best_valid", "test_at_best_valid", "mean_epoch_seconds")}))
 

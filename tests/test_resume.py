@@ -18,7 +18,7 @@ from gnnsys.cli import main
 from gnnsys.data import synthetic
 from gnnsys.train import load_checkpoint, read_metrics
 
-EPOCHS = 3
+EPOCHS = 2
 RESULT_KEYS = ("epoch", "loss", "steps", "train_acc", "valid_acc", "test_acc")
 
 
@@ -31,7 +31,7 @@ def tiny(tmp_path_factory) -> Path:
 
 def _cmd(dataset: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "gnnsys", "train", "--dataset", str(dataset), "--out", str(out),
-            "--epochs", str(EPOCHS), "--batch-size", "16", "--fanouts", "5,5", "--hidden", "16",
+            "--epochs", str(EPOCHS), "--batch-size", "32", "--fanouts", "5,5", "--hidden", "16",
             "--dropout", "0.5", "--lr", "0.01", "--checkpoint-every", "1", "--num-threads", "1",
             "--prefetch", "2", "--scheduler", "cosine", "--no-progress", *extra]
 

@@ -85,15 +85,22 @@ class FaultyFeatures(ArrayFeatures):
         return super().gather(ids)
 
 
-def _workers() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith(THREAD_NAME) and t.is_alive()]
+def _workers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith(THREAD_NAME) and t.is_alive()}
 
 
-def _wait_no_workers(timeout: float = 2.0) -> list[threading.Thread]:
-    deadline = time.monotonic() + timeout
-    while _workers() and time.monotonic() < deadline:
-        time.sleep(0.01)
+@pytest.fixture
+def workers_before() -> set[threading.Thread]:
+    """Loader workers alive before the test (another module's) are not the test's leaks."""
     return _workers()
+
+
+def _wait_no_workers(before: set[threading.Thread], timeout: float = 2.0) -> list[str]:
+    """Names of loader workers started since ``before`` and still alive after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while _workers() - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [t.name for t in _workers() - before]
 
 
 def _fds() -> set[str]:
@@ -143,7 +150,7 @@ def _frames(exc: BaseException) -> str:
 
 @pytest.mark.parametrize("prefetch", [1, 4])
 @pytest.mark.parametrize("fail_at", [0, 3])
-def test_sampler_failure_surfaces_within_a_second(tiny, sampler, prefetch, fail_at):
+def test_sampler_failure_surfaces_within_a_second(workers_before, tiny, sampler, prefetch, fail_at):
     faulty = FaultySampler(sampler, fail_at=fail_at, delay=0.3)  # consumer is waiting on the queue
     loader = NodeLoader(faulty, tiny.splits["train"], 32, features=ArrayFeatures(np.asarray(tiny.features)),
                         labels=tiny.labels, prefetch=prefetch)
@@ -154,30 +161,30 @@ def test_sampler_failure_surfaces_within_a_second(tiny, sampler, prefetch, fail_
     text = _frames(exc)
     assert "in _maybe_fail" in text and "raise SamplerFault" in text  # the original frames
     assert "loader worker thread" in text  # the note added by the loader names where it happened
-    assert not _wait_no_workers()
+    assert not _wait_no_workers(workers_before)
 
 
-def test_gather_failure_surfaces_within_a_second(tiny, sampler):
+def test_gather_failure_surfaces_within_a_second(workers_before, tiny, sampler):
     feats = FaultyFeatures(np.asarray(tiny.features), fail_at=2)
     loader = NodeLoader(sampler, tiny.splits["train"], 32, features=feats, labels=tiny.labels, prefetch=2)
     exc, caught, seen = _drain(loader)
     assert isinstance(exc, GatherFault) and seen == 2
     assert caught - feats.raised_at < 1.0
     assert "in gather" in _frames(exc) and "raise GatherFault" in _frames(exc)
-    assert not _wait_no_workers()
+    assert not _wait_no_workers(workers_before)
 
 
-def test_link_sampler_failure_surfaces(link_tiny):
+def test_link_sampler_failure_surfaces(workers_before, link_tiny):
     inner = NeighborSampler(link_tiny.graph, [3], seed=0)
     faulty = FaultySampler(inner, fail_at=1, delay=0.2)
     loader = LinkLoader(faulty, link_tiny.splits["train_pos"], 64, prefetch=2)
     exc, caught, seen = _drain(loader)
     assert isinstance(exc, SamplerFault) and seen == 1
     assert caught - faulty.raised_at < 1.0
-    assert not _wait_no_workers()
+    assert not _wait_no_workers(workers_before)
 
 
-def test_failure_while_consumer_is_busy_is_not_lost(tiny, sampler):
+def test_failure_while_consumer_is_busy_is_not_lost(workers_before, tiny, sampler):
     """The worker fails while the consumer is still computing: the next ``next()`` raises at once."""
     faulty = FaultySampler(sampler, fail_at=1)
     loader = NodeLoader(faulty, tiny.splits["train"], 32, prefetch=2)
@@ -188,13 +195,13 @@ def test_failure_while_consumer_is_busy_is_not_lost(tiny, sampler):
     with pytest.raises(SamplerFault):
         next(it)
     assert time.monotonic() - t0 < 1.0
-    assert not _wait_no_workers()
+    assert not _wait_no_workers(workers_before)
     # the loader is reusable after a failure: a new iteration restarts the epoch cleanly
     assert sum(1 for _ in loader) == len(loader)
 
 
 @pytest.mark.skipif(not PROC_FD.is_dir(), reason="needs /proc/self/fd")
-def test_no_thread_or_fd_leak_over_many_failures_and_early_exits(tiny, sampler, tmp_path):
+def test_no_thread_or_fd_leak_over_many_failures_and_early_exits(workers_before, tiny, sampler, tmp_path):
     table = tmp_path / "x.npy"
     np.save(table, np.asarray(tiny.features))
     from gnnsys.features import FeatureStore
@@ -222,12 +229,12 @@ def test_no_thread_or_fd_leak_over_many_failures_and_early_exits(tiny, sampler, 
     round_trip(0)  # warm-up: numba caches, lazily opened library handles
     round_trip(1)
     round_trip(2)
-    assert not _wait_no_workers()
+    assert not _wait_no_workers(workers_before)
     threads_before = threading.active_count()
     fds_before = _fds()
     for k in range(12):
         round_trip(k)
-    assert not _wait_no_workers(), [t.name for t in _workers()]
+    assert not _wait_no_workers(workers_before)
     assert threading.active_count() <= threads_before
     leaked = _fds() - fds_before
     assert not leaked, _fd_targets(leaked)
@@ -245,7 +252,7 @@ def one_thread():
 
 
 @pytest.mark.skipif(not PROC_FD.is_dir(), reason="needs /proc/self/fd")
-def test_trainer_surfaces_a_sampler_failure_and_releases_everything(tiny, tmp_path, one_thread):
+def test_trainer_surfaces_a_sampler_failure_and_releases_everything(workers_before, tiny, tmp_path, one_thread):
     cfg = TrainConfig(dataset=str(tiny.path), out=str(tmp_path / "warm"), epochs=1, batch_size=64, fanouts=[3, 2],
                       model_options={"hidden": 16}, progress=False, num_threads=1, max_batches=2)
     Trainer(cfg).fit()  # warm-up run: imports, numba and torch one-time state
@@ -266,7 +273,7 @@ def test_trainer_surfaces_a_sampler_failure_and_releases_everything(tiny, tmp_pa
 
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["position"]["epoch"] == 1
     del trainer, faulty, info
-    assert not _wait_no_workers()
+    assert not _wait_no_workers(workers_before)
     assert threading.active_count() <= threads_before
     leaked = _fds() - fds_before
     assert not leaked, _fd_targets(leaked)

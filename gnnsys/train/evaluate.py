@@ -145,7 +145,7 @@ def score_pairs(model: torch.nn.Module, h: Tensor, src: np.ndarray, dst: np.ndar
     model.eval()
     out = torch.empty(src.shape[0], dtype=torch.float32)
     for a in range(0, src.shape[0], chunk):
-        s = torch.as_tensor(src[a:a + chunk], dtype=torch.long)
-        d = torch.as_tensor(dst[a:a + chunk], dtype=torch.long)
+        s = torch.from_numpy(np.array(src[a:a + chunk], dtype=np.int64))  # copies: inputs may be read-only maps
+        d = torch.from_numpy(np.array(dst[a:a + chunk], dtype=np.int64))
         out[a:a + chunk] = model.score_pairs(h[s].to(device).float(), h[d].to(device).float()).float().cpu()
     return out

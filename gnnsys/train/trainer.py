@@ -305,7 +305,7 @@ class Trainer:
             if self.eval_mode == "full":
                 logits = ev.full_outputs(self.model, ev.all_features(self.dataset), self.dataset.graph,
                                          self.device)
-            labels = torch.from_numpy(np.asarray(self.dataset.labels))
+            labels = torch.from_numpy(np.array(self.dataset.labels, dtype=np.int64))  # a writable copy
             for s in splits:
                 ids = np.asarray(self.dataset.splits[s], dtype=np.int64)
                 if ids.size == 0:

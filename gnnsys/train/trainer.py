@@ -12,10 +12,7 @@ weights and metrics as an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import time
-from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 import numpy as np

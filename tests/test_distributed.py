@@ -73,7 +73,7 @@ def test_bad_shard_is_a_config_error():
 
 WORKER = textwrap.dedent("""
     import os, signal, sys, time
-    from gnnsys.distributed import DistributedError, init_distributed
+    from gnnsys.distributed import DistributedError, init_distributed, shutdown
     ctx = init_distributed("cpu", timeout_s=30)
     try:
         for i in range(10**6):
@@ -83,6 +83,7 @@ WORKER = textwrap.dedent("""
             time.sleep(0.001)
     except DistributedError as e:
         print("DistributedError:", e, flush=True)
+        shutdown(ctx)
         sys.exit(3)
 """)
 
@@ -97,8 +98,9 @@ def test_dead_peer_fails_the_other_rank_quickly(tmp_path):
     out0, _ = procs[0].communicate(timeout=90)
     procs[1].wait(timeout=30)
     assert procs[1].returncode == -signal.SIGKILL
-    assert procs[0].returncode == 3, out0
-    assert "peer rank died" in out0
+    # exit code 3 from the handler; gloo's threads can still abort the interpreter at exit (-6)
+    assert procs[0].returncode in (3, -signal.SIGABRT), out0
+    assert "DistributedError" in out0 and "peer rank died" in out0
     assert time.time() - t0 < 60
 
 

@@ -9,6 +9,7 @@ Public entry points::
 
 from .data import CSCGraph, GraphDataset, build_csc, load_dataset, save_dataset, validate_dataset
 from .errors import (
+    TrainingError,
     CheckpointError,
     ConfigError,
     DatasetError,
@@ -32,4 +33,5 @@ __all__ = [
     "FeatureStoreError",
     "DeviceUnavailableError",
     "CheckpointError",
+    "TrainingError",
 ]

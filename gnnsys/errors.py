@@ -28,6 +28,10 @@ class DeviceUnavailableError(GnnsysError, RuntimeError):
     """The requested device or placement needs something this machine lacks (CUDA, cupy, a GPU)."""
 
 
+class TrainingError(GnnsysError, RuntimeError):
+    """Training cannot go on: e.g. the loss became NaN or infinite (NaN/Inf features, divergence)."""
+
+
 class CheckpointError(GnnsysError, ValueError):
     """A checkpoint is corrupt, truncated, or belongs to a different configuration."""
 
@@ -39,4 +43,5 @@ __all__ = [
     "FeatureStoreError",
     "DeviceUnavailableError",
     "CheckpointError",
+    "TrainingError",
 ]

@@ -12,6 +12,7 @@ weights and metrics as an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from ..models.link import supports_inference
 from . import evaluate as ev
 from . import pipeline as pl
@@ -233,6 +234,11 @@ class Trainer:
                 t1 = time.perf_counter()
                 batch = batch.to(self.device, non_blocking=True)
                 loss, n = self._step(batch)
+                if not math.isfinite(loss):
+                    raise TrainingError(
+                        f"loss is {loss} at epoch {epoch + 1}, batch {i + 1}: the features may hold "
+                        "NaN/Inf (check with `gnnsys info --validate` or FeatureStore.validate()) or "
+                        "the run diverged (lower --lr); the last checkpoint is left as it was")
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 t2 = time.perf_counter()

@@ -29,8 +29,9 @@ _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
 @contextlib.contextmanager
 def ogb_legacy_load():
-    """Let ogb's own ``torch.load`` calls (which pass no ``weights_only``) read its pickled split
-    files under torch >= 2.6, for the duration of the block only. Our own loads always pass
+    """Let ogb's own ``torch.load`` of the graph cache it writes itself (``processed/``, made from
+    the raw CSV files) work under torch >= 2.6, for the duration of the block only. Split files
+    are read by :func:`load_ogb_split_file` instead (no pickle); our own loads always pass
     ``weights_only`` explicitly and are unaffected."""
     key = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
     old = os.environ.get(key)
@@ -61,28 +62,69 @@ def _ogb_meta_ok(root: Path, dir_name: str, version: int) -> None:
         (d / "processed").mkdir(exist_ok=True)
 
 
-def _load_ogb_split(ds, name: str, root: Path) -> dict[str, Any]:
-    try:
-        return ds.get_edge_split()
-    except FileNotFoundError:
-        # ogbl-ddi as distributed in some mirrors lacks split/target/train.pt: the training edges
-        # are exactly the raw edge list (unique, disjoint from valid/test).
-        import torch
+def load_ogb_split_file(path: Path) -> Any:
+    """Read one of OGB's split files (``split/<type>/*.pt``: dicts of NumPy arrays written by an
+    old ``torch.save``) without unpickling arbitrary objects: ``torch.load(weights_only=True)``
+    with only NumPy's array reconstruction allowed. A file that needs anything else is refused."""
+    import codecs
 
-        split_dir = Path(ds.root) / "split" / ds.meta_info["split"]
-        out: dict[str, Any] = {}
-        for s in ("valid", "test"):
-            f = split_dir / f"{s}.pt"
-            if not f.is_file():
-                raise DatasetError(f"{f}: missing OGB split file") from None
-            out[s] = torch.load(f, weights_only=False)  # OGB's own split format (numpy arrays)
+    import torch
+
+    rebuild = np._core.multiarray._reconstruct
+    allowed = [(rebuild, "numpy.core.multiarray._reconstruct"), rebuild, np.ndarray, np.dtype,
+               codecs.encode] + [type(np.dtype(t)) for t in
+                                 ("int64", "int32", "int16", "int8", "uint8", "float64", "float32",
+                                  "float16", "bool")]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, weights_only=True)
+    except Exception as e:
+        raise DatasetError(f"{path}: not a readable OGB split file (only NumPy arrays are accepted; "
+                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def _load_ogb_node_split(ds) -> dict[str, np.ndarray]:
+    """OGB's node split (``split_dict.pt`` or ``train/valid/test.csv.gz``), read safely."""
+    split_dir = Path(ds.root) / "split" / ds.meta_info["split"]
+    if (split_dir / "split_dict.pt").is_file():
+        d = load_ogb_split_file(split_dir / "split_dict.pt")
+        return {k: np.asarray(d[k], dtype=np.int64) for k in ("train", "valid", "test")}
+    import pandas as pd
+
+    out = {}
+    for k in ("train", "valid", "test"):
+        f = split_dir / f"{k}.csv.gz"
+        if not f.is_file():
+            raise DatasetError(f"{f}: missing OGB split file")
+        out[k] = pd.read_csv(f, compression="gzip", header=None).to_numpy(dtype=np.int64).reshape(-1)
+    return out
+
+
+def _load_ogb_edge_split(ds) -> dict[str, Any]:
+    """OGB's link split (``split/<type>/{train,valid,test}.pt``), read safely. ogbl-ddi as
+    distributed in some mirrors lacks ``train.pt``: its training edges are exactly the raw edge
+    list (unique, disjoint from valid/test)."""
+    split_dir = Path(ds.root) / "split" / ds.meta_info["split"]
+    if (split_dir / "split_dict.pt").is_file():  # the layout ogb.io.DatasetSaver writes
+        d = load_ogb_split_file(split_dir / "split_dict.pt")
+        if not isinstance(d, dict) or not {"train", "valid", "test"} <= set(d):
+            raise DatasetError(f"{split_dir / 'split_dict.pt'}: expected train/valid/test entries")
+        return d
+    out: dict[str, Any] = {}
+    for s in ("train", "valid", "test"):
+        f = split_dir / f"{s}.pt"
+        if f.is_file():
+            out[s] = load_ogb_split_file(f)
+        elif s != "train":
+            raise DatasetError(f"{f}: missing OGB split file")
+    if "train" not in out:
         raw_edges = Path(ds.root) / "raw" / "edge.csv.gz"
         if not raw_edges.is_file():
-            raise DatasetError(f"{split_dir / 'train.pt'} and {raw_edges}: both missing") from None
+            raise DatasetError(f"{split_dir / 'train.pt'} and {raw_edges}: both missing")
         import pandas as pd
 
         out["train"] = {"edge": pd.read_csv(raw_edges, header=None).to_numpy(dtype=np.int64)}
-        return out
+    return out
 
 
 def from_ogb(name: str, root: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False,
@@ -140,15 +182,14 @@ def _from_ogb_reader(ds, name, out_dir, overwrite, feature_dtype) -> GraphDatase
     if name.startswith("ogbn-"):
         labels = np.asarray(ds.labels).reshape(n, -1)[:, 0]
         labels = np.where(np.isnan(labels), -1, labels).astype(np.int64) if labels.dtype.kind == "f" else labels.astype(np.int64)
-        split = ds.get_idx_split()
-        splits = {k: np.asarray(split[k], dtype=np.int64) for k in ("train", "valid", "test")}
+        splits = _load_ogb_node_split(ds)
         g = build_csc(ei[0], ei[1], n, symmetrize=True, drop_self_loops=False, drop_duplicates=True,
                       track_edge_ids=False)
         return save_dataset(out_dir, name=name, task="node", graph=g, features=feats,
                             feature_dtype=feature_dtype, labels=labels,
                             num_classes=int(labels.max()) + 1, splits=splits, directed=False,
                             extra_meta={"source": source}, overwrite=overwrite)
-    split = _load_ogb_split(ds, name, Path(ds.root))
+    split = _load_ogb_edge_split(ds)
     splits, extra = _ogb_link_splits(split)
     train = splits["train_pos"]
     g = build_csc(train[:, 0], train[:, 1], n, symmetrize=True, drop_duplicates=True, track_edge_ids=False)

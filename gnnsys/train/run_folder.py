@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
+from ..data.format import atomic_write_text
 from ..errors import ConfigError
 from .config import TrainConfig
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class RunFolder:
@@ -60,7 +51,7 @@ class RunFolder:
         return self.config_path.exists() or self.checkpoint_path.exists()
 
     def write_config(self, config: TrainConfig) -> None:
-        _atomic_write(self.config_path, config.to_json() + "\n")
+        atomic_write_text(self.config_path, config.to_json() + "\n")
 
     def read_config(self) -> TrainConfig:
         """The run's saved config (ConfigError when missing or invalid)."""
@@ -70,10 +61,10 @@ class RunFolder:
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         """Rewrite ``metrics.jsonl`` with one JSON line per finished epoch."""
-        _atomic_write(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in history))
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in history))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        _atomic_write(self.summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(self.summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:

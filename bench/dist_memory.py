@@ -4,11 +4,18 @@ Runs ``gnnsys train --nproc 2`` (torch.distributed, gloo) on a synthetic preset 
 outside, the memory of both rank processes every 0.2 s with psutil:
 
 - ``rss``: resident pages, including the shared, memory-mapped dataset pages it touched;
-- ``uss``: pages private to the process (what it adds on top of what is shared).
+- ``uss``: pages mapped by this process alone; this includes pages of the shared, memory-mapped
+  files that only this rank happened to touch (page cache that any rank reading them would share);
+- ``anon``: anonymous resident memory (``RssAnon``): heap, tensors, buffers, the interpreter --
+  the memory that a second rank really adds, since everything file-backed is the one page-cache
+  copy of the dataset.
 
 The graph and feature tables are memory-mapped ``.npy`` files, so both ranks share one copy
 through the page cache; what a second rank adds is its private memory (its interpreter, model,
-optimizer and batch buffers). The reported fraction is peak USS of rank 1 over peak RSS of rank 0.
+optimizer and batch buffers). The reported fraction is the peak anonymous memory of rank 1 over
+the peak RSS of rank 0 (``second_rank_uss_fraction`` gives the USS-based figure too).
+The run trains only (``--eval-every 0``): evaluation memory is the same per rank and is not what
+this measures.
 Last line: ``{"bench": "dist_memory", "second_rank_rss_fraction": ...}``.
 
     python bench/dist_memory.py            # products-like (2.45M nodes), 20 batches per rank
@@ -41,11 +48,22 @@ def rank_processes(root: psutil.Process) -> dict[int, psutil.Process]:
     return out
 
 
+def rss_anon(p: psutil.Process) -> int:
+    """Anonymous resident bytes of ``p`` (``RssAnon`` in /proc/<pid>/status)."""
+    with open(f"/proc/{p.pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--dataset", help="preset or dataset folder (default: products-like, quick: products-1m)")
     ap.add_argument("--batches", type=int, help="batches per rank")
+    ap.add_argument("--batch-size", type=int, default=1024,
+                    help="global batch (default 1024, OGB's products setting: 512 seeds per rank)")
     args = ap.parse_args()
     dataset = args.dataset or ("products-1m" if args.quick else "products-like")
     batches = args.batches or (10 if args.quick else 20)
@@ -53,22 +71,24 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "gnnsys", "info", dataset], check=True, stdout=subprocess.DEVNULL)
     out = tempfile.mkdtemp(prefix="dist_memory_")
     cmd = [sys.executable, "-m", "gnnsys", "train", "--nproc", "2", "--dataset", dataset,
-           "--epochs", "1", "--max-batches", str(batches), "--batch-size", "2048", "--eval-mode", "sampled",
+           "--epochs", "1", "--max-batches", str(batches), "--batch-size", str(args.batch_size), "--eval-every", "0",
            "--no-progress", "--out", os.path.join(out, "run")]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     root = psutil.Process(proc.pid)
-    peak = {0: {"rss": 0, "uss": 0}, 1: {"rss": 0, "uss": 0}}
+    peak = {0: {"rss": 0, "uss": 0, "anon": 0}, 1: {"rss": 0, "uss": 0, "anon": 0}}
     while proc.poll() is None:
         for rank, p in rank_processes(root).items():
             if rank not in peak:
                 continue
             try:
                 m = p.memory_full_info()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                anon = rss_anon(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError, ProcessLookupError):
                 continue
             peak[rank]["rss"] = max(peak[rank]["rss"], m.rss)
             peak[rank]["uss"] = max(peak[rank]["uss"], m.uss)
+            peak[rank]["anon"] = max(peak[rank]["anon"], anon)
         time.sleep(0.2)
     log = proc.stdout.read()
     if proc.returncode != 0:
@@ -76,11 +96,15 @@ def main() -> None:
         raise SystemExit(f"training failed with exit code {proc.returncode}")
     mib = lambda b: round(b / 2**20, 1)  # noqa: E731
     for r in (0, 1):
-        print(f"rank {r}: peak rss {mib(peak[r]['rss'])} MiB, peak uss {mib(peak[r]['uss'])} MiB")
-    frac = peak[1]["uss"] / max(peak[0]["rss"], 1)
+        print(f"rank {r}: peak rss {mib(peak[r]['rss'])} MiB, peak uss {mib(peak[r]['uss'])} MiB, "
+              f"peak anonymous {mib(peak[r]['anon'])} MiB")
+    frac = peak[1]["anon"] / max(peak[0]["rss"], 1)
     print(json.dumps({"bench": "dist_memory", "dataset": dataset, "batches_per_rank": batches,
+                      "global_batch_size": args.batch_size,
                       "rank0_rss_mib": mib(peak[0]["rss"]), "rank0_uss_mib": mib(peak[0]["uss"]),
                       "rank1_rss_mib": mib(peak[1]["rss"]), "rank1_uss_mib": mib(peak[1]["uss"]),
+                      "rank0_anon_mib": mib(peak[0]["anon"]), "rank1_anon_mib": mib(peak[1]["anon"]),
+                      "second_rank_uss_fraction": round(peak[1]["uss"] / max(peak[0]["rss"], 1), 4),
                       "second_rank_rss_fraction": round(frac, 4)}))
 
 

@@ -66,13 +66,46 @@ class DistContext:
         """True on rank 0, the only rank that writes the run folder and checkpoints."""
         return self.rank == 0
 
+    @property
+    def collective_device(self) -> torch.device:
+        """Where collective tensors must live: this rank's GPU under nccl, else the CPU (gloo)."""
+        if self.backend == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
     def all_reduce_sum(self, values: Sequence[float]) -> list[float]:
         """Sum a short list of floats over all ranks (float64); identity when single-process."""
         if not self.enabled:
             return [float(v) for v in values]
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.collective_device)
         run_collective(dist.all_reduce, t, op=dist.ReduceOp.SUM)
-        return t.tolist()
+        return t.cpu().tolist()
+
+    def shard_bounds(self, n: int) -> tuple[int, int]:
+        """``[lo, hi)`` of this rank's contiguous share of ``n`` items (``ceil(n / world)`` each,
+        the last ranks possibly shorter or empty); the counterpart of :meth:`all_gather_rows`."""
+        size = -(-n // self.world_size)
+        return min(self.rank * size, n), min((self.rank + 1) * size, n)
+
+    def all_gather_rows(self, part: torch.Tensor | None, n: int) -> torch.Tensor:
+        """Concatenate every rank's rows ``[hi - lo, D]`` (its :meth:`shard_bounds` share of ``n``)
+        in rank order: returns ``[n, D]`` float32 on the CPU, identical on every rank. ``part`` may
+        be ``None`` for a rank whose share is empty."""
+        if not self.enabled:
+            return part if part is not None else torch.empty(0)
+        size = -(-n // self.world_size)
+        lo, hi = self.shard_bounds(n)
+        if part is not None and part.shape[0] != hi - lo:
+            raise ValueError(f"rank {self.rank}: {part.shape[0]} rows for a share of {hi - lo}")
+        dev = self.collective_device
+        dim = torch.tensor([0 if part is None or part.dim() < 2 else part.shape[1]], dtype=torch.int64, device=dev)
+        run_collective(dist.all_reduce, dim, op=dist.ReduceOp.MAX)
+        buf = torch.zeros(size, int(dim.item()), dtype=torch.float32, device=dev)
+        if part is not None and hi > lo:
+            buf[: hi - lo] = part.reshape(hi - lo, -1).to(dev, torch.float32)
+        parts = [torch.empty_like(buf) for _ in range(self.world_size)]
+        run_collective(dist.all_gather, parts, buf)
+        return torch.cat(parts)[:n].cpu()
 
     def all_reduce_mean(self, values: dict[str, float]) -> dict[str, float]:
         """Average a dict of floats over all ranks (the same keys on every rank)."""

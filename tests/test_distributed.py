@@ -237,3 +237,47 @@ def test_link_prediction_on_two_ranks_reports_the_same_metric_keys(link_tiny, tm
     assert metric_keys(rows1[-1]) == metric_keys(rows2[-1]) and metric_keys(rows2[-1])
     assert rows2[-1]["world_size"] == 2
     assert json.loads(two.stdout.strip().splitlines()[-1])["epochs"] == 2  # only rank 0 prints
+
+
+GATHER_WORKER = textwrap.dedent("""
+    import hashlib, json, sys
+    import numpy as np
+    import torch
+    from gnnsys.distributed import init_distributed, shutdown
+    from gnnsys.train import TrainConfig
+    from gnnsys.train.dist_trainer import DistributedTrainer
+
+    ctx = init_distributed("cpu", timeout_s=60)
+    out = {}
+    for n in (5, 1, 0):  # uneven shares, an empty share, nothing at all
+        lo, hi = ctx.shard_bounds(n)
+        part = torch.arange(lo, hi, dtype=torch.float32).repeat(3, 1).T.contiguous() + 0.5 if hi > lo else None
+        out[n] = ctx.all_gather_rows(part, n).tolist()
+    cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
+    t = DistributedTrainer(cfg, ctx)
+    ids = np.asarray(t.dataset.splits["test"], dtype=np.int64)
+    logits = t._sampled(ids)
+    out["rows"] = list(logits.shape)
+    out["hash"] = hashlib.sha256(logits.numpy().tobytes()).hexdigest()
+    json.dump(out, open(sys.argv[2] + str(ctx.rank), "w"))
+    shutdown(ctx)
+""")
+
+
+def test_sampled_evaluation_is_split_over_ranks_and_gathered(cora, tmp_path):
+    script = tmp_path / "gather_worker.py"
+    script.write_text(GATHER_WORKER)
+    cfg = dict(dataset=str(cora.path), batch_size=64, fanouts=[5, 5], eval_mode="sampled", progress=False,
+               num_threads=1, out=str(tmp_path / "run"), model_options={"hidden": 16})
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, str(script), json.dumps(cfg), str(tmp_path / "out")],
+                              env=rank_env(r, 2, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in range(2)]
+    for p in procs:
+        o, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, o[-3000:]
+    res = [json.loads((tmp_path / f"out{r}").read_text()) for r in range(2)]
+    assert res[0] == res[1]  # every rank holds the same gathered outputs
+    assert res[0]["5"] == [[i + 0.5] * 3 for i in range(5)]
+    assert res[0]["1"] == [[0.5] * 3] and res[0]["0"] == []
+    assert res[0]["rows"] == [1000, 7]  # Cora's public test split, 7 classes

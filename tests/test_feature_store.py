@@ -145,20 +145,32 @@ def test_gather_matches_fancy_indexing(n: int, d: int, dtype: str, data):
 
 
 # ------------------------------------------------------------------------------ ring buffers
-def test_ring_keeps_num_buffers_results_valid_and_grows():
+def test_pool_never_overwrites_a_held_result_and_reuses_dropped_ones():
     table = random_table(400, 16, "float32")
     fs = FeatureStore(table, num_buffers=3)
     assert fs.num_buffers == 3
+    ring = fs._ring
     rng = np.random.default_rng(3)
-    batches = [rng.integers(0, 400, n) for n in (50, 80, 20)]
-    results = [fs.gather(b) for b in batches]
-    for b, r in zip(batches, results):  # all three still hold their rows
+    batches = [rng.integers(0, 400, n) for n in (50, 80, 20, 60, 70)]
+    results = [fs.gather(b) for b in batches]  # more results held than buffers
+    # views of views (as a model's dtype view or .numpy() would take) keep a buffer held too
+    keep = results[1][:5].numpy()
+    for b, r in zip(batches, results):
         assert_rows(r, table, b, "float32")
-    # the fourth call reuses the first buffer; a larger batch makes the ring grow
+    assert ring.allocations == 5
+    del results, r
+    # everything but `keep`'s buffer is free again: a steady stream of dropped results allocates nothing
+    before = ring.allocations
+    for _ in range(20):  # (no larger than any pooled buffer: growth would allocate)
+        b = rng.integers(0, 400, 20)
+        assert_rows(fs.gather(b), table, b, "float32")
+    assert ring.allocations == before
+    np.testing.assert_array_equal(keep, table[batches[1][:5]])
+    # a larger batch makes a buffer grow; results held across it stay intact
+    held = fs.gather(batches[0])
     big = rng.integers(0, 400, 300)
     assert_rows(fs.gather(big), table, big, "float32")
-    assert_rows(results[1], table, batches[1], "float32")
-    assert_rows(results[2], table, batches[2], "float32")
+    assert_rows(held, table, batches[0], "float32")
 
 
 def test_gather_into_out():

@@ -111,18 +111,29 @@ def gather_rows_into(table_words: np.ndarray, ids: np.ndarray, out_words: np.nda
         _gather_rows(table_words, ids, out_words, chunk_rows)
 
 
+def _storage_refs(t: torch.Tensor) -> int:
+    """How many tensors (views included) share the storage of ``t``: c10's use count of it."""
+    return int(torch._C._storage_Use_Count(t.untyped_storage()._cdata))
+
+
+_CAN_COUNT_REFS = hasattr(torch._C, "_storage_Use_Count")
+
+
 class BufferRing:
-    """A ring of ``num_buffers`` reusable output buffers (pinned when CUDA is present).
+    """A pool of ``num_buffers`` reusable output buffers (pinned when CUDA is present).
 
-    ``take(n)`` returns a ``[n, D]`` view of the next buffer in round-robin order, so the tensor
-    returned by call ``k`` is overwritten by call ``k + num_buffers``: at most ``num_buffers``
-    gathered batches are valid at the same time. A buffer grows (to ``1.25 x`` the request) when a
-    larger batch arrives; the old storage stays alive for views that still reference it.
+    ``take(n)`` returns a ``[n, D]`` view of a buffer that no earlier result still uses: buffers
+    are visited in round-robin order and one is skipped while any tensor (a view handed out
+    earlier, or a view of one) still references its storage. When every buffer is held, the slot
+    gets a fresh buffer and the old one lives on with its holders, so **a returned tensor is
+    never overwritten while it is referenced**; ``num_buffers`` only bounds how many buffers are
+    kept for reuse. A loader with prefetch depth ``k`` holds ``k + 2`` results at most (the queue,
+    the worker's, the consumer's), so ``k + 3`` buffers never allocate in steady state.
 
-    Reusing buffers avoids the page faults of a fresh allocation, which otherwise dominate the
-    cost of a large gather. When a buffer is the source of an asynchronous host-to-device copy,
-    :meth:`set_pending` records the copy's CUDA event and :meth:`take` waits for it before the
-    buffer is written again.
+    A buffer grows (to ``1.25 x`` the request) when a larger batch arrives. Reusing buffers avoids
+    the page faults of a fresh allocation, which otherwise dominate the cost of a large gather.
+    When a buffer is the source of an asynchronous host-to-device copy, :meth:`set_pending`
+    records the copy's CUDA event and :meth:`take` waits for it before the buffer is written again.
     """
 
     def __init__(self, num_buffers: int, dim: int, ftype: FeatureDType, pin: bool = False):
@@ -133,15 +144,32 @@ class BufferRing:
         self.ftype = ftype
         self.pin = pin
         self._buffers: list[torch.Tensor | None] = [None] * num_buffers
+        self._free_refs = [0] * num_buffers  # use count of each buffer's storage when unreferenced
         self._pending: list[torch.cuda.Event | None] = [None] * num_buffers
         self._next = 0
+        #: buffers allocated so far (first use, growth, or every buffer held by a result)
+        self.allocations = 0
 
-    def _allocate(self, rows: int) -> torch.Tensor:
-        return torch.empty((rows, self.dim), dtype=self.ftype.torch_storage, pin_memory=self.pin)
+    def _allocate(self, slot: int, rows: int) -> torch.Tensor:
+        buf = torch.empty((rows, self.dim), dtype=self.ftype.torch_storage, pin_memory=self.pin)
+        self._buffers[slot] = buf
+        self._free_refs[slot] = _storage_refs(buf) if _CAN_COUNT_REFS else 0
+        self._pending[slot] = None
+        self.allocations += 1
+        return buf
+
+    def _held(self, slot: int) -> bool:
+        buf = self._buffers[slot]
+        return buf is not None and _CAN_COUNT_REFS and _storage_refs(buf) > self._free_refs[slot]
 
     def take(self, n: int) -> tuple[int, torch.Tensor]:
-        """Return ``(slot, tensor)``: a ``[n, D]`` view (``ftype.torch_storage``) of the next buffer."""
-        slot = self._next
+        """Return ``(slot, tensor)``: a ``[n, D]`` view (``ftype.torch_storage``) of a buffer that
+        no live result references."""
+        slot = next((s for s in ((self._next + i) % self.num_buffers for i in range(self.num_buffers))
+                     if not self._held(s)), None)
+        if slot is None:  # every buffer is still in use: replace the next one
+            slot = self._next
+            self._allocate(slot, n)
         self._next = (slot + 1) % self.num_buffers
         pending = self._pending[slot]
         if pending is not None:
@@ -149,8 +177,7 @@ class BufferRing:
             self._pending[slot] = None
         buf = self._buffers[slot]
         if buf is None or buf.shape[0] < n:
-            buf = self._allocate(max(n, int(n * 1.25) if buf is not None else n))
-            self._buffers[slot] = buf
+            buf = self._allocate(slot, max(n, int(n * 1.25) if buf is not None else n))
         return slot, buf[:n]
 
     def set_pending(self, slot: int, event: torch.cuda.Event) -> None:

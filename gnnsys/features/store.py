@@ -241,11 +241,10 @@ class FeatureStore:
                 to write into (then it is returned).
 
         Returns:
-            For the CPU placements without ``out``, a view into the ring of output buffers: the
-            tensor returned by call ``k`` is overwritten by call ``k + num_buffers``, so at most
-            :attr:`num_buffers` results are valid at once (keep a loader's prefetch depth below
-            it, or ``.clone()`` what you keep). GPU placements return a fresh tensor, already
-            ordered before later work on the current stream.
+            For the CPU placements without ``out``, a view into a pool of reusable output
+            buffers: a buffer is reused only once no tensor references the result that it holds
+            (keeping a result is safe; it merely costs a new buffer). GPU placements return a
+            fresh tensor, already ordered before later work on the current stream.
 
         Raises:
             FeatureStoreError: float/negative/out-of-range ids, or a mismatching ``out``.

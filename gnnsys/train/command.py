@@ -57,7 +57,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--out", default=S, help="run folder (default runs/<model>-<dataset>-<time>)")
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=S,
                    help="also checkpoint every N steps (default: each epoch only)")
-    p.add_argument("--eval-every", dest="eval_every", type=int, default=S)
+    p.add_argument("--eval-every", dest="eval_every", type=int, default=S,
+                   help="evaluate every N epochs and after the last (0: never)")
     p.add_argument("--eval-mode", dest="eval_mode", choices=EVAL_MODES, default=S)
     p.add_argument("--eval-fanouts", dest="eval_fanouts", default=S)
     p.add_argument("--eval-batch-size", dest="eval_batch_size", type=int, default=S)

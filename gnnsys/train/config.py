@@ -46,7 +46,8 @@ class TrainConfig:
         seed: the one seed of the run (model init, dropout, batch order, sampling).
         out: the run folder (``config.json``, ``metrics.jsonl``, ``checkpoint.pt``, ...).
         checkpoint_every: also checkpoint every this many optimizer steps (0: each epoch only).
-        eval_every: evaluate every this many epochs (and always after the last).
+        eval_every: evaluate every this many epochs (and always after the last); 0: never (a
+            training-only run, e.g. for throughput or memory measurements).
         eval_mode: ``full`` (layer-wise inference over all nodes), ``sampled`` (the loader with
             ``eval_fanouts``), or ``auto`` (full when the model supports it).
         eval_fanouts, eval_batch_size: sampled evaluation settings (default: training ones).
@@ -113,7 +114,7 @@ class TrainConfig:
         _choice(self, "decoder", DECODERS)
         _str(self, "model")
         for k, lo in (("batch_size", 1), ("epochs", 1), ("step_size", 1), ("checkpoint_every", 0),
-                      ("eval_every", 1), ("num_neg", 1), ("decoder_hidden", 1), ("decoder_layers", 1),
+                      ("eval_every", 0), ("num_neg", 1), ("decoder_hidden", 1), ("decoder_layers", 1),
                       ("prefetch", 0), ("seed", 0)):
             _int(self, k, lo)
         for k in ("eval_batch_size", "max_batches", "embedding_dim", "num_threads"):

@@ -8,8 +8,13 @@ Used by :func:`gnnsys.train.train` when the process was started by ``torchrun`` 
 - each rank iterates over its own disjoint, equally sized shard of every epoch (the loaders'
   ``shard=(rank, world_size)``) with ``batch_size // world_size`` seeds per step, so a step
   covers the same global batch as a one-process run with ``batch_size``;
-- the epoch's loss and throughput are all-reduced; evaluation runs on every rank (it is
-  deterministic, so all ranks agree on every metric and on the best epoch);
+- the epoch's loss and throughput are all-reduced; sampled evaluation is split: each rank computes
+  the outputs of its contiguous share of the evaluated nodes and the shares are all-gathered, so
+  every rank scores the same outputs and agrees on every metric and on the best epoch (full
+  layer-wise inference runs on every rank);
+- the graph and the feature tables are the dataset's memory-mapped files, one copy per host in
+  the page cache for all local ranks (the ``cpu`` feature placement gathers from the mapped
+  file rather than a private copy when several ranks share the host);
 - only rank 0 writes the run folder and checkpoints; a checkpoint holds the RNG state and the
   partial epoch sums of every rank, so ``--resume`` (with the same number of ranks) is exact;
 - each rank keeps its own dropout stream, seeded from ``(seed, rank)``.
@@ -70,6 +75,9 @@ class DistributedTrainer(Trainer):
         # "already holds a run" on a slow rank)
         ctx.barrier()
 
+    def _shares_host_tables(self) -> bool:
+        return self.ctx.local_world_size > 1
+
     # ------------------------------------------------------------------ loaders
     def _train_loader(self):
         c = self.config
@@ -93,6 +101,11 @@ class DistributedTrainer(Trainer):
         record[f"{self._unit()}_per_s"] = items / max(busy, 1e-9)
         record["world_size"] = self.ctx.world_size
         return record
+
+    def _sampled(self, ids):
+        lo, hi = self.ctx.shard_bounds(len(ids))
+        part = super()._sampled(ids[lo:hi]) if hi > lo else None
+        return self.ctx.all_gather_rows(part, len(ids))
 
     # ------------------------------------------------------------------ checkpoints
     def _save(self, state: dict[str, Any]) -> None:

@@ -99,22 +99,33 @@ def _convert_table(dataset: Any, dtype: str, out_path: Path | None) -> np.ndarra
 
 
 def build_features(spec: ModelSpec, dataset: Any, options: dict[str, Any], config: TrainConfig,
-                   device: torch.device, run_dir: Path):
+                   device: torch.device, run_dir: Path, shared: bool = False):
     """The feature store feeding the loaders, or ``None`` for a dataset without features.
 
     ``config.feature_dtype`` different from the stored dtype converts the table once (in RAM, or
-    into the run folder for ``mmap``)."""
+    into the run folder for ``mmap``). ``shared``: several processes on this host read the same
+    tables (local ranks of a distributed run): the ``cpu`` placement then gathers from the
+    dataset's memory-mapped file instead of a private in-RAM copy, so the host holds one copy
+    in its page cache for all of them (the same numba gather; only the table's residency differs)."""
+    placement = config.features
+    if shared and placement == "cpu":
+        placement = "mmap"
     if spec.make_features is not None:
-        return spec.make_features(dataset, options, config.features, device)
+        return spec.make_features(dataset, options, placement, device)
     if dataset.features is None:
         return None
     from ..features import FeatureStore
 
-    num_buffers = config.prefetch + 4  # results alive at once: the model's, the queue's, the worker's
+    if placement == "mmap" and config.features == "cpu" and not isinstance(dataset.features, np.memmap):
+        placement = "cpu"  # an in-RAM dataset: nothing on disk to share
+
+    # results alive at once: the queue's (prefetch), the worker's, the consumer's current one, and
+    # its previous one until the loop variable is rebound (more only costs an allocation)
+    num_buffers = config.prefetch + 3
     dev = device if config.features in ("uva", "gpu", "cached") else None
     stored = dataset.meta.get("feature_dtype") or str(dataset.features.dtype)
     if config.feature_dtype is None or config.feature_dtype == stored:
-        return FeatureStore.from_dataset(dataset, placement=config.features, device=dev,
+        return FeatureStore.from_dataset(dataset, placement=placement, device=dev,
                                          num_buffers=num_buffers)
     path = run_dir / f"features-{config.feature_dtype}.npy" if config.features == "mmap" else None
     table = _convert_table(dataset, config.feature_dtype, path)

@@ -86,7 +86,7 @@ class Trainer:
             raise ConfigError("metric mrr needs per-source negatives (a citation2-style dataset)")
         self.sampler = pl.build_sampler(self.spec, self.dataset, self.options, config.seed)
         self.features = pl.build_features(self.spec, self.dataset, self.options, config, self.device,
-                                          self.run.path)
+                                          self.run.path, shared=self._shares_host_tables())
         in_dim = None if self.features is None else int(self.features.dim)
         self.model = pl.build_model(self.spec, self.options, config, self.dataset, self.task, in_dim)
         self.model.to(self.device)
@@ -102,6 +102,10 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, config.max_batches)
 
     # ------------------------------------------------------------------ setup helpers
+    def _shares_host_tables(self) -> bool:
+        """Whether other processes on this host read the same tables (see ``build_features``)."""
+        return False
+
     def _check_folder(self, resume: bool, overwrite: bool) -> None:
         if resume:
             saved = self.run.read_config()
@@ -155,7 +159,7 @@ class Trainer:
         last_plot = time.perf_counter()
         while epoch < c.epochs:
             record = self._train_epoch(epoch, state)
-            if (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs:
+            if c.eval_every and ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
                 t0 = time.perf_counter()
                 record.update(self.evaluate())
                 record["time_eval"] = time.perf_counter() - t0

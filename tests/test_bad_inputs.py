@@ -391,6 +391,12 @@ def test_bad_train_config(tiny, tmp_path, changes, match):
     ({"task": "link"}, "--task link: dataset 'tiny' has no train_pos"),
     ({"metric": "mrr"}, "metric 'mrr' does not fit a node task"),
     ({"features": "uva", "device": "cpu"}, "placement='uva' produces CUDA tensors"),
+    ({"model_options": {"hiden": 64}}, r"unknown option\(s\) for model 'sage': hiden \(known: "),
+    # quadratic attention over a whole mini-batch: refused when the run is configured, from the
+    # batch size (here the evaluation batch) and fanouts, not at the first oversized batch
+    ({"model": "gps", "fanouts": [10, 5], "batch_size": 8, "eval_batch_size": 64,
+      "model_options": {"attention": "exact", "attn_group": "subgraph", "max_exact_nodes": 1000}},
+     r"up to 3904 nodes \(batch_size=64, fanouts=\[10, 5\]\) exceeds max_exact_nodes=1000"),
 ])
 def test_incompatible_option_combinations(tiny, tmp_path, changes, match):
     with pytest.raises(ConfigError, match=match):
@@ -572,6 +578,12 @@ def test_cli_prepare_negative_seed(tmp_path, capsys):
 def test_cli_train_malformed_fanouts(tiny, tmp_path, capsys):
     code, err = _cli(["train", "--dataset", str(tiny), "--fanouts", "15,,5", "--out", str(tmp_path / "r")], capsys)
     _one_line_error(code, err, "--fanouts")
+
+
+def test_cli_train_unknown_model_option(tiny, tmp_path, capsys):
+    code, err = _cli(["train", "--dataset", str(tiny), "--model-option", "num_layer=2",
+                      "--out", str(tmp_path / "r")], capsys)
+    _one_line_error(code, err, "unknown option(s) for model 'sage': num_layer")
 
 
 def test_cli_train_bad_config_file(tiny, tmp_path, capsys):

@@ -65,8 +65,18 @@ def get_model_spec(name: str) -> ModelSpec:
     return spec
 
 
+#: options every model accepts besides its defaults: the sampler's fanouts, the largest batch the
+#: model will see (for size checks at configuration time) and a seed for its own random streams.
+COMMON_OPTIONS = ("fanouts", "batch_size", "seed")
+
+
 def resolve_options(spec: ModelSpec, options: dict[str, Any] | None) -> dict[str, Any]:
-    """Merge user options over the spec's defaults and validate them."""
+    """Merge user options over the spec's defaults and validate them; an option the model does
+    not know (a typo such as ``hiden``) is a ConfigError naming it and the known ones."""
+    unknown = sorted(set(options or {}) - set(spec.defaults) - set(COMMON_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option(s) for model {spec.name!r}: {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(set(spec.defaults) | set(COMMON_OPTIONS)))})")
     merged = dict(spec.defaults)
     for k, v in (options or {}).items():
         if v is not None:

@@ -46,8 +46,11 @@ def resolve_task(config: TrainConfig, dataset: Any) -> str:
 
 def model_options(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
     """The model's options: spec defaults < ``model_options`` < ``fanouts``. Giving fanouts but
-    no ``num_layers`` sets the layer count to the number of hops."""
+    no ``num_layers`` sets the layer count to the number of hops. ``batch_size`` is the largest
+    batch the model will see (training or evaluation), so that size limits (exact attention over
+    a whole mini-batch) are checked now rather than at the first oversized batch."""
     opts = dict(config.model_options)
+    opts.setdefault("batch_size", max(config.batch_size, config.eval_batch_size or 0))
     if config.fanouts is not None:
         opts["fanouts"] = list(config.fanouts)
         if "num_layers" in spec.defaults and "num_layers" not in opts:

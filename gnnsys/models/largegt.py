@@ -13,6 +13,16 @@
   Memory: ``B * C`` scores.
 * Output: ``MLP([local, global])``.
 
+Tasks: node classification (the output is the class logits) and link prediction (the output is a
+``hidden``-wide embedding of each endpoint that :class:`~gnnsys.models.link.LinkModel`'s decoder
+scores in pairs). A link batch's seeds are the unique endpoints of its positive and negative pairs,
+each with its own tokens (:meth:`samplers.tokens.TokenSampler.sample_from_edges`; with
+``exclude_target_edges`` a positive pair is no token path). The propagated table is computed once
+on the whole training graph, so its ``A_hat^k x`` blocks still see the target edges (as OGB's
+full-graph link examples do); ``prop_hops=0`` removes that path too. A dataset without node
+features (ogbl-ddi) gets a learnable node embedding as the token input, as the other models do
+(``prop_hops`` then has no effect).
+
 Defaults follow the paper's ogbn-products settings: ``K = 100``, hidden 256, global dim 64, 4096
 centroids, 1 layer, 2 heads (batch size 1024 and lr 1e-3 are trainer settings: pass
 ``--batch-size 1024 --lr 0.001``).
@@ -52,8 +62,18 @@ def _int(options: dict[str, Any], key: str, low: int) -> int:
     return int(v)
 
 
+def _check_no_fanouts(options: dict[str, Any]) -> None:
+    if options.get("fanouts") is not None:
+        raise ConfigError(
+            f"LargeGT takes no fanouts (got {list(options['fanouts'])}): it samples num_tokens "
+            f"tokens per seed (node or link endpoint) from its 1- and 2-hop neighbourhood; drop "
+            f"--fanouts / --eval-fanouts and set the model options num_tokens (and hop1_tokens)")
+
+
 def validate_options(options: dict[str, Any]) -> None:
-    """Raise ConfigError for invalid LargeGT options (``K < 1``, heads not dividing dims, ...)."""
+    """Raise ConfigError for invalid LargeGT options (``K < 1``, heads not dividing dims, fanouts
+    given to a model that samples tokens, ...)."""
+    _check_no_fanouts(options)
     _int(options, "num_tokens", 1)
     if options.get("hop1_tokens") is not None:
         _int(options, "hop1_tokens", 0)
@@ -116,7 +136,8 @@ class Codebook(nn.Module):
 
 
 class LargeGT(nn.Module):
-    """LargeGT node classifier: ``model(batch) -> [batch.batch_size, out_dim]``.
+    """LargeGT: ``model(batch) -> [batch.batch_size, out_dim]`` float32, the class logits of the
+    seeds (node task) or their embeddings (link task: the endpoints, scored by a decoder).
 
     ``batch.x`` holds the propagated rows ``[x, A_hat x, A_hat^2 x]`` of ``batch.subgraph.nodes``
     and ``batch.extra`` the ``token_index`` / ``token_mask`` / ``token_hop`` ``[B, K]`` tensors
@@ -180,17 +201,24 @@ def make_transform(options: dict[str, Any], training: bool) -> LargeGTTransform:
 
 
 def make_sampler(dataset: Any, options: dict[str, Any], seed: int):
+    """A :class:`samplers.TokenSampler` (``sample_from_nodes`` for node batches and evaluation,
+    ``sample_from_edges`` for link batches)."""
     from samplers.tokens import TokenSampler
+
+    _check_no_fanouts(options)
 
     return TokenSampler(dataset.graph, int(options["num_tokens"]), seed=seed,
                         hop1_tokens=options.get("hop1_tokens"))
 
 
 def make_features(dataset: Any, options: dict[str, Any], placement: str, device: Any):
-    """A FeatureStore over the dataset's cached ``[x, A_hat x, ..., A_hat^h x]`` table."""
+    """A FeatureStore over the dataset's cached ``[x, A_hat x, ..., A_hat^h x]`` table, or ``None``
+    for a dataset without node features (the trainer then feeds a learnable node embedding)."""
     from ..data.propagate import propagated_features
     from ..features import FeatureStore
 
+    if dataset.features is None:
+        return None
     path = propagated_features(dataset, hops=int(options["prop_hops"]), cache_dir=options.get("cache_dir"))
     kwargs: dict[str, Any] = {}
     if placement == "cached":

@@ -55,7 +55,12 @@ def model_options(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
         opts["fanouts"] = list(config.fanouts)
         if "num_layers" in spec.defaults and "num_layers" not in opts:
             opts["num_layers"] = len(config.fanouts)
-    return resolve_options(spec, opts)
+    resolved = resolve_options(spec, opts)
+    if config.eval_fanouts is not None and spec.make_sampler is not None:
+        # build_sampler hands a model's own sampler hook its options with the evaluation fanouts
+        # (LargeGT refuses any): check those now rather than at the first evaluation
+        resolve_options(spec, {**opts, "fanouts": list(config.eval_fanouts)})
+    return resolved
 
 
 def build_sampler(spec: ModelSpec, dataset: Any, options: dict[str, Any], seed: int,

@@ -62,7 +62,7 @@ class FeatureStore:
     """Row gathers from an ``N x D`` feature table (float32, float16 or bfloat16).
 
     Placements:
-        ``cpu``: the table in RAM; rows gathered by a numba parallel loop into a ring of reusable
+        ``cpu``: the table in RAM; rows gathered by a numba parallel loop into a pool of reusable
             output buffers (pinned when CUDA is present). The default.
         ``mmap``: the same over a memory-mapped ``.npy`` (tables larger than RAM; the page cache
             caches). Ids are read in sorted order when the table exceeds the available memory.
@@ -86,7 +86,7 @@ class FeatureStore:
         hot_ids: row ids hottest first (``cached``), e.g. from a warm-up pass of the sampler.
         row_scores: ``[N]`` per-row scores (in-degree or warm-up counts, see
             :mod:`gnnsys.features.hot`); the ``cache_rows`` highest are cached.
-        num_buffers: size of the output ring of the CPU placements (see :meth:`gather`).
+        num_buffers: output buffers the CPU placements keep for reuse (see :meth:`gather`).
         sort_ids: read rows in ascending id order (CPU placements). ``None``: only for an
             ``mmap`` table larger than the available memory, where reading the file in order
             helps a cold page cache; for a RAM-resident table sorted reads were measured slower

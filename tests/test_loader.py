@@ -110,6 +110,44 @@ def test_same_batches_for_any_prefetch_and_thread_count(graph, features):
             assert [signature(b) for b in loader] == ref
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_several_workers_yield_the_same_batches_in_order(graph, features, workers):
+    ref = node_loader(graph, features, prefetch=0, shuffle=True, seed=4)
+    ref.set_epoch(2)
+    expected = [(signature(b), b.x.numpy().tobytes(), b.y.numpy().tobytes()) for b in ref]
+    loader = node_loader(graph, features, prefetch=2, shuffle=True, seed=4, num_workers=workers, num_threads=1)
+    loader.set_epoch(2)
+    got = []
+    for b in loader:
+        got.append((signature(b), b.x.numpy().tobytes(), b.y.numpy().tobytes()))
+        assert len(workers_alive := [t for t in threading.enumerate() if t.name == THREAD_NAME]) <= workers, workers_alive
+    assert got == expected and loader.epoch == 3
+    # resuming in the middle of an epoch with several workers is exact too
+    part = node_loader(graph, features, prefetch=2, shuffle=True, seed=4, num_workers=workers, num_threads=1)
+    part.load_state_dict({"epoch": 2, "batch_index": 5})
+    assert [signature(b) for b in part] == [e[0] for e in expected[5:]]
+
+
+def test_several_workers_surface_an_error_in_order_and_all_stop(graph, features):
+    def transform(b: Batch) -> Batch:
+        if b.subgraph.nodes[0] == 5 * 6 * 3:  # batch 5 (batch_size 6, seeds arange(0, N, 3))
+            raise ValueError("bad batch 5")
+        return b
+
+    loader = node_loader(graph, features, batch_size=6, transform=transform, prefetch=4, num_workers=2,
+                         num_threads=1)
+    got = []
+    with pytest.raises(ValueError, match="bad batch 5") as info:
+        for b in loader:
+            got.append(b)
+    assert len(got) == 5  # every batch before the failing one, in order
+    assert any("while producing batch 5" in n for n in info.value.__notes__)
+    # breaking out early stops every worker as well (checked by the autouse fixture)
+    for i, _ in enumerate(node_loader(graph, features, batch_size=4, prefetch=3, num_workers=2)):
+        if i == 2:
+            break
+
+
 def test_state_dict_resume_is_exact(graph, features):
     full = node_loader(graph, features, shuffle=True, seed=9)
     full.set_epoch(3)
@@ -261,6 +299,8 @@ def test_loaders_from_dataset(tiny, link_tiny):
     ({"features": ArrayFeatures(np.zeros((10, 2), np.float32))}, "has 10 rows"),
     ({"transform": 3}, "transform must be callable"),
     ({"num_threads": 0}, "num_threads must be an int >= 1"),
+    ({"num_workers": 0}, "num_workers must be an int >= 1"),
+    ({"num_workers": 2, "prefetch": 0}, "needs prefetch >= 1"),
     ({"seeds": np.arange(10), "batch_size": 64, "drop_last": True}, "no batch at all"),
 ])
 def test_bad_node_loader_options(graph, features, kwargs, match):

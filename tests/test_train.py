@@ -79,6 +79,21 @@ def test_sampled_evaluation_with_all_neighbours_equals_full_inference(tiny: Path
         assert a[k] == pytest.approx(b[k], abs=2e-3), k  # float summation order only
 
 
+def test_loader_workers_do_not_change_the_result(tiny: Path, link_tiny: Path, tmp_path: Path) -> None:
+    """Two batch-making threads give bit-identical weights and metrics to one (node and link)."""
+    for name, ds in (("node", tiny), ("link", link_tiny.path)):
+        base = dict(dataset=str(ds), epochs=2, batch_size=64, fanouts=[4, 4], model_options={"hidden": 16},
+                    progress=False, lr=0.01, eval_mode="sampled", num_threads=1)
+        runs, summaries = [], []
+        for w in (1, 2):  # one after the other: construction seeds torch's global generator
+            runs.append(Trainer(TrainConfig(out=str(tmp_path / f"{name}{w}"), num_workers=w, **base)))
+            summaries.append(runs[-1].fit())
+        assert summaries[0]["final"] == summaries[1]["final"], name
+        a, b = (r.model.state_dict() for r in runs)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+        assert summaries[0]["fingerprint"] == summaries[1]["fingerprint"]  # resume across worker counts
+
+
 @pytest.mark.parametrize("placement, dtype", [("mmap", "float16"), ("cpu", "bfloat16"), ("mmap", None)])
 def test_feature_placements_and_precisions_train(tiny: Path, tmp_path: Path, placement, dtype) -> None:
     cfg = TrainConfig(dataset=str(tiny), out=str(tmp_path / "run"), epochs=2, batch_size=64, fanouts=[4, 4],

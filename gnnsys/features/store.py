@@ -261,14 +261,16 @@ class FeatureStore:
         idx = check_ids(ids, self.num_rows)
         if out is not None:
             self._check_out(out, idx.shape[0])
-        with self._lock:
-            if self._backend is not None:
+        if self._backend is not None:
+            with self._lock:
                 pending = self._backend.gather(idx)
                 if out is None:
                     return pending
                 out.copy_(pending.wait())
                 return PendingGather(out)
-            return PendingGather(self._gather_cpu(idx, out))
+        # CPU placements: only taking a buffer is serialised; concurrent gathers (several loader
+        # workers) copy rows in parallel into their own buffers
+        return PendingGather(self._gather_cpu(idx, out))
 
     def _check_out(self, out: torch.Tensor, n: int) -> None:
         want = (n, self.dim)
@@ -290,7 +292,8 @@ class FeatureStore:
         if out is not None and not to_device:
             target = out.view(storage)
         else:
-            slot, target = self._ring.take(n)
+            with self._lock:
+                slot, target = self._ring.take(n)
         gather_rows_into(self._words, idx, as_words(target.numpy()), sort_ids=self._sort_ids,
                          num_threads=self._num_threads)
         result = target.view(self._table.dtype.torch_dtype)
@@ -298,7 +301,8 @@ class FeatureStore:
             result = result.to(self._device, non_blocking=True)
             event = torch.cuda.Event()
             event.record()
-            self._ring.set_pending(slot, event)
+            with self._lock:
+                self._ring.set_pending(slot, event)
             if out is not None:
                 out.copy_(result)
                 result = out

@@ -11,6 +11,11 @@ epoch permutation, pads it by wrapping around to a multiple of ``world_size`` an
 for a batch that never comes). Batch ``i`` of rank ``r`` uses the key of global batch
 ``i * world_size + r``.
 
+Workers: with ``prefetch >= 1`` batches are made in background threads, ``num_workers`` of them
+(each taking every ``num_workers``-th batch, each with ``num_threads`` numba threads), and
+yielded in order. Several single-threaded workers scale throughput better than one worker with
+several numba threads (no per-hop synchronisation), at the price of per-batch latency.
+
 Epochs and resume: ``epoch`` starts at 0 and advances when an iteration runs to the end.
 :meth:`state_dict` gives ``{"epoch", "batch_index"}`` (the next batch to be yielded);
 :meth:`load_state_dict` makes the next iteration start at that batch of that epoch.
@@ -86,7 +91,7 @@ class _EpochIterator(Iterator[Batch]):
                 n = loader.num_threads
                 setup = lambda: numba.set_num_threads(n)  # noqa: E731
             self._source: Iterator[Batch] = BackgroundIterator(produce, indices, loader.prefetch,
-                                                               setup)
+                                                               setup, workers=loader.num_workers)
         else:
             self._source = (produce(i) for i in indices)
 
@@ -119,7 +124,7 @@ class BaseLoader(ABC):
     def __init__(self, sampler: Any, num_items: int, batch_size: int, *, features: Any,
                  shuffle: bool, drop_last: bool, prefetch: int, seed: int,
                  transform: Transform | None, num_threads: int | None,
-                 shard: tuple[int, int] | None = None) -> None:
+                 shard: tuple[int, int] | None = None, num_workers: int = 1) -> None:
         self.sampler = sampler
         self.rank, self.world_size = _check_shard(shard)
         self._total_items = int(num_items)
@@ -127,6 +132,10 @@ class BaseLoader(ABC):
             num_items = -(-num_items // self.world_size)
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.prefetch = check_int(prefetch, "prefetch", 0)
+        self.num_workers = check_int(num_workers, "num_workers", 1)
+        if self.num_workers > 1 and self.prefetch == 0:
+            raise ConfigError(f"num_workers = {self.num_workers} needs prefetch >= 1 (workers produce "
+                              f"batches ahead of the consumer)")
         self.seed = check_int(seed, "seed", 0)
         self.num_threads = None if num_threads is None else check_int(num_threads, "num_threads", 1)
         if self.num_threads is not None and self.num_threads > numba.config.NUMBA_NUM_THREADS:

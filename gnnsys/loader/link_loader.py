@@ -42,7 +42,7 @@ class LinkLoader(BaseLoader):
             are not in the graph.
         neg_dst: optional int ``[E, K]`` fixed negative destinations per edge (e.g. OGB's
             per-source evaluation tails) used instead of sampled negatives.
-        shuffle, drop_last, prefetch, seed, transform, num_threads, shard: as in
+        shuffle, drop_last, prefetch, seed, transform, num_threads, shard, num_workers: as in
             :class:`~gnnsys.loader.node_loader.NodeLoader`.
 
     Yields:
@@ -57,7 +57,7 @@ class LinkLoader(BaseLoader):
                  shuffle: bool = False, drop_last: bool = False, prefetch: int = 2, seed: int = 0,
                  transform: Transform | None = None, num_threads: int | None = None,
                  shard: tuple[int, int] | None = None,
-                 neg_dst: Any = None) -> None:
+                 neg_dst: Any = None, num_workers: int = 1) -> None:
         if not callable(getattr(sampler, "sample_from_edges", None)):
             raise ConfigError(f"sampler must have sample_from_edges(), got {type(sampler).__name__}")
         src, dst = _split_edges(edges)
@@ -88,7 +88,8 @@ class LinkLoader(BaseLoader):
         self.exclude_target_edges = bool(exclude_target_edges)
         super().__init__(sampler, int(self.src.size), batch_size, features=features,
                          shuffle=shuffle, drop_last=drop_last, prefetch=prefetch, seed=seed,
-                         transform=transform, num_threads=num_threads, shard=shard)
+                         transform=transform, num_threads=num_threads, shard=shard,
+                         num_workers=num_workers)
 
     @classmethod
     def from_dataset(cls, dataset: Any, split: str, fanouts: list[int], batch_size: int,

@@ -30,7 +30,9 @@ class NodeLoader(BaseLoader):
         prefetch: batches prepared ahead by a background thread (0 = no thread).
         seed: loader seed (order and sampling keys).
         transform: ``Batch -> Batch`` run in the worker after the gather.
-        num_threads: numba threads the worker uses (``None`` = numba's default).
+        num_threads: numba threads each worker uses (``None`` = numba's default).
+        num_workers: background threads making batches (``>= 1``; needs ``prefetch >= 1``);
+            batches are still yielded in order and do not depend on it.
         shard: ``(rank, world_size)`` for data-parallel training: this rank iterates over its
             own equally sized share of each epoch's permutation (see :mod:`gnnsys.loader.base`).
 
@@ -42,7 +44,8 @@ class NodeLoader(BaseLoader):
     def __init__(self, sampler: Any, seeds: Any, batch_size: int, *, features: Any = None,
                  labels: Any = None, shuffle: bool = False, drop_last: bool = False,
                  prefetch: int = 2, seed: int = 0, transform: Transform | None = None,
-                 num_threads: int | None = None, shard: tuple[int, int] | None = None) -> None:
+                 num_threads: int | None = None, shard: tuple[int, int] | None = None,
+                 num_workers: int = 1) -> None:
         if not callable(getattr(sampler, "sample_from_nodes", None)):
             raise ConfigError(f"sampler must have sample_from_nodes(), got {type(sampler).__name__}")
         try:
@@ -58,7 +61,8 @@ class NodeLoader(BaseLoader):
             self.labels = lab
         super().__init__(sampler, int(self.seeds.size), batch_size, features=features,
                          shuffle=shuffle, drop_last=drop_last, prefetch=prefetch, seed=seed,
-                         transform=transform, num_threads=num_threads, shard=shard)
+                         transform=transform, num_threads=num_threads, shard=shard,
+                         num_workers=num_workers)
 
     @classmethod
     def from_dataset(cls, dataset: Any, split: str, fanouts: list[int], batch_size: int, *,

@@ -1,7 +1,11 @@
-"""A background producer thread with a bounded queue, clean shutdown and error forwarding.
+"""Background producer threads with bounded queues, clean shutdown and error forwarding.
 
-The worker calls ``produce(i)`` for each index in order and puts the results in a queue of at
-most ``depth`` items. The consumer iterates; an exception raised by ``produce`` is re-raised in the
+With one worker, it calls ``produce(i)`` for each index in order and puts the results in a queue
+of at most ``depth`` items. With ``W`` workers, worker ``w`` produces every ``W``-th index
+(``indices[w::W]``) into its own queue and the consumer reads the queues in turn, so items still
+arrive in index order while ``W`` of them are produced at the same time (``produce`` must be
+safe to call from several threads; numba kernels release the GIL, so the workers run in
+parallel). The consumer iterates; an exception raised by ``produce`` is re-raised in the
 consumer (same object, so same type and original traceback, plus a note naming the batch).
 Closing the iterator, or dropping the last reference to it, sets a stop event: the worker exits
 after the item it is producing (it never blocks longer than ``_POLL`` seconds on a full queue).
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
@@ -63,36 +68,45 @@ def _work(produce: Callable[[int], object], indices: list[int], q: queue.Queue,
         _put(q, _Failure(-1, exc), stop)
 
 
-def _shutdown(stop: threading.Event, q: queue.Queue) -> None:
+def _shutdown_all(stop: threading.Event, queues: list[queue.Queue]) -> None:
     stop.set()
-    try:
-        while True:
-            q.get_nowait()
-    except queue.Empty:
-        pass
+    for q in queues:
+        try:
+            while True:
+                q.get_nowait()
+        except queue.Empty:
+            pass
 
 
 class BackgroundIterator(Generic[T], Iterator[T]):
-    """Iterate over ``produce(i) for i in indices``, computed ``depth`` items ahead in a thread.
+    """Iterate over ``produce(i) for i in indices``, computed ahead in ``workers`` threads.
 
     Args:
-        produce: called in the worker thread with each index, in order.
+        produce: called in a worker thread with each index (in order within a worker).
         indices: the indices to produce.
-        depth: maximum number of finished items waiting in the queue (``>= 1``).
-        setup: optional callable run once in the worker thread before producing (e.g. to set
+        depth: maximum number of finished items waiting (``>= 1``; split over the workers'
+            queues, at least one each).
+        setup: optional callable run once in each worker thread before producing (e.g. to set
             numba's per-thread thread count).
+        workers: number of producer threads (``>= 1``).
     """
 
     def __init__(self, produce: Callable[[int], T], indices: Iterable[int], depth: int,
-                 setup: Callable[[], None] | None = None) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+                 setup: Callable[[], None] | None = None, workers: int = 1) -> None:
+        items = list(indices)
+        workers = max(1, min(int(workers), len(items) or 1))
+        per_queue = max(1, -(-max(1, depth) // workers))
+        self._queues: list[queue.Queue] = [queue.Queue(maxsize=per_queue) for _ in range(workers)]
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=_work, args=(produce, list(indices), self._queue, self._stop, setup),
+        self._threads = [threading.Thread(
+            target=_work, args=(produce, items[w::workers], self._queues[w], self._stop, setup),
             name=THREAD_NAME, daemon=True)
+            for w in range(workers)]
+        self._turn = 0  # the queue holding the next item in index order
         self._finished = False
-        self._finalizer = weakref.finalize(self, _shutdown, self._stop, self._queue)
-        self._thread.start()
+        self._finalizer = weakref.finalize(self, _shutdown_all, self._stop, self._queues)
+        for t in self._threads:
+            t.start()
 
     def __iter__(self) -> "BackgroundIterator[T]":
         return self
@@ -100,15 +114,17 @@ class BackgroundIterator(Generic[T], Iterator[T]):
     def __next__(self) -> T:
         if self._finished:
             raise StopIteration
+        q, thread = self._queues[self._turn], self._threads[self._turn]
         while True:
             try:
-                item = self._queue.get(timeout=_POLL)
+                item = q.get(timeout=_POLL)
                 break
             except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
+                if not thread.is_alive() and q.empty():
                     self.close()
                     raise RuntimeError("the loader worker thread exited without a result") from None
-        if isinstance(item, _Done):
+        self._turn = (self._turn + 1) % len(self._queues)
+        if isinstance(item, _Done):  # the worker whose turn it is has nothing left: neither has any
             self.close()
             raise StopIteration
         if isinstance(item, _Failure):
@@ -122,9 +138,12 @@ class BackgroundIterator(Generic[T], Iterator[T]):
         """Stop the worker and wait (up to ``timeout`` s) for it to exit. Idempotent."""
         self._finished = True
         self._finalizer()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def worker_alive(self) -> bool:
-        return self._thread.is_alive()
+        """Whether any worker thread is still running."""
+        return any(t.is_alive() for t in self._threads)

@@ -18,7 +18,7 @@ _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", 
            "weight_decay", "scheduler", "device", "features", "feature_dtype", "seed", "out",
            "checkpoint_every", "eval_every", "eval_mode", "eval_fanouts", "eval_batch_size",
            "max_batches", "neg", "num_neg", "decoder", "embedding_dim", "metric", "num_threads",
-           "prefetch")
+           "num_workers", "prefetch")
 #: flags that set a model option.
 _MODEL = ("hidden", "num_layers", "dropout")
 
@@ -74,6 +74,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--metric", default=S, help="link metric: hits@K or mrr (default: OGB's)")
     p.add_argument("--num-threads", dest="num_threads", type=int, default=S)
     p.add_argument("--prefetch", type=int, default=S)
+    p.add_argument("--num-workers", dest="num_workers", type=int, default=S,
+                   help="loader threads making batches in parallel (default 1)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")

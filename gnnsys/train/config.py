@@ -21,7 +21,7 @@ SCHEDULERS = ("none", "cosine", "step")
 NEG_MODES = ("uniform", "per_source", "exclude_existing")
 DECODERS = ("dot", "mlp")
 #: Fields that do not change the result of a run (excluded from :meth:`TrainConfig.fingerprint`).
-NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch")
+NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers")
 
 
 @dataclass
@@ -57,7 +57,9 @@ class TrainConfig:
         embedding_dim: width of the learnable node embedding used when the dataset has no features.
         metric: link metric (``hits@K`` or ``mrr``); ``None`` picks OGB's for the dataset.
         num_threads: torch intra-op threads (``None``: leave as is).
-        prefetch: batches prepared ahead by the loader's worker.
+        prefetch: batches prepared ahead by the loader's workers.
+        num_workers: threads making batches (sample, gather, transform) in parallel, each with
+            an equal share of numba's threads; batches and results do not depend on it.
         progress: show a tqdm progress bar.
     """
 
@@ -95,6 +97,7 @@ class TrainConfig:
     metric: str | None = None
     num_threads: int | None = None
     prefetch: int = 2
+    num_workers: int = 1
     progress: bool = True
 
     # ------------------------------------------------------------------ validation
@@ -115,7 +118,7 @@ class TrainConfig:
         _str(self, "model")
         for k, lo in (("batch_size", 1), ("epochs", 1), ("step_size", 1), ("checkpoint_every", 0),
                       ("eval_every", 0), ("num_neg", 1), ("decoder_hidden", 1), ("decoder_layers", 1),
-                      ("prefetch", 0), ("seed", 0)):
+                      ("prefetch", 0), ("num_workers", 1), ("seed", 0)):
             _int(self, k, lo)
         for k in ("eval_batch_size", "max_batches", "embedding_dim", "num_threads"):
             if getattr(self, k) is not None:

@@ -87,7 +87,7 @@ class DistributedTrainer(Trainer):
         if self.task == "node":
             return pl.node_loader(self.sampler, self.dataset.splits["train"], per_rank, self.features,
                                   self.dataset.labels, shuffle=True, prefetch=c.prefetch, seed=c.seed,
-                                  transform=transform, shard=shard)
+                                  transform=transform, shard=shard, workers=c.num_workers)
         return pl.link_loader(self.sampler, self.dataset.splits["train_pos"], per_rank, self.features,
                               c, transform=transform, shard=shard)
 

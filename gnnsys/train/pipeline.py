@@ -127,9 +127,10 @@ def build_features(spec: ModelSpec, dataset: Any, options: dict[str, Any], confi
     if placement == "mmap" and config.features == "cpu" and not isinstance(dataset.features, np.memmap):
         placement = "cpu"  # an in-RAM dataset: nothing on disk to share
 
-    # results alive at once: the queue's (prefetch), the worker's, the consumer's current one, and
-    # its previous one until the loop variable is rebound (more only costs an allocation)
-    num_buffers = config.prefetch + 3
+    # results alive at once: the queues' (prefetch), one per worker being made, the consumer's
+    # current one and its previous one until the loop variable is rebound (more only costs an
+    # allocation, never an overwrite)
+    num_buffers = config.prefetch + 2 + config.num_workers
     dev = device if config.features in ("uva", "gpu", "cached") else None
     stored = dataset.meta.get("feature_dtype") or str(dataset.features.dtype)
     if config.feature_dtype is None or config.feature_dtype == stored:
@@ -175,12 +176,24 @@ def make_transform(spec: ModelSpec, options: dict[str, Any], training: bool):
     return None if spec.make_transform is None else spec.make_transform(options, training)
 
 
+def worker_threads(workers: int) -> dict[str, Any]:
+    """Loader options for ``workers`` batch-making threads: each gets an equal share of numba's
+    threads (one worker keeps numba's default), so the workers together do not oversubscribe."""
+    import numba
+
+    if workers <= 1:
+        return {"num_workers": 1}
+    return {"num_workers": workers, "num_threads": max(1, numba.config.NUMBA_NUM_THREADS // workers)}
+
+
 def node_loader(sampler, ids: np.ndarray, batch_size: int, features, labels, *, shuffle: bool,
-                prefetch: int, seed: int, transform, shard: tuple[int, int] | None = None):
+                prefetch: int, seed: int, transform, shard: tuple[int, int] | None = None,
+                workers: int = 1):
     from ..loader import NodeLoader
 
     return NodeLoader(sampler, ids, batch_size, features=features, labels=labels, shuffle=shuffle,
-                      drop_last=False, prefetch=prefetch, seed=seed, transform=transform, shard=shard)
+                      drop_last=False, prefetch=prefetch, seed=seed, transform=transform, shard=shard,
+                      **worker_threads(workers if prefetch > 0 else 1))
 
 
 def link_loader(sampler, edges: np.ndarray, batch_size: int, features, config: TrainConfig, *,
@@ -190,7 +203,8 @@ def link_loader(sampler, edges: np.ndarray, batch_size: int, features, config: T
     return LinkLoader(sampler, edges, batch_size, features=features, neg=config.neg,
                       num_neg=config.num_neg, exclude_target_edges=config.exclude_target_edges,
                       shuffle=True, drop_last=False, prefetch=config.prefetch, seed=config.seed,
-                      transform=transform, shard=shard)
+                      transform=transform, shard=shard,
+                      **worker_threads(config.num_workers if config.prefetch > 0 else 1))
 
 
 def default_out_dir(config: TrainConfig) -> Path:

@@ -144,7 +144,7 @@ class Trainer:
         if self.task == "node":
             return pl.node_loader(self.sampler, self.dataset.splits["train"], c.batch_size, self.features,
                                   self.dataset.labels, shuffle=True, prefetch=c.prefetch, seed=c.seed,
-                                  transform=transform)
+                                  transform=transform, workers=c.num_workers)
         return pl.link_loader(self.sampler, self.dataset.splits["train_pos"], c.batch_size, self.features,
                               c, transform=transform)
 
@@ -338,7 +338,8 @@ class Trainer:
         c = self.config
         loader = pl.node_loader(self._eval_sampler(), ids, c.eval_batch_size or c.batch_size, self.features,
                                 None, shuffle=False, prefetch=c.prefetch, seed=c.seed + 1,
-                                transform=pl.make_transform(self.spec, self.options, False))
+                                transform=pl.make_transform(self.spec, self.options, False),
+                                workers=c.num_workers)
         return ev.sampled_outputs(self.model, loader, self.device)
 
     def _evaluate_link(self, name: str) -> dict[str, float]:

@@ -45,6 +45,11 @@ MODELS = {
             "model_options": {"local": "sage", "attention": "exact", "attn_group": "seed", "group_size": 64,
                               "pe": "rwse", "pe_dim": 8, "hidden": 128, "heads": 4, "layers": 2,
                               "dropout": 0.1, "attn_dropout": 0.0, "input_dropout": 0.1}},
+    # the same GPS over GraphSAGE's 3-hop sample: 3 layers, [15,10,5]
+    "gps_3hop": {"model": "gps", "fanouts": [15, 10, 5],
+                 "model_options": {"local": "sage", "attention": "exact", "attn_group": "seed", "group_size": 64,
+                                   "pe": "rwse", "pe_dim": 8, "hidden": 128, "heads": 4, "layers": 3,
+                                   "dropout": 0.1, "attn_dropout": 0.0, "input_dropout": 0.1}},
     "gps_performer": {"model": "gps", "fanouts": [10, 5],
                       "model_options": {"local": "sage", "attention": "performer", "attn_group": "subgraph",
                                         "pe": "rwse", "pe_dim": 8, "hidden": 128, "heads": 4, "layers": 2,

@@ -672,3 +672,34 @@ def test_ogb_split_file_with_a_pickled_object_is_refused(tmp_path):
     good = tmp_path / "test.pt"
     torch.save({"edge": np.arange(6, dtype=np.int64).reshape(3, 2)}, good, _use_new_zipfile_serialization=False)
     assert load_ogb_split_file(good)["edge"].tolist() == [[0, 1], [2, 3], [4, 5]]
+
+
+class _Tripwire:
+    """Unpickling this creates the file ``path`` (proof that a pickle was executed)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_ogb_processed_cache_from_elsewhere_is_never_unpickled(tmp_path):
+    """A ``processed/data_processed`` pickle shipped inside someone else's OGB folder is ignored:
+    ogb rebuilds its cache from the raw files in a private staging folder."""
+    import torch
+
+    from gnnsys.data.sources import from_ogb
+
+    shared = Path(os.environ.get("GNNSYS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not (shared / "ogb" / "ogbl_ddi").is_dir():
+        pytest.skip("ogbl-ddi not found in the shared data")
+    root = tmp_path / "ogb"
+    shutil.copytree(shared / "ogb" / "ogbl_ddi", root / "ogbl_ddi")
+    (root / "ogbl_ddi" / "processed").mkdir()
+    marker = tmp_path / "pickle-was-executed"
+    torch.save(_Tripwire(str(marker)), root / "ogbl_ddi" / "processed" / "data_processed")
+    ds = from_ogb("ogbl-ddi", root, tmp_path / "out")
+    assert not marker.exists()
+    assert ds.num_nodes == 4267 and ds.splits["train_pos"].shape == (1067911, 2)
+    assert not (root / "ogbl_ddi" / "processed" / "raw").exists()  # nothing written into the user's folder

@@ -57,9 +57,26 @@ def _ogb_meta_ok(root: Path, dir_name: str, version: int) -> None:
             f"{d}: exists but has no RELEASE_v{version}.txt (incomplete or outdated OGB download); "
             "remove it or point --root elsewhere"
         )
-    if (d / "raw").is_dir():
-        # ogb's framework-agnostic readers save into processed/ without creating it
-        (d / "processed").mkdir(exist_ok=True)
+
+
+@contextlib.contextmanager
+def ogb_staging_root(root: Path, dir_name: str):
+    """A private root for ogb's reader: ``root/dir_name``'s entries linked in, except any
+    ``processed/`` folder, so ogb rebuilds its graph cache from the raw files into a fresh folder
+    and only ever unpickles the cache it has just written itself -- never a ``processed/`` file
+    that came with someone else's download. Yields the staging root (removed afterwards)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gnnsys-ogb-") as tmp:
+        src, dst = root / dir_name, Path(tmp) / dir_name
+        dst.mkdir()
+        if src.is_dir():
+            for entry in src.iterdir():
+                if entry.name != "processed":
+                    (dst / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+        if (dst / "raw").exists():
+            (dst / "processed").mkdir()  # ogb's framework-agnostic readers do not create it
+        yield Path(tmp)
 
 
 def load_ogb_split_file(path: Path) -> Any:
@@ -132,7 +149,9 @@ def from_ogb(name: str, root: str | os.PathLike, out_dir: str | os.PathLike, ove
     """Convert an OGB ``ogbn-*`` or ``ogbl-*`` dataset under ``root`` (OGB's layout) to ``out_dir``.
 
     Reads with ``ogb.nodeproppred.NodePropPredDataset`` / ``ogb.linkproppred.LinkPropPredDataset``
-    (which download into ``root`` if the files are absent and the network allows). Node graphs are
+    from a private staging copy of the folder (links, without any ``processed/`` cache: see
+    :func:`ogb_staging_root`), so the only pickle ogb loads is the one it just built from the raw
+    files; without raw files ogb downloads into the staging folder if the network allows. Node graphs are
     symmetrised, as in OGB's example scripts; link splits keep OGB's edge lists.
     """
     root = Path(root)
@@ -151,19 +170,21 @@ def from_ogb(name: str, root: str | os.PathLike, out_dir: str | os.PathLike, ove
         raise DatasetError(f"the ogb package is required to read {name}: {e}") from None
     if name not in master:
         raise DatasetError(f"unknown OGB dataset {name!r}; known: {', '.join(master.keys())}")
-    _ogb_meta_ok(root, name.replace("-", "_"), int(master[name]["version"]))
-    try:
+    dir_name = name.replace("-", "_")
+    _ogb_meta_ok(root, dir_name, int(master[name]["version"]))
+    with ogb_staging_root(root, dir_name) as staging:
+        try:
+            with ogb_legacy_load():
+                if name.startswith("ogbn-"):
+                    ds = NodePropPredDataset(name=name, root=str(staging))
+                else:
+                    ds = LinkPropPredDataset(name=name, root=str(staging))
+        except (OSError, EOFError) as e:
+            raise DatasetError(f"could not read or download {name} under {root}: {e}") from None
+        except Exception as e:  # urllib errors when offline, zip errors, ...
+            raise DatasetError(f"could not read or download {name} under {root}: {type(e).__name__}: {e}") from None
         with ogb_legacy_load():
-            if name.startswith("ogbn-"):
-                ds = NodePropPredDataset(name=name, root=str(root))
-            else:
-                ds = LinkPropPredDataset(name=name, root=str(root))
-    except (OSError, EOFError) as e:
-        raise DatasetError(f"could not read or download {name} under {root}: {e}") from None
-    except Exception as e:  # urllib errors when offline, zip errors, ...
-        raise DatasetError(f"could not read or download {name} under {root}: {type(e).__name__}: {e}") from None
-    with ogb_legacy_load():
-        return _from_ogb_reader(ds, name, out_dir, overwrite, feature_dtype)
+            return _from_ogb_reader(ds, name, out_dir, overwrite, feature_dtype)
 
 
 def from_ogb_reader(ds, out_dir, overwrite: bool = False, feature_dtype: str | None = None) -> GraphDataset:

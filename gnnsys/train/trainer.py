@@ -314,7 +314,7 @@ class Trainer:
                                          self.device)
             labels = torch.from_numpy(np.array(self.dataset.labels, dtype=np.int64))  # a writable copy
             for s in splits:
-                ids = np.asarray(self.dataset.splits[s], dtype=np.int64)
+                ids = np.array(self.dataset.splits[s], dtype=np.int64)  # a writable copy of the map
                 if ids.size == 0:
                     continue
                 if self.eval_mode == "full":

@@ -176,14 +176,8 @@ def init_distributed(device: str = "cpu", timeout_s: float | None = None) -> Dis
 
 
 def shutdown(ctx: DistContext) -> None:
-    """Leave the process group (no-op for a single process). The ranks first meet at a barrier, so
-    that none tears its gloo connections down while a peer is still using them (which can abort
-    the peer's interpreter at exit); a peer that is already gone does not stop the shutdown."""
+    """Leave the process group (no-op for a single process)."""
     if ctx.enabled and dist.is_initialized():
-        try:
-            run_collective(dist.barrier)
-        except DistributedError:
-            pass
         dist.destroy_process_group()
 
 

@@ -176,12 +176,13 @@ def make_transform(spec: ModelSpec, options: dict[str, Any], training: bool):
     return None if spec.make_transform is None else spec.make_transform(options, training)
 
 
-def worker_threads(workers: int) -> dict[str, Any]:
+def worker_threads(workers: int, prefetch: int) -> dict[str, Any]:
     """Loader options for ``workers`` batch-making threads: each gets an equal share of numba's
-    threads (one worker keeps numba's default), so the workers together do not oversubscribe."""
+    threads (one worker keeps numba's default), so the workers together do not oversubscribe.
+    Without prefetching there are no worker threads: batches are made in the consumer."""
     import numba
 
-    if workers <= 1:
+    if workers <= 1 or prefetch == 0:
         return {"num_workers": 1}
     return {"num_workers": workers, "num_threads": max(1, numba.config.NUMBA_NUM_THREADS // workers)}
 
@@ -193,7 +194,7 @@ def node_loader(sampler, ids: np.ndarray, batch_size: int, features, labels, *, 
 
     return NodeLoader(sampler, ids, batch_size, features=features, labels=labels, shuffle=shuffle,
                       drop_last=False, prefetch=prefetch, seed=seed, transform=transform, shard=shard,
-                      **worker_threads(workers if prefetch > 0 else 1))
+                      **worker_threads(workers, prefetch))
 
 
 def link_loader(sampler, edges: np.ndarray, batch_size: int, features, config: TrainConfig, *,
@@ -204,7 +205,7 @@ def link_loader(sampler, edges: np.ndarray, batch_size: int, features, config: T
                       num_neg=config.num_neg, exclude_target_edges=config.exclude_target_edges,
                       shuffle=True, drop_last=False, prefetch=config.prefetch, seed=config.seed,
                       transform=transform, shard=shard,
-                      **worker_threads(config.num_workers if config.prefetch > 0 else 1))
+                      **worker_threads(config.num_workers, config.prefetch))
 
 
 def default_out_dir(config: TrainConfig) -> Path:

@@ -128,7 +128,9 @@ class BufferRing:
     gets a fresh buffer and the old one lives on with its holders, so **a returned tensor is
     never overwritten while it is referenced**; ``num_buffers`` only bounds how many buffers are
     kept for reuse. A loader with prefetch depth ``k`` holds ``k + 2`` results at most (the queue,
-    the worker's, the consumer's), so ``k + 3`` buffers never allocate in steady state.
+    the worker's, the consumer's), so ``k + 3`` buffers never allocate in steady state. (The
+    reference count comes from ``torch._C._storage_Use_Count``; a torch without it makes this a
+    plain round-robin ring, where call ``k``'s result is overwritten by call ``k + num_buffers``.)
 
     A buffer grows (to ``1.25 x`` the request) when a larger batch arrives. Reusing buffers avoids
     the page faults of a fresh allocation, which otherwise dominate the cost of a large gather.

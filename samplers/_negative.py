@@ -100,3 +100,51 @@ def sample_negatives(src, num_nodes, k, key, exclude, indptr, sorted_indices, ou
                 c = s
             out[i, j] = c
     return failed
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sample_pairs(num_nodes, key, indptr, sorted_indices, out_src, out_dst):
+    """Draw random negative pairs ``(s, d)``, both ends uniform in ``[0, N)``, never a self
+    loop nor an existing edge ``s -> d`` (PyG's ``negative_sampling`` / OGB's ddi and collab
+    examples; rejection sampling, then a scan of ``s``'s candidates when the draws keep hitting).
+
+    Args:
+        num_nodes: number of nodes ``N`` (``>= 2``).
+        key: ``uint64`` key of (sampler seed, batch seed, purpose); pair ``i`` draws from
+            ``(key, i, try)``.
+        indptr, sorted_indices: the CSC graph with sorted neighbour lists.
+        out_src, out_dst: int64 ``[M]`` outputs.
+
+    Returns:
+        int64 ``[M]``: ``1`` where no valid pair was found for that slot (every node's
+        neighbourhood is complete), else ``0``.
+    """
+    m = out_src.size
+    failed = np.zeros(m, np.int64)
+    for i in prange(m):
+        nk = node_key(key, i)
+        found = False
+        s = 0
+        d = 0
+        for t in range(_MAX_TRIES):
+            s = below(draw(nk, 2 * t), num_nodes)
+            d = below(draw(nk, 2 * t + 1), num_nodes)
+            if s != d and not has_edge(indptr, sorted_indices, s, d):
+                found = True
+                break
+        if not found:
+            # A dense graph: walk the (s, d) grid from the last draw until a non-edge turns up.
+            for step in range(num_nodes * num_nodes):
+                c = (s * num_nodes + d + step) % (num_nodes * num_nodes)
+                s2 = c // num_nodes
+                d2 = c % num_nodes
+                if s2 != d2 and not has_edge(indptr, sorted_indices, s2, d2):
+                    s = s2
+                    d = d2
+                    found = True
+                    break
+        if not found:
+            failed[i] = 1
+        out_src[i] = s
+        out_dst[i] = d
+    return failed

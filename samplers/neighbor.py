@@ -15,7 +15,7 @@ from samplers._validate import check_fanouts, check_graph, check_ids, check_weig
 from samplers.errors import SamplerInputError
 from samplers.types import Hop, SampledSubgraph
 
-NEG_MODES = ("uniform", "per_source", "exclude_existing")
+NEG_MODES = ("uniform", "per_source", "exclude_existing", "random_pairs")
 LAYOUTS = ("block", "pyg")
 
 # Purpose tags mixed into the RNG key so hop draws and negative draws never share a stream.
@@ -126,7 +126,10 @@ class NeighborSampler:
                 ``"per_source"`` (the same draws, also laid out as ``extra["neg_dst_index"]``
                 ``[B, num_neg]`` for per-source ranking as in OGB's MRR evaluation),
                 ``"exclude_existing"`` (like uniform, but a negative is never an existing edge
-                ``src[i] -> d`` nor ``d == src[i]``), or ``None`` (positives only).
+                ``src[i] -> d`` nor ``d == src[i]``), ``"random_pairs"`` (``num_neg * B``
+                pairs with both ends uniformly random, never a self loop nor an existing edge:
+                PyG's binary ``negative_sampling``, as in OGB's ddi/collab examples, so that
+                negatives share no source with the positives), or ``None`` (positives only).
             num_neg: negatives per positive (``>= 1``).
             exclude_target_edges: remove the positive pairs (both directions) from the
                 message-passing subgraph, at every hop.
@@ -138,7 +141,7 @@ class NeighborSampler:
         Returns:
             A :class:`SampledSubgraph` whose seeds are the sorted unique endpoints of all pairs
             (``num_sampled_nodes[0]`` of them), with ``edge_label_index`` int64 ``[2, B * (1 +
-            num_neg)]`` in local ids (positives first, then negatives source-major) and
+            num_neg)]`` in local ids (positives first, then negatives source-major, or in draw order for ``random_pairs``) and
             ``edge_label`` float32 (1 positive, 0 negative).
         """
         src = check_ids(src, self.num_nodes, "src")
@@ -168,13 +171,23 @@ class NeighborSampler:
             neg_dst = given.reshape(b, -1)
         elif neg is None:
             neg_dst = np.empty((b, 0), np.int64)
+        elif neg == "random_pairs":
+            neg_src, neg_dst = self._random_pairs(b * int(num_neg), bs)
         else:
             neg_dst = self._negatives(src, int(num_neg), neg == "exclude_existing", bs)
-        seeds, inverse = np.unique(np.concatenate([src, dst, neg_dst.ravel()]), return_inverse=True)
-        inverse = inverse.astype(np.int64, copy=False)
-        k = neg_dst.shape[1]
-        label_src = np.concatenate([inverse[:b], np.repeat(inverse[:b], k)])
-        label_dst = np.concatenate([inverse[b:2 * b], inverse[2 * b:]])
+        if neg == "random_pairs":
+            seeds, inverse = np.unique(np.concatenate([src, dst, neg_src, neg_dst]), return_inverse=True)
+            inverse = inverse.astype(np.int64, copy=False)
+            m = neg_src.size
+            label_src = np.concatenate([inverse[:b], inverse[2 * b:2 * b + m]])
+            label_dst = np.concatenate([inverse[b:2 * b], inverse[2 * b + m:]])
+            k = int(num_neg)
+        else:
+            seeds, inverse = np.unique(np.concatenate([src, dst, neg_dst.ravel()]), return_inverse=True)
+            inverse = inverse.astype(np.int64, copy=False)
+            k = neg_dst.shape[1]
+            label_src = np.concatenate([inverse[:b], np.repeat(inverse[:b], k)])
+            label_dst = np.concatenate([inverse[b:2 * b], inverse[2 * b:]])
         exclusion = _exclusion(src, dst) if exclude_target_edges else None
         out = self._sample(seeds, bs, exclusion)
         out.edge_label_index = np.stack([label_src, label_dst])
@@ -213,6 +226,19 @@ class NeighborSampler:
                 f"no negative destination exists for source {int(src[i])}: it already has an edge "
                 f"to every other node (neg='exclude_existing')")
         return out
+
+    def _random_pairs(self, m: int, batch_seed: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.num_nodes < 2:
+            raise SamplerInputError("neg='random_pairs' needs a graph with at least 2 nodes")
+        out_src = np.empty(m, np.int64)
+        out_dst = np.empty(m, np.int64)
+        key = np.uint64(stream_key(self.seed, batch_seed, _TAG_NEG, 1))
+        failed = _negative.sample_pairs(self.num_nodes, key, self.indptr, self._sorted_neighbours(),
+                                        out_src, out_dst)
+        if failed.any():
+            raise SamplerInputError("no negative pair exists: the graph already has every edge "
+                                    "(neg='random_pairs')")
+        return out_src, out_dst
 
     def _sample(self, seeds: np.ndarray, batch_seed: int,
                 exclusion: tuple[np.ndarray, np.ndarray] | None) -> SampledSubgraph:

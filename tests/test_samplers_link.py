@@ -22,7 +22,8 @@ def _positives(g: CSC, rng: np.random.Generator, b: int) -> tuple[np.ndarray, np
 
 
 @SETTINGS
-@given(g=graphs(max_nodes=30, max_edges=150), neg=st.sampled_from(["uniform", "per_source", "exclude_existing", None]),
+@given(g=graphs(max_nodes=30, max_edges=150),
+       neg=st.sampled_from(["uniform", "per_source", "exclude_existing", "random_pairs", None]),
        k=st.integers(1, 4), exclude=st.booleans(), seed=st.integers(0, 2**32 - 1),
        layout=st.sampled_from(["block", "pyg"]))
 def test_link_batch_properties(g, neg, k, exclude, seed, layout):
@@ -37,8 +38,14 @@ def test_link_batch_properties(g, neg, k, exclude, seed, layout):
         sub = s.sample_from_edges(src, dst, neg=neg, num_neg=k, exclude_target_edges=exclude,
                                   batch_seed=int(rng.integers(0, 1000)))
     except SamplerInputError as exc:
-        # only legitimate when some source already points at every other node
-        assert neg == "exclude_existing" and "no negative destination" in str(exc)
+        # only legitimate when some source already points at every other node (or, for random
+        # pairs, when the graph is complete)
+        if neg == "random_pairs":
+            n = g.num_nodes
+            assert len({(u, v) for u, v in g.edge_set() if u != v}) == n * (n - 1)
+            assert "no negative pair" in str(exc) or "at least 2 nodes" in str(exc)
+        else:
+            assert neg == "exclude_existing" and "no negative destination" in str(exc)
         return
     seeds = sub.nodes[:sub.num_seeds]
     kk = 0 if neg is None else k
@@ -46,14 +53,15 @@ def test_link_batch_properties(g, neg, k, exclude, seed, layout):
     assert eli.shape == (2, b * (1 + kk)) and eli.dtype == np.int64
     assert eli.max() < sub.num_seeds  # labels index the seeds
     np.testing.assert_array_equal(sub.nodes[eli[:, :b]], np.stack([src, dst]))
-    np.testing.assert_array_equal(sub.nodes[eli[0, b:]], np.repeat(src, kk))
+    if neg != "random_pairs":
+        np.testing.assert_array_equal(sub.nodes[eli[0, b:]], np.repeat(src, kk))
     assert sub.edge_label.dtype == np.float32
     np.testing.assert_array_equal(sub.edge_label, np.r_[np.ones(b), np.zeros(b * kk)])
     assert set(seeds.tolist()) == set(sub.nodes[eli].ravel().tolist())  # seeds = unique endpoints
     if neg == "per_source":
         np.testing.assert_array_equal(sub.extra["neg_dst_index"], eli[1, b:].reshape(b, k))
     edges = g.edge_set()
-    if neg == "exclude_existing":
+    if neg in ("exclude_existing", "random_pairs"):
         for u, v in zip(sub.nodes[eli[0, b:]].tolist(), sub.nodes[eli[1, b:]].tolist()):
             assert (u, v) not in edges and u != v
     if exclude:
@@ -85,6 +93,31 @@ def test_exclude_existing_impossible_raises():
     g = csc_from_edges(src[mask], dst[mask], n)  # complete graph
     with pytest.raises(SamplerInputError, match="no negative destination exists for source"):
         NeighborSampler(g, [2]).sample_from_edges([0], [1], neg="exclude_existing")
+
+
+def test_random_pairs_draw_both_ends_uniformly_and_deterministically():
+    g = random_graph(200, 2000, seed=8, symmetric=True)
+    s = NeighborSampler(g, [5, 5], seed=3)
+    a = s.sample_from_edges([1, 2], [3, 4], neg="random_pairs", num_neg=200, batch_seed=9)
+    b = s.sample_from_edges([1, 2], [3, 4], neg="random_pairs", num_neg=200, batch_seed=9)
+    np.testing.assert_array_equal(a.edge_label_index, b.edge_label_index)
+    ns, nd = a.nodes[a.edge_label_index[:, 2:]]
+    assert ns.size == 400 and np.unique(ns).size > 120 and np.unique(nd).size > 120  # not the positives' sources
+    assert not (ns == nd).any() and not any((u, v) in g.edge_set() for u, v in zip(ns.tolist(), nd.tolist()))
+    c = s.sample_from_edges([1, 2], [3, 4], neg="random_pairs", num_neg=200, batch_seed=10)
+    assert not np.array_equal(a.nodes[a.edge_label_index], c.nodes[c.edge_label_index])
+
+
+def test_random_pairs_impossible_raises():
+    n = 4
+    src, dst = np.meshgrid(np.arange(n), np.arange(n))
+    mask = src != dst
+    g = csc_from_edges(src[mask], dst[mask], n)  # complete graph
+    with pytest.raises(SamplerInputError, match="no negative pair exists"):
+        NeighborSampler(g, [2]).sample_from_edges([0], [1], neg="random_pairs")
+    one = csc_from_edges([], [], 1)
+    with pytest.raises(SamplerInputError, match="at least 2 nodes"):
+        NeighborSampler(one, [2]).sample_from_edges([0], [0], neg="random_pairs")
 
 
 def test_link_batch_deterministic_and_uniform_negatives_cover_nodes():

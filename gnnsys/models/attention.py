@@ -19,6 +19,8 @@ import math
 import torch
 from torch import nn
 
+from .dropout import Dropout
+
 
 class ExactAttention(nn.Module):
     """Softmax multi-head self-attention within each group (``torch.nn.MultiheadAttention``)."""
@@ -59,7 +61,7 @@ class PerformerAttention(nn.Module):
         self.heads, self.head_dim = heads, dim // heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         gen = torch.Generator().manual_seed(seed)
         self.register_buffer("proj", orthogonal_features(num_features, self.head_dim, gen))
 

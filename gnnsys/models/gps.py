@@ -43,6 +43,7 @@ from torch_geometric.nn import GINEConv, SAGEConv
 from samplers._rng import stream_key
 
 from ..errors import ConfigError
+from .dropout import Dropout
 from ..loader.batch import Batch
 from .attention import make_attention
 from .encodings import (check_pe_options, dense_adjacency, lappe_dense, random_sign_flip, rwse,
@@ -338,9 +339,9 @@ class GPSLayer(nn.Module):
         self.attn = make_attention(attention, dim, heads, attn_dropout, performer_features, seed)
         self.norm_local = nn.BatchNorm1d(dim)
         self.norm_attn = nn.BatchNorm1d(dim) if self.attn is not None else None
-        self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim))
+        self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.ReLU(), Dropout(dropout), nn.Linear(2 * dim, dim))
         self.norm_out = nn.BatchNorm1d(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
@@ -371,7 +372,7 @@ class GPS(nn.Module):
         self.seed_groups = options["attn_group"] == "seed"
         self.encoder = nn.Linear(in_dim, hidden)
         self.pe_encoder = nn.Linear(int(options["pe_dim"]), hidden) if self.pe_kind != "none" else None
-        self.input_dropout = nn.Dropout(float(options["input_dropout"]))
+        self.input_dropout = Dropout(float(options["input_dropout"]))
         max_depth = len(options["fanouts"]) + 1
         self.uses_edge_attr = options["local"] in ("gine", "gatedgcn")
         self.edge_embed = nn.ModuleList(

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .dropout import Dropout
 from ..loader.batch import Batch
 from .registry import ModelSpec
 
@@ -158,7 +159,7 @@ class LargeGT(nn.Module):
         self.codebook = Codebook(int(options["num_centroids"]), gdim, float(options["ema_decay"]),
                                  seed=int(options.get("seed", 0)))
         self.global_attn = nn.MultiheadAttention(gdim, heads, dropout=p, batch_first=True)
-        self.head = nn.Sequential(nn.Linear(hidden + gdim, hidden), nn.ReLU(), nn.Dropout(p),
+        self.head = nn.Sequential(nn.Linear(hidden + gdim, hidden), nn.ReLU(), Dropout(p),
                                   nn.Linear(hidden, out_dim))
 
     def forward(self, batch: Batch) -> torch.Tensor:

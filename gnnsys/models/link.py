@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from .dropout import dropout
 
 DECODERS = ("dot", "mlp")
 
@@ -47,7 +48,7 @@ class MLPDecoder(nn.Module):
         h = h_src * h_dst
         for lin in self.lins[:-1]:
             h = torch.relu(lin(h))
-            h = nn.functional.dropout(h, p=self.dropout, training=self.training)
+            h = dropout(h, p=self.dropout, training=self.training)
         return self.lins[-1](h).squeeze(-1)
 
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import SAGEConv
 
 from ..errors import ConfigError
+from .dropout import dropout
 from .registry import ModelSpec
 
 #: Bytes of gathered neighbour rows one inference chunk may materialise.
@@ -58,7 +59,7 @@ class GraphSAGE(nn.Module):
         """Norm, activation and dropout after inner layer ``i`` (not after the last one)."""
         h = self.norms[i](h)
         h = torch.relu(h)
-        return nn.functional.dropout(h, p=self.dropout, training=self.training)
+        return dropout(h, p=self.dropout, training=self.training)
 
     def forward(self, batch) -> Tensor:
         """Run on a :class:`~gnnsys.loader.batch.Batch`.
@@ -76,7 +77,7 @@ class GraphSAGE(nn.Module):
                               f"use {L} fanouts")
         h = batch.x.float()
         if self.input_dropout:
-            h = nn.functional.dropout(h, p=self.dropout, training=self.training)
+            h = dropout(h, p=self.dropout, training=self.training)
         for i, conv in enumerate(self.convs):
             hop = hops[L - 1 - i]
             ei = torch.as_tensor(hop.edge_index, dtype=torch.long, device=h.device)

@@ -1,0 +1,104 @@
+"""Dropout that is fast on the CPU.
+
+torch's CPU dropout draws its mask with a serial Bernoulli generator: about 20 ns per element,
+which on two cores made dropout the largest single cost of a GraphSAGE link-prediction step (a
+65k-edge ddi batch: 350 ms of a 1 s step). Here the mask comes from a counter-based hash
+(SplitMix64 of ``(key, element index)``) in a parallel numba kernel that also applies it, so a
+pass costs about as much as an elementwise multiply, and the result does not depend on the thread
+count.
+
+The one random number per call (the hash key) is drawn from torch's global generator, so seeding
+(``torch.manual_seed``), checkpointed RNG states and exact resume work as with ``F.dropout``.
+Tensors that are not contiguous float32 CPU tensors (CUDA, half precision) use ``F.dropout``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit, prange, uint64
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from samplers._rng import mix64
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+#: Elements per parallel chunk of the kernels.
+_CHUNK = 16384
+#: Below this many elements torch's own dropout is as fast (no kernel dispatch to amortise).
+_MIN_ELEMENTS = 16384
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _forward(x, key, threshold, scale, out, mask):
+    """``out = x * scale`` where kept, else 0; ``mask[i] = 1`` where kept.
+
+    Element ``i`` is kept when the top 32 bits of ``mix64(key + (i + 1) * golden)`` are at least
+    ``threshold`` (``= round(p * 2**32)``), i.e. with probability ``1 - p``.
+    """
+    n = x.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            keep = np.uint8((mix64(uint64(key) + (uint64(i) + uint64(1)) * _GOLDEN) >> uint64(32)) >= threshold)
+            mask[i] = keep
+            out[i] = x[i] * (scale * np.float32(keep))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _backward(grad, mask, scale, out):
+    """``out = grad * scale * mask``."""
+    n = grad.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            out[i] = grad[i] * (scale * np.float32(mask[i]))
+
+
+class _HashDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float, key: int) -> Tensor:  # type: ignore[override]
+        scale = np.float32(1.0 / (1.0 - p))
+        threshold = np.uint64(min(int(round(p * 2.0**32)), 2**32))
+        out = torch.empty_like(x)
+        mask = torch.empty(x.shape, dtype=torch.uint8)
+        _forward(x.view(-1).numpy(), np.uint64(key), threshold, scale, out.view(-1).numpy(),
+                 mask.view(-1).numpy())
+        ctx.save_for_backward(mask)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (mask,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        out = torch.empty_like(grad)
+        _backward(grad.view(-1).numpy(), mask.view(-1).numpy(), ctx.scale, out.view(-1).numpy())
+        return out, None, None
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Drop-in for ``torch.nn.functional.dropout`` (not in place); same expectation and scaling."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if (p == 1.0 or x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous()
+            or x.numel() < _MIN_ELEMENTS):
+        return F.dropout(x, p, training)
+    key = int(torch.randint(0, 2**62, (1,)).item())  # from torch's (checkpointed) global RNG
+    return _HashDropout.apply(x, float(p), key)
+
+
+class Dropout(nn.Module):
+    """Drop-in for ``torch.nn.Dropout`` using :func:`dropout`."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

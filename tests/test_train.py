@@ -118,6 +118,24 @@ def test_link_prediction_hits_on_link_tiny(tmp_path: Path) -> None:
     assert summary["best_valid"] > 0.5
 
 
+def test_gradient_clipping_bounds_the_step_gradient_norm(tiny: Path, tmp_path: Path) -> None:
+    def grad_norm(clip):
+        cfg = TrainConfig(dataset=str(tiny), out=str(tmp_path / f"run{clip}"), epochs=1, batch_size=64,
+                          fanouts=[5, 5], lr=0.01, grad_clip=clip, progress=False, num_threads=1)
+        tr = Trainer(cfg)
+        it = iter(tr.train_loader)
+        batch = next(it)
+        it.close()
+        tr.model.train()
+        tr._step(batch)
+        return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in tr.model.parameters()
+                                                     if p.grad is not None])).item()
+
+    free = grad_norm(None)
+    assert free > 0.02  # the unclipped gradient is larger than the clip below
+    assert grad_norm(0.01) == pytest.approx(0.01, rel=1e-4)
+
+
 def _featureless_per_source(src: Path, out: Path, k: int = 20) -> Path:
     """link-tiny without features, its held-out negatives re-laid out per source (citation2 style)."""
     ds = synthetic.generate("link-tiny", src, seed=0)
@@ -188,7 +206,8 @@ def test_config_validation_and_json_round_trip(tmp_path: Path) -> None:
     assert cfg.replace(lr=0.02).differences(cfg) == ["lr"]
     for bad in [dict(epochs=0), dict(lr=-1.0), dict(device="tpu"), dict(features="disk"),
                 dict(feature_dtype="int8"), dict(fanouts=[]), dict(fanouts=[5, -2]), dict(metric="auc"),
-                dict(eval_mode="fast"), dict(batch_size=True)]:
+                dict(eval_mode="fast"), dict(batch_size=True), dict(grad_clip=0), dict(grad_clip=-1.0),
+                dict(grad_clip=float("nan")), dict(grad_clip=True), dict(neg="pairs")]:
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
 

@@ -18,7 +18,7 @@ PLACEMENTS = ("cpu", "mmap", "uva", "gpu", "cached")
 FEATURE_DTYPES = ("float32", "float16", "bfloat16")
 EVAL_MODES = ("auto", "full", "sampled")
 SCHEDULERS = ("none", "cosine", "step")
-NEG_MODES = ("uniform", "per_source", "exclude_existing")
+NEG_MODES = ("uniform", "per_source", "exclude_existing", "random_pairs")
 DECODERS = ("dot", "mlp")
 #: Fields that do not change the result of a run (excluded from :meth:`TrainConfig.fingerprint`).
 NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers")
@@ -39,6 +39,8 @@ class TrainConfig:
         batch_size: seed nodes (node task) or positive edges (link task) per batch.
         epochs: passes over the training split.
         lr, weight_decay: Adam settings.
+        grad_clip: clip the gradients' global L2 norm to this before each step (OGB's link
+            examples use 1.0); ``None``: no clipping.
         scheduler: ``none``, ``cosine`` (over ``epochs``) or ``step`` (x0.5 every ``step_size`` epochs).
         device: ``cpu`` or ``cuda``.
         features: feature placement (``cpu``, ``mmap``, ``uva``, ``gpu``, ``cached``).
@@ -74,6 +76,7 @@ class TrainConfig:
     epochs: int = 5
     lr: float = 0.003
     weight_decay: float = 0.0
+    grad_clip: float | None = None
     scheduler: str = "none"
     step_size: int = 10
     device: str = "cpu"
@@ -127,6 +130,9 @@ class TrainConfig:
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v != v or v == float("inf"):
                 raise ConfigError(f"{k} must be a finite number >= 0, got {v!r}")
+        g = self.grad_clip
+        if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 < g < float("inf")):
+            raise ConfigError(f"grad_clip must be a finite number > 0 (or absent), got {g!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         self.fanouts = check_fanouts(self.fanouts, "fanouts")

@@ -297,6 +297,8 @@ class Trainer:
             loss = F.binary_cross_entropy_with_logits(logits.float(), batch.edge_label.float())
             n = int(batch.edge_label.shape[0])
         loss.backward()
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         return float(loss.detach()), n
 

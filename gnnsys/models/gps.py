@@ -43,12 +43,13 @@ from torch_geometric.nn import GINEConv, SAGEConv
 from samplers._rng import stream_key
 
 from ..errors import ConfigError
-from .dropout import Dropout
 from ..loader.batch import Batch
 from .attention import make_attention
+from .dropout import Dropout
 from .encodings import (check_pe_options, dense_adjacency, lappe_dense, random_sign_flip, rwse,
                         rwse_dense)
 from .registry import ModelSpec
+from .sage import block_adjacency
 
 LOCAL = ("gine", "gatedgcn", "sage")
 ATTENTION = ("exact", "performer", "none")
@@ -397,9 +398,12 @@ class GPS(nn.Module):
             h = h + self.pe_encoder(ex["gps_pe"].to(h.dtype))
         edge_index, mask = ex["gps_edge_index"], ex["gps_mask"]
         depth = ex["gps_edge_attr"]
+        mp = edge_index
+        if not self.uses_edge_attr and h.device.type == "cpu":  # SAGE: one CSR product per layer
+            mp = block_adjacency(edge_index, h.shape[0], h.shape[0])
         for i, layer in enumerate(self.layers):
             attr = self.edge_embed[i](depth) if self.edge_embed is not None else None
-            h = layer(h, edge_index, attr, mask)
+            h = layer(h, mp, attr, mask)
         if self.seed_groups:
             h = h[ex["gps_seed_tokens"]]
         else:

@@ -37,8 +37,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .dropout import Dropout
 from ..loader.batch import Batch
+from .dropout import Dropout
 from .registry import ModelSpec
 
 DEFAULTS: dict[str, Any] = {

@@ -1,11 +1,15 @@
 """GraphSAGE link prediction on ogbl-ddi (OGB's example: learnable 256-d node embeddings because
 ddi has no node features, 2 layers, hidden 256, dropout 0.5, MLP predictor, lr 0.005, edge batch
-65,536, 200 epochs; leaderboard Hits@20 0.5390 +- 0.0474).
+65,536, one random-pair negative per positive, gradients clipped at 1.0, 200 epochs; leaderboard
+Hits@20 0.5390 +- 0.0474).
 
 OGB's example runs message passing over the whole graph for every batch; here the link loader
-samples the endpoints' neighbourhoods (``--fanouts``; ``-1,-1`` takes every neighbour) and keeps
-the batch's positive edges in the graph, as OGB's full-graph example does. Evaluation embeds all
-4,267 nodes by full layer-wise inference and scores OGB's valid/test pairs with its Evaluator.
+samples the endpoints' neighbourhoods (``--fanouts``; the default ``-1,-1`` takes every neighbour,
+which on ddi is the whole graph, as in OGB) and keeps the batch's positive edges in the graph, as
+OGB's example does. Negatives are random node pairs (``random_pairs``, OGB's ``negative_sampling``).
+Evaluation embeds all 4,267 nodes by full layer-wise inference and scores OGB's valid/test pairs
+with its Evaluator. ``--fanouts 10,10 --batch-size 16384 --hidden 128 --epochs 10`` is the
+recipe of the CI test (valid Hits@20 above 0.30 in about 2.5 minutes on two cores).
 
     python examples/ogbl_ddi_sage.py --root /path/to/ogb          # real data (OGB layout)
     python examples/ogbl_ddi_sage.py --synthetic                  # ddi-like preset
@@ -26,7 +30,7 @@ def main() -> None:
     p.add_argument("--home", help="cache folder for prepared datasets (default $GNNSYS_HOME)")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=65536, help="positive edges per batch")
-    p.add_argument("--fanouts", default="20,20", help="neighbours per hop (-1 = all)")
+    p.add_argument("--fanouts", default="-1,-1", help="neighbours per hop (-1 = all)")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--eval-every", type=int, default=1)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -44,13 +48,14 @@ def main() -> None:
 
         dataset = str(resolve("ddi-like", home=args.home).path)
 
-    # 2. OGB's ddi settings: embedding 256, SAGE 2 x 256, dropout 0.5, LinkPredictor MLP
+    # 2. OGB's ddi settings: embedding 256, SAGE 2 x 256, dropout 0.5, LinkPredictor MLP,
+    #    random-pair negatives, gradient norm clipped at 1.0
     config = TrainConfig(
         dataset=dataset, root=args.root, home=args.home, model="sage", task="link",
         model_options={"hidden": args.hidden, "num_layers": 2, "dropout": 0.5},
         embedding_dim=args.hidden, fanouts=[int(f) for f in args.fanouts.split(",")],
-        batch_size=args.batch_size, lr=0.005, epochs=args.epochs,
-        neg="uniform", num_neg=1, exclude_target_edges=False,
+        batch_size=args.batch_size, lr=0.005, epochs=args.epochs, grad_clip=1.0,
+        neg="random_pairs", num_neg=1, exclude_target_edges=False,
         decoder="mlp", decoder_hidden=args.hidden, decoder_layers=3, metric="hits@20",
         eval_every=args.eval_every, device=args.device, num_threads=args.num_threads,
         seed=args.seed, out=args.out)

@@ -214,23 +214,24 @@ def test_config_validation_and_json_round_trip(tmp_path: Path) -> None:
             TrainConfig(**bad)
 
 
-#: A short ddi run: learnable 64-d embeddings, SAGE 2 x 64 over 10 sampled neighbours per hop
-#: (batch positives kept in the graph, as OGB's full-graph example does), MLP predictor, OGB's
-#: 65,536 positive edges per batch with one uniform negative each, three epochs.
-DDI_CI = dict(epochs=3, batch_size=65536, lr=0.01, fanouts=[10, 10],
-              model_options={"hidden": 64, "dropout": 0.2}, decoder="mlp", decoder_hidden=64,
-              exclude_target_edges=False, eval_every=3, num_threads=2, progress=False, metric="hits@100")
+#: A time-boxed ddi run (about 2.5 minutes on 2 cores): learnable 128-d embeddings, SAGE 2 x 128
+#: over 10 sampled neighbours per hop (batch positives kept in the graph, as OGB's full-graph
+#: example does), OGB's MLP predictor, and OGB's training signal: one random-pair negative per
+#: positive (``random_pairs``) and gradients clipped at 1.0; 16,384 positives per batch (65 steps
+#: per epoch), lr 0.005, ten epochs, the model selected on valid Hits@20 as OGB reports it.
+#: Measured with this recipe: valid Hits@20 0.23 / 0.30 / 0.32 / 0.41 / 0.34 after epochs 3 / 4 / 7 /
+#: 8 / 9 (test 0.17-0.26); with per-source negatives and no clipping it stayed near 0.05.
+DDI_CI = dict(epochs=10, batch_size=16384, lr=0.005, fanouts=[10, 10], grad_clip=1.0,
+              model_options={"hidden": 128, "dropout": 0.5}, embedding_dim=128, decoder="mlp",
+              decoder_hidden=128, neg="random_pairs", num_neg=1, exclude_target_edges=False,
+              eval_every=1, num_threads=2, progress=False, metric="hits@20")
 
 
-def test_ogbl_ddi_learns_and_is_scored_by_ogb(tmp_path: Path) -> None:
+def test_ogbl_ddi_reaches_hits20_of_030_in_a_time_box(tmp_path: Path) -> None:
     """ogbl-ddi from shared/data (its missing train.pt rebuilt from the raw edges): learnable
     embeddings + GraphSAGE through the link loader, scored by OGB's Evaluator on the real valid
-    and test splits, learns far beyond the untrained model in three epochs.
-
-    This is NOT the issue's Hits@20 >= 0.30 target, which this recipe does not reach in a CI time
-    box on two CPU cores (measured: valid Hits@20 0.05 after 4 epochs of ~35-140 s each; OGB's
-    example needs ~200 epochs). Hits@100 is used because Hits@20 stays near 0 this early.
-    """
+    and test splits, reaches valid Hits@20 >= 0.30 within ten epochs (the issue's CI target;
+    OGB's leaderboard: 0.539 test after 200 full-graph epochs)."""
     from gnnsys.train.trainer import Trainer
 
     if not (SHARED / "ogb" / "ogbl_ddi").is_dir():
@@ -242,9 +243,13 @@ def test_ogbl_ddi_learns_and_is_scored_by_ogb(tmp_path: Path) -> None:
                       **DDI_CI)
     trainer = Trainer(cfg)
     before = trainer.evaluate()
+    t0 = time.perf_counter()
     summary = trainer.fit()
-    assert summary["metric"] == "hits@100" and summary["dataset"] == "ogbl-ddi"
-    assert set(summary["final"]) >= {"valid_hits@100", "test_hits@100"}
-    assert before["valid_hits@100"] < 0.01
-    assert summary["final"]["valid_hits@100"] >= 0.03, (before, summary["final"])
-    assert summary["final"]["test_hits@100"] >= 0.02, (before, summary["final"])
+    seconds = time.perf_counter() - t0
+    assert summary["metric"] == "hits@20" and summary["dataset"] == "ogbl-ddi"
+    assert set(summary["final"]) >= {"valid_hits@20", "test_hits@20"}
+    assert before["valid_hits@20"] < 0.02
+    print(f"ddi: best valid Hits@20 {summary['best_valid']:.4f} (epoch {summary['best_epoch']}), test "
+          f"{summary['test_at_best_valid']:.4f}, {seconds:.0f} s")
+    assert summary["best_valid"] >= 0.30, summary
+    assert summary["test_at_best_valid"] >= 0.15, summary

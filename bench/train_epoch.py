@@ -5,12 +5,13 @@ initial weights), with the same fanouts, batch size, optimizer and epochs, with 
 threads, and are evaluated by the same full-neighbourhood layer-wise inference:
 
 * ours: :class:`gnnsys.train.Trainer` (numba sampler + feature store in a prefetching worker thread,
-  layer-by-layer trimmed blocks); time split into sample / gather (worker) and compute / wait
-  (main thread);
+  layer-by-layer trimmed blocks, each aggregated by one CSR sparse-dense product); time split into
+  sample / gather (worker) and compute / wait (main thread);
 * PyG: ``torch_geometric.loader.NeighborLoader`` (torch-sparse sampler when pyg-lib is absent,
   ``num_workers=0``) feeding the model PyG's way: every layer over the whole sampled subgraph, or
   trimmed with ``torch_geometric.utils.trim_to_layer`` when the loader reports per-hop counts
-  (pyg-lib only).
+  (pyg-lib only), the convolutions taking the loader's ``edge_index`` as PyG's examples do
+  (gather + scatter of per-edge messages).
 
 Epoch time excludes evaluation on both sides; ``ratio_vs_pyg`` = PyG epoch time / ours.
 

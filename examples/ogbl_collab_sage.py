@@ -1,8 +1,8 @@
 """GraphSAGE link prediction on ogbl-collab (OGB's example: 3 layers, hidden 256, MLP predictor on
 the Hadamard product, lr 0.001, edge batch 64k; leaderboard Hits@50 0.4810 +- 0.0081).
 
-Training edges come in batches from the link loader: each positive gets a uniform negative, the
-union neighbourhood of the endpoints is sampled with the batch's own positives removed from the
+Training edges come in batches from the link loader: each positive gets one negative pair with
+both ends random (``random_pairs``, as OGB's example draws them), the union neighbourhood of the endpoints is sampled with the batch's own positives removed from the
 message-passing graph (no target leakage). Evaluation embeds every node by full-neighbourhood
 layer-wise inference and scores OGB's valid/test pairs with its Evaluator (Hits@50).
 
@@ -44,7 +44,7 @@ def main() -> None:
         dataset=dataset, root=args.root, home=args.home, model="sage", task="link",
         model_options={"hidden": 256, "num_layers": 3, "dropout": 0.0},
         fanouts=[15, 10, 5], batch_size=65536, lr=0.001, epochs=args.epochs,
-        neg="uniform", num_neg=1, exclude_target_edges=True,
+        neg="random_pairs", num_neg=1, exclude_target_edges=True,
         decoder="mlp", decoder_hidden=256, decoder_layers=3, metric="hits@50",
         device=args.device, seed=args.seed, out=args.out)
 

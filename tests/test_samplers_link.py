@@ -86,13 +86,17 @@ def test_exclude_existing_with_unsorted_lists_and_dense_source():
     assert (negs == n - 1).all()  # the only non-neighbour of node 0 (found by the fallback scan)
 
 
-def test_exclude_existing_impossible_raises():
-    n = 5
+def _complete_graph(n: int) -> CSC:
     src, dst = np.meshgrid(np.arange(n), np.arange(n))
     mask = src != dst
-    g = csc_from_edges(src[mask], dst[mask], n)  # complete graph
-    with pytest.raises(SamplerInputError, match="no negative destination exists for source"):
-        NeighborSampler(g, [2]).sample_from_edges([0], [1], neg="exclude_existing")
+    return csc_from_edges(src[mask], dst[mask], n)
+
+
+@pytest.mark.parametrize("neg, match", [("exclude_existing", "no negative destination exists for source"),
+                                        ("random_pairs", "no negative pair exists")])
+def test_negatives_on_a_complete_graph_raise(neg, match):
+    with pytest.raises(SamplerInputError, match=match):
+        NeighborSampler(_complete_graph(5), [2]).sample_from_edges([0], [1], neg=neg)
 
 
 def test_random_pairs_draw_both_ends_uniformly_and_deterministically():
@@ -108,13 +112,7 @@ def test_random_pairs_draw_both_ends_uniformly_and_deterministically():
     assert not np.array_equal(a.nodes[a.edge_label_index], c.nodes[c.edge_label_index])
 
 
-def test_random_pairs_impossible_raises():
-    n = 4
-    src, dst = np.meshgrid(np.arange(n), np.arange(n))
-    mask = src != dst
-    g = csc_from_edges(src[mask], dst[mask], n)  # complete graph
-    with pytest.raises(SamplerInputError, match="no negative pair exists"):
-        NeighborSampler(g, [2]).sample_from_edges([0], [1], neg="random_pairs")
+def test_random_pairs_need_two_nodes():
     one = csc_from_edges([], [], 1)
     with pytest.raises(SamplerInputError, match="at least 2 nodes"):
         NeighborSampler(one, [2]).sample_from_edges([0], [0], neg="random_pairs")

@@ -2,9 +2,10 @@
 the Hadamard product, lr 0.001, edge batch 64k; leaderboard Hits@50 0.4810 +- 0.0081).
 
 Training edges come in batches from the link loader: each positive gets one negative pair with
-both ends random (``random_pairs``, as OGB's example draws them), the union neighbourhood of the endpoints is sampled with the batch's own positives removed from the
-message-passing graph (no target leakage). Evaluation embeds every node by full-neighbourhood
-layer-wise inference and scores OGB's valid/test pairs with its Evaluator (Hits@50).
+both ends random (``random_pairs``, as OGB's example draws them); the union neighbourhood of the
+endpoints is sampled with the batch's own positives removed from the message-passing graph (no
+target leakage). Evaluation embeds every node by full-neighbourhood layer-wise inference and
+scores OGB's valid/test pairs with its Evaluator (Hits@50).
 
     python examples/ogbl_collab_sage.py --root /path/to/ogb      # real data (OGB layout)
     python examples/ogbl_collab_sage.py --synthetic              # collab-like preset

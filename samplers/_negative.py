@@ -106,7 +106,8 @@ def sample_negatives(src, num_nodes, k, key, exclude, indptr, sorted_indices, ou
 def sample_pairs(num_nodes, key, indptr, sorted_indices, out_src, out_dst):
     """Draw random negative pairs ``(s, d)``, both ends uniform in ``[0, N)``, never a self
     loop nor an existing edge ``s -> d`` (PyG's ``negative_sampling`` / OGB's ddi and collab
-    examples; rejection sampling, then a scan of ``s``'s candidates when the draws keep hitting).
+    examples): rejection sampling, then, for a slot whose draws all hit edges, a walk over the
+    ``(s, d)`` grid from its last draw.
 
     Args:
         num_nodes: number of nodes ``N`` (``>= 2``).

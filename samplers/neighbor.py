@@ -141,8 +141,8 @@ class NeighborSampler:
         Returns:
             A :class:`SampledSubgraph` whose seeds are the sorted unique endpoints of all pairs
             (``num_sampled_nodes[0]`` of them), with ``edge_label_index`` int64 ``[2, B * (1 +
-            num_neg)]`` in local ids (positives first, then negatives source-major, or in draw order for ``random_pairs``) and
-            ``edge_label`` float32 (1 positive, 0 negative).
+            num_neg)]`` in local ids (positives first, then negatives source-major, or in draw
+            order for ``random_pairs``) and ``edge_label`` float32 (1 positive, 0 negative).
         """
         src = check_ids(src, self.num_nodes, "src")
         dst = check_ids(dst, self.num_nodes, "dst")
@@ -175,19 +175,19 @@ class NeighborSampler:
             neg_src, neg_dst = self._random_pairs(b * int(num_neg), bs)
         else:
             neg_dst = self._negatives(src, int(num_neg), neg == "exclude_existing", bs)
-        if neg == "random_pairs":
-            seeds, inverse = np.unique(np.concatenate([src, dst, neg_src, neg_dst]), return_inverse=True)
-            inverse = inverse.astype(np.int64, copy=False)
-            m = neg_src.size
-            label_src = np.concatenate([inverse[:b], inverse[2 * b:2 * b + m]])
-            label_dst = np.concatenate([inverse[b:2 * b], inverse[2 * b + m:]])
+        paired = neg == "random_pairs"
+        ends = [src, dst, neg_src, neg_dst] if paired else [src, dst, neg_dst.ravel()]
+        seeds, inverse = np.unique(np.concatenate(ends), return_inverse=True)
+        inverse = inverse.astype(np.int64, copy=False)
+        negs = inverse[2 * b:]
+        if paired:
             k = int(num_neg)
+            neg_src_local, neg_dst_local = negs[:b * k], negs[b * k:]
         else:
-            seeds, inverse = np.unique(np.concatenate([src, dst, neg_dst.ravel()]), return_inverse=True)
-            inverse = inverse.astype(np.int64, copy=False)
             k = neg_dst.shape[1]
-            label_src = np.concatenate([inverse[:b], np.repeat(inverse[:b], k)])
-            label_dst = np.concatenate([inverse[b:2 * b], inverse[2 * b:]])
+            neg_src_local, neg_dst_local = np.repeat(inverse[:b], k), negs
+        label_src = np.concatenate([inverse[:b], neg_src_local])
+        label_dst = np.concatenate([inverse[b:2 * b], neg_dst_local])
         exclusion = _exclusion(src, dst) if exclude_target_edges else None
         out = self._sample(seeds, bs, exclusion)
         out.edge_label_index = np.stack([label_src, label_dst])

@@ -20,9 +20,8 @@ from numba import njit, prange, uint64
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from samplers._rng import mix64
+from samplers._rng import draw
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 #: Elements per parallel chunk of the kernels.
 _CHUNK = 16384
 #: Below this many elements torch's own dropout is as fast (no kernel dispatch to amortise).
@@ -33,13 +32,14 @@ _MIN_ELEMENTS = 16384
 def _forward(x, key, threshold, scale, out, mask):
     """``out = x * scale`` where kept, else 0; ``mask[i] = 1`` where kept.
 
-    Element ``i`` is kept when the top 32 bits of ``mix64(key + (i + 1) * golden)`` are at least
-    ``threshold`` (``= round(p * 2**32)``), i.e. with probability ``1 - p``.
+    Element ``i`` is kept when the top 32 bits of ``draw(key, i)`` (the samplers' counter-based
+    SplitMix64 stream) are at least ``threshold`` (``= round(p * 2**32)``), i.e. with probability
+    ``1 - p``.
     """
     n = x.size
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            keep = np.uint8((mix64(uint64(key) + (uint64(i) + uint64(1)) * _GOLDEN) >> uint64(32)) >= threshold)
+            keep = np.uint8((draw(key, i) >> uint64(32)) >= threshold)
             mask[i] = keep
             out[i] = x[i] * (scale * np.float32(keep))
 
@@ -75,10 +75,14 @@ class _HashDropout(torch.autograd.Function):
         return out, None, None
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
-    """Drop-in for ``torch.nn.functional.dropout`` (not in place); same expectation and scaling."""
+def _check_p(p: float) -> None:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Drop-in for ``torch.nn.functional.dropout`` (not in place); same expectation and scaling."""
+    _check_p(p)
     if not training or p == 0.0:
         return x
     if (p == 1.0 or x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous()
@@ -93,8 +97,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        _check_p(p)
         self.p = float(p)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -11,11 +11,12 @@ State lives in a :class:`Scratch` (one per concurrent caller, reused across batc
 node's local id is assigned in the order of its first occurrence in the whole array, which is
 the same for any number of chunks, so the output does not depend on the thread count:
 
+0. every entry reads its source's current local id from ``gmap`` (one flat gather);
 1. each chunk lists, in order, its nodes that are not yet in ``gmap`` (deduplicated with its
    bitmap);
 2. a listed node is *owned* by its chunk when no earlier chunk's bitmap has it;
 3. owners get consecutive ids, chunk by chunk (an exclusive prefix sum of owner counts);
-4. every edge reads its source's local id from ``gmap``; chunks clear their bitmap bytes.
+4. entries that were unmapped read their new local id; chunks clear their bitmap bytes.
 """
 
 from __future__ import annotations
@@ -79,13 +80,16 @@ def relabel(nbr, gmap, bitmaps, nchunks, next_id, src_local):
     chunk = (e + nchunks - 1) // nchunks
     cand = np.empty(e, np.int64)
     ncand = np.zeros(nchunks, np.int64)
+    # the map lookups first, as one flat gather: independent loads, many in flight per core
+    for p in prange(e):
+        src_local[p] = gmap[nbr[p]]
     for t in prange(nchunks):
         lo = min(e, t * chunk)
         hi = min(e, lo + chunk)
         c = lo
         for p in range(lo, hi):
-            v = nbr[p]
-            if gmap[v] < 0:
+            if src_local[p] < 0:
+                v = nbr[p]
                 b = v >> 3
                 m = np.uint8(1 << (v & 7))
                 if bitmaps[t, b] & m == 0:
@@ -121,13 +125,15 @@ def relabel(nbr, gmap, bitmaps, nchunks, next_id, src_local):
             v = cand[lo + r]
             gmap[v] = next_id + base[t] + r
             new_nodes[base[t] + r] = v
+    # only the entries that were unmapped need their new id; their bits are the only ones set
     for t in prange(nchunks):
         lo = min(e, t * chunk)
         hi = min(e, lo + chunk)
         for p in range(lo, hi):
-            v = nbr[p]
-            src_local[p] = gmap[v]
-            bitmaps[t, v >> 3] = 0
+            if src_local[p] < 0:
+                v = nbr[p]
+                src_local[p] = gmap[v]
+                bitmaps[t, v >> 3] = 0
     return new_nodes
 
 

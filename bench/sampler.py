@@ -57,6 +57,25 @@ class Graph:
         self.name = name
 
 
+def cpu_times() -> list[int] | None:
+    """The machine's aggregate CPU jiffies from ``/proc/stat`` (``None`` off Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+
+
+def steal_fraction(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Share of CPU time the hypervisor gave to other guests between two :func:`cpu_times`
+    (field 8, ``steal``): on a VM, stolen time is time a thread wanted and did not get, which
+    the 2-thread timings feel first."""
+    if not before or not after or len(before) < 8:
+        return None
+    total = sum(after) - sum(before)
+    return round((after[7] - before[7]) / total, 4) if total > 0 else None
+
+
 def random_graph(num_nodes: int, num_edges: int, seed: int = 0) -> Graph:
     rng = np.random.default_rng(seed)
     counts = np.bincount(rng.integers(0, num_nodes, num_edges), minlength=num_nodes)
@@ -234,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-compile-probe", action="store_true")
     args = ap.parse_args(argv)
     graph_name = args.graph or ("products-1m" if args.quick else "products-like")
-    n_ours = args.batches or (24 if args.quick else 60)
+    n_ours = args.batches or (64 if args.quick else 96)
     n_peer = args.peer_batches or (2 if args.quick else 8)
     fanouts = [int(f) for f in args.fanouts.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
@@ -274,7 +293,9 @@ def main(argv: list[str] | None = None) -> dict:
     if threads[-1] > 1:
         configs[f"ours_{threads[-1]}w"] = lambda ss: run_ours_workers(ours["pyg"], ss, threads[-1])
     configs[f"ours_block_{threads[-1]}t"] = lambda ss: run_ours(ours["block"], ss, threads[-1])
+    stat0 = cpu_times()
     res = interleaved(configs, seed_sets[:n_ours], rounds=4 if not args.quick else 3)
+    steal = steal_fraction(stat0, cpu_times())
 
     peers: dict[str, dict | None] = {}
     missing: dict[str, str] = {}
@@ -334,6 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
         "first_call_in_process_s": round(first_call_s, 3),
         "missing_peers": missing,
         "load_avg_1min": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
+        "cpu_steal_fraction_during_ours": steal,
         "cpu_count": os.cpu_count(),
         "goal_ratio_vs_pyg": GOAL_VS_PYG, "goal_speedup_2t": GOAL_2T_OVER_1T,
     })
@@ -341,7 +363,8 @@ def main(argv: list[str] | None = None) -> dict:
         summary.update(compile_times())
     print(f"2 threads vs 1: {summary['speedup_2t_vs_1t']}x within a batch, "
           f"{summary['speedup_2workers_vs_1t']}x as 2 loader workers (goal {GOAL_2T_OVER_1T}x); ours vs "
-          f"PyG+torch-sparse at equal threads: {summary['ratio_vs_pyg']}x (goal {GOAL_VS_PYG}x)")
+          f"PyG+torch-sparse at equal threads: {summary['ratio_vs_pyg']}x (goal {GOAL_VS_PYG}x); "
+          f"CPU time stolen by the hypervisor while ours ran: {steal}")
     print(json.dumps(summary))
     return summary
 

@@ -8,7 +8,10 @@ float16, on ``--threads`` threads, and reports GB/s of gathered bytes for:
 * ``torch.index_select`` (fresh output, as usually called) and ``index_select(out=)`` (reused);
 * ``numpy.take(axis=0)``;
 * a contiguous copy of the same number of bytes into a reused buffer (the limit on this
-  machine: single-threaded ``np.copyto`` and a 2-thread numba copy, the faster counts).
+  machine: single-threaded ``np.copyto`` and a 2-thread numba copy, the faster counts);
+* ``random_read``: the same random rows only read (XOR-reduced, nothing written) by a
+  2-thread numba loop: the ceiling for any gather of these ids, since rows scattered over a
+  table far larger than the caches cost DRAM latency that a contiguous copy never pays.
 
 Every method is checked equal to NumPy fancy indexing; timings are interleaved round-robin and
 the median of ``--repeat`` rounds is reported. With a CUDA GPU and cupy it also times the
@@ -46,6 +49,23 @@ def _parallel_copy(src, dst, chunk):  # pragma: no cover - numba
         dst[lo:hi] = src[lo:hi]
 
 
+@njit(parallel=True, nogil=True, cache=True)
+def _read_rows(table, ids, chunk_rows, sink):  # pragma: no cover - numba
+    """XOR-reduce the rows ``table[ids]`` without writing them anywhere: how fast this machine
+    can merely *read* the gathered rows (random 400 B rows: DRAM latency, not bandwidth)."""
+    n = ids.shape[0]
+    d = table.shape[1]
+    for c in prange((n + chunk_rows - 1) // chunk_rows):
+        lo = c * chunk_rows
+        hi = min(n, lo + chunk_rows)
+        acc = table[0, 0] ^ table[0, 0]
+        for i in range(lo, hi):
+            row = ids[i]
+            for j in range(d):
+                acc ^= table[row, j]
+        sink[c] = acc
+
+
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
     """Median seconds of each fn, timed round-robin (one warm-up call each)."""
     for fn in fns.values():
@@ -72,6 +92,8 @@ def cpu_section(rows: int, dim: int, n_ids: int, dtype: np.dtype, repeat: int,
     dst = np.empty_like(src)
     src_flat, dst_flat = src.reshape(-1).view(np.uint8), dst.reshape(-1).view(np.uint8)
 
+    words = table.view(np.uint16 if table.itemsize == 2 else np.uint32)
+    sink = np.zeros((n_ids + 2047) // 2048, words.dtype)
     # steady state of a training loop: a ring of 2 buffers, both touched before timing
     ours = FeatureStore(table, placement="cpu", num_threads=threads, num_buffers=2)
     fns: dict[str, Callable[[], object]] = {
@@ -81,6 +103,7 @@ def cpu_section(rows: int, dim: int, n_ids: int, dtype: np.dtype, repeat: int,
         "np_take": lambda: np.take(table, ids, axis=0),
         "copy_np": lambda: np.copyto(dst, src),
         "copy_parallel": lambda: _parallel_copy(src_flat, dst_flat, 1 << 20),
+        "random_read": lambda: _read_rows(words, ids, 2048, sink),
     }
     if with_mmap:
         path = tmp / f"table_{np.dtype(dtype).name}.npy"
@@ -196,6 +219,8 @@ def main() -> None:
         "ratio_vs_index_select": round(f32["ours_cpu"] / f32["index_select"], 3),
         "ratio_vs_index_select_out": round(f32["ours_cpu"] / f32["index_select_out"], 3),
         "ratio_mmap_vs_memcpy": round(f32["ours_mmap"] / f32["copy_limit"], 3),
+        "random_read_gbps": round(f32["random_read"], 3),
+        "ratio_vs_random_read": round(f32["ours_cpu"] / f32["random_read"], 3),
     }
     if "float16" in results:
         f16 = results["float16"]

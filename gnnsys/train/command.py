@@ -18,7 +18,7 @@ _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", 
            "weight_decay", "grad_clip", "scheduler", "device", "features", "feature_dtype", "seed", "out",
            "checkpoint_every", "eval_every", "eval_mode", "eval_fanouts", "eval_batch_size",
            "max_batches", "neg", "num_neg", "decoder", "embedding_dim", "metric", "num_threads",
-           "num_workers", "prefetch")
+           "num_workers", "prefetch", "host_allocator")
 #: flags that set a model option.
 _MODEL = ("hidden", "num_layers", "dropout")
 
@@ -78,6 +78,10 @@ def add_train_parser(sub) -> None:
     p.add_argument("--prefetch", type=int, default=S)
     p.add_argument("--num-workers", dest="num_workers", type=int, default=S,
                    help="loader threads making batches in parallel (default 1)")
+    p.add_argument("--host-allocator", dest="host_allocator", choices=("retain", "system"), default=S,
+                   help="retain (default): glibc keeps freed large blocks for the next step, so "
+                        "steps do not page-fault their tensors in again (about 2x faster CPU "
+                        "steps, ~10%% more peak memory); system: leave malloc alone")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")

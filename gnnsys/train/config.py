@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .host_allocator import HOST_ALLOCATORS
 
 TASKS = ("node", "link")
 DEVICES = ("cpu", "cuda")
@@ -21,7 +22,7 @@ SCHEDULERS = ("none", "cosine", "step")
 NEG_MODES = ("uniform", "per_source", "exclude_existing", "random_pairs")
 DECODERS = ("dot", "mlp")
 #: Fields that do not change the result of a run (excluded from :meth:`TrainConfig.fingerprint`).
-NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers")
+NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers", "host_allocator")
 
 
 @dataclass
@@ -63,6 +64,9 @@ class TrainConfig:
         num_workers: threads making batches (sample, gather, transform) in parallel, each with
             an equal share of numba's threads; batches and results do not depend on it.
         progress: show a tqdm progress bar.
+        host_allocator: ``retain`` keeps freed large blocks in glibc's heap for the next step
+            (no page faults per step: about 2x faster CPU steps on products-like, for ~10% more
+            peak RSS); ``system`` leaves malloc alone (see :mod:`gnnsys.train.host_allocator`).
     """
 
     dataset: str = "small"
@@ -102,6 +106,7 @@ class TrainConfig:
     prefetch: int = 2
     num_workers: int = 1
     progress: bool = True
+    host_allocator: str = "retain"
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -118,6 +123,7 @@ class TrainConfig:
         _choice(self, "scheduler", SCHEDULERS)
         _choice(self, "neg", NEG_MODES)
         _choice(self, "decoder", DECODERS)
+        _choice(self, "host_allocator", HOST_ALLOCATORS)
         _str(self, "model")
         for k, lo in (("batch_size", 1), ("epochs", 1), ("step_size", 1), ("checkpoint_every", 0),
                       ("eval_every", 0), ("num_neg", 1), ("decoder_hidden", 1), ("decoder_layers", 1),

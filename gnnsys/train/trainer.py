@@ -27,6 +27,7 @@ from . import evaluate as ev
 from . import pipeline as pl
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, parse_metric
+from .host_allocator import apply_host_allocator
 from .run_folder import RunFolder
 
 #: Re-draw curves.png during training at most this often (drawing takes ~1 s).
@@ -100,6 +101,9 @@ class Trainer:
         self.steps_per_epoch = len(self.train_loader)
         if config.max_batches is not None:
             self.steps_per_epoch = min(self.steps_per_epoch, config.max_batches)
+        # after the dataset is prepared and opened (its one-off temporaries are not kept), before
+        # the first step: whether glibc now keeps freed blocks for reuse (``host_allocator``)
+        self.host_allocator_applied = apply_host_allocator(config.host_allocator)
 
     # ------------------------------------------------------------------ setup helpers
     def _shares_host_tables(self) -> bool:
@@ -400,6 +404,7 @@ class Trainer:
             "options": self.options,
             "device": str(self.device),
             "features": self.config.features,
+            "host_allocator_retains": self.host_allocator_applied,
             "fingerprint": self.config.fingerprint(),
             "run_folder": str(self.run.path),
         }

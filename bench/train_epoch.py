@@ -13,7 +13,9 @@ threads, and are evaluated by the same full-neighbourhood layer-wise inference:
   (pyg-lib only), the convolutions taking the loader's ``edge_index`` as PyG's examples do
   (gather + scatter of per-edge messages).
 
-Epoch time excludes evaluation on both sides; ``ratio_vs_pyg`` = PyG epoch time / ours.
+Both sides run in one process, so both get the trainer's host-allocator setting (glibc keeps
+freed large blocks for reuse: see :mod:`gnnsys.train.host_allocator`; ours is built first and
+sets it). Epoch time excludes evaluation on both sides; ``ratio_vs_pyg`` = PyG epoch time / ours.
 
     python bench/train_epoch.py --quick               # products-1m scaled to 100k nodes, 2 epochs
     python bench/train_epoch.py                       # products-like (2.4M nodes), 1 epoch

@@ -28,8 +28,6 @@ _WORDS = {2: np.uint16, 4: np.uint32}
 PREFETCH_GROUP = 32
 
 _I8P = ir.IntType(8).as_pointer()
-# llvm.prefetch is overloaded on the pointer type: "p0" under opaque pointers, "p0i8" before
-_PREFETCH_NAME = "llvm.prefetch.p0" if str(_I8P) == "ptr" else "llvm.prefetch.p0i8"
 
 
 @intrinsic
@@ -45,7 +43,9 @@ def _prefetch(typingctx, arr, idx):
         ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [_I8P, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _PREFETCH_NAME)
+        # overloaded on the pointer type: llvmlite mangles the name (".p0", or ".p0i8" under the
+        # typed pointers of older LLVMs)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [_I8P], fnty)
         builder.call(fn, [builder.bitcast(ptr, _I8P), i32(0), i32(1), i32(1)])
         return context.get_dummy_value()
 

@@ -96,11 +96,15 @@ def test_sparse_block_aggregation_matches_edge_list_forward_and_backward() -> No
     g = _graph(200, 1500)
     x = torch.randn(g.num_nodes, 6)
     batch = _batch(g, x, np.arange(0, 60, 3), [5, 4])
+    batch.x.requires_grad_()  # as a learnable embedding's rows are: the aggregation's backward runs
     model = GraphSAGE(6, 12, 4, num_layers=2, dropout=0.0, batchnorm=True).train()
     out = model(batch)
     out.square().sum().backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    x_grad = batch.x.grad.clone()
+    assert x_grad.abs().sum() > 0
     model.zero_grad()
+    batch.x.grad = None
     h = batch.x.float()
     for i, conv in enumerate(model.convs):  # the edge-list reference
         hop = batch.subgraph.hops[1 - i]
@@ -111,6 +115,7 @@ def test_sparse_block_aggregation_matches_edge_list_forward_and_backward() -> No
     h[:20].square().sum().backward()
     for n, p in model.named_parameters():
         torch.testing.assert_close(grads[n], p.grad, msg=n)
+    torch.testing.assert_close(x_grad, batch.x.grad)
     hop = batch.subgraph.hops[0]
     perm = np.random.default_rng(0).permutation(hop.edge_index.shape[1])
     dense = block_adjacency(hop.edge_index, hop.num_dst, hop.num_src).to_dense()
@@ -170,3 +175,18 @@ def test_feature_free_encoder_feeds_embeddings_and_supports_inference() -> None:
     assert supports_inference(model) and supports_inference(LinkModel(model, make_decoder("dot", 8)))
     out.sum().backward()
     assert model.embedding.weight.grad is not None
+
+
+def test_csr_mean_backward_is_the_transpose_product() -> None:
+    """csr_mean's own backward (a counting-sort transpose) passes gradcheck on a block with an
+    empty row, duplicate edges and an unreferenced source, and matches torch's dense mean."""
+    from gnnsys.models.sage import csr_mean
+
+    edge_index = np.array([[0, 0, 3, 1, 1, 4, 0],    # sources (2 is never referenced)
+                           [0, 0, 0, 2, 3, 3, 3]])   # destinations (row 1 is empty)
+    adj = block_adjacency(edge_index, 4, 5)
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: csr_mean(adj, t), (x,))
+    dense = adj.to_dense().double()
+    ref = dense / dense.sum(1, keepdim=True).clamp(min=1)
+    torch.testing.assert_close(csr_mean(adj, x), ref @ x)

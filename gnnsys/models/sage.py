@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from numba import njit
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch_geometric.nn import SAGEConv
 
 from ..errors import ConfigError
@@ -82,10 +84,11 @@ class GraphSAGE(nn.Module):
         for i, conv in enumerate(self.convs):
             hop = hops[L - 1 - i]
             if h.device.type == "cpu":
-                ei = block_adjacency(hop.edge_index, hop.num_dst, hop.num_src)
+                adj = block_adjacency(hop.edge_index, hop.num_dst, hop.num_src)
+                h = sage_conv_csr(conv, h[: hop.num_src], h[: hop.num_dst], adj)
             else:
                 ei = torch.as_tensor(hop.edge_index, dtype=torch.long, device=h.device)
-            h = conv((h[: hop.num_src], h[: hop.num_dst]), ei)
+                h = conv((h[: hop.num_src], h[: hop.num_dst]), ei)
             if i < L - 1:
                 h = self._inner(i, h)
         return h[: batch.batch_size]
@@ -168,6 +171,82 @@ def block_adjacency(edge_index: np.ndarray, num_dst: int, num_src: int) -> Tenso
     crow = torch.zeros(num_dst + 1, dtype=torch.long)
     torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=crow[1:])
     return _csr(crow, src, (num_dst, num_src))
+
+
+def sage_conv_csr(conv: SAGEConv, x_src: Tensor, x_dst: Tensor, adj: Tensor) -> Tensor:
+    """``conv((x_src, x_dst), adj)`` for a mean-aggregating PyG ``SAGEConv`` on a CSR block,
+    the same operations in the same order (``lin_l(mean) + lin_r(x_dst)``), with the mean taken
+    by :func:`csr_mean`, whose backward is a transpose product instead of torch's sort-based one.
+    """
+    if conv.project or conv.aggr != "mean":
+        return conv((x_src, x_dst), adj)
+    out = conv.lin_l(csr_mean(adj, x_src))
+    if conv.root_weight:
+        out = out + conv.lin_r(x_dst)
+    if conv.normalize:
+        out = F.normalize(out, p=2.0, dim=-1)
+    return out
+
+
+def csr_mean(adj: Tensor, x: Tensor) -> Tensor:
+    """Row means ``[num_dst, D]`` of ``x`` (``[num_src, D]``) over the CSR block ``adj`` of ones
+    (``[num_dst, num_src]``; a row without entries gives zeros).
+
+    Forward: ``torch.sparse.mm(adj, x, reduce="mean")``. Backward: ``A_t @ grad``, where
+    ``A_t`` is ``adj`` transposed by a counting sort (O(E)) with weights ``1 / deg(dst)``.
+    torch's own backward of the reduce sorts the edges by column first: on ddi's full graph
+    (2.1M edges, width 256) 0.19-0.21 s against 0.08 s for this one, per layer and step.
+    """
+    return _CSRMean.apply(x, adj)
+
+
+class _CSRMean(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, adj: Tensor) -> Tensor:  # noqa: D102
+        ctx.adj = adj
+        if adj.dtype != x.dtype:  # the block's ones are float32
+            adj = adj.to(x.dtype)
+        return torch.sparse.mm(adj, x, reduce="mean")
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        adj = ctx.adj
+        tcrow, tcol, tval = _transpose_mean(adj.crow_indices().numpy(), adj.col_indices().numpy(),
+                                            adj.shape[1])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            adj_t = torch.sparse_csr_tensor(torch.from_numpy(tcrow), torch.from_numpy(tcol),
+                                            torch.from_numpy(tval).to(grad.dtype),
+                                            size=(adj.shape[1], adj.shape[0]), check_invariants=False)
+        return torch.sparse.mm(adj_t, grad.contiguous()), None
+
+
+@njit(cache=True, nogil=True)
+def _transpose_mean(crow, col, num_src):  # pragma: no cover - compiled by numba
+    """The transpose of a CSR block of ones, weighted ``1 / deg(row)``: int64 ``crow``
+    ``[num_src + 1]``, int64 ``col`` ``[E]`` (destination rows, ascending within each source)
+    and float64 values ``[E]``. One counting sort, serial, O(E + num_src)."""
+    e = col.size
+    tcrow = np.zeros(num_src + 1, np.int64)
+    for k in range(e):
+        tcrow[col[k] + 1] += 1
+    for s in range(num_src):
+        tcrow[s + 1] += tcrow[s]
+    cursor = tcrow[:-1].copy()
+    tcol = np.empty(e, np.int64)
+    tval = np.empty(e, np.float64)
+    for d in range(crow.size - 1):
+        lo = crow[d]
+        hi = crow[d + 1]
+        w = 1.0 / (hi - lo) if hi > lo else 0.0
+        for k in range(lo, hi):
+            p = cursor[col[k]]
+            cursor[col[k]] = p + 1
+            tcol[p] = d
+            tval[p] = w
+    return tcrow, tcol, tval
 
 
 def _csr(crow: Tensor, col: Tensor, size: tuple[int, int]) -> Tensor:

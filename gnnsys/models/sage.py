@@ -202,14 +202,14 @@ def csr_mean(adj: Tensor, x: Tensor) -> Tensor:
 
 class _CSRMean(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, adj: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor, adj: Tensor) -> Tensor:
         ctx.adj = adj
         if adj.dtype != x.dtype:  # the block's ones are float32
             adj = adj.to(x.dtype)
         return torch.sparse.mm(adj, x, reduce="mean")
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: D102
+    def backward(ctx, grad: Tensor):
         if not ctx.needs_input_grad[0]:
             return None, None
         adj = ctx.adj

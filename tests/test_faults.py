@@ -50,6 +50,11 @@ DRIVER = r'''
 import hashlib, io, os, signal, sys
 from pathlib import Path
 
+# Ctrl-C as in a terminal, whatever this child inherited from the test process (an ignored or
+# blocked SIGINT survives fork + exec, and Python keeps an ignored one ignored)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 mode, arg1, arg2, marker = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4])
 argv = sys.argv[5:]
 out = Path(argv[argv.index("--out") + 1])

@@ -14,6 +14,7 @@ recipe of the CI test (valid Hits@20 above 0.30 in about 2.5 minutes on two core
     python examples/ogbl_ddi_sage.py --root /path/to/ogb          # real data (OGB layout)
     python examples/ogbl_ddi_sage.py --synthetic                  # ddi-like preset
 
+On two CPU cores an epoch (17 batches) takes 33-37 s, so the 200 epochs take about two hours.
 The run checkpoints every epoch; after an interruption, the same command with ``--resume`` continues
 it (on the CPU to the very weights and metrics of an uninterrupted run).
 """

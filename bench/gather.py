@@ -39,7 +39,7 @@ import torch
 from numba import njit, prange
 
 from gnnsys.features import FeatureStore
-from gnnsys.features.cpu_gather import PREFETCH_GROUP, _prefetch
+from gnnsys.features.cpu_gather import PREFETCH_GROUP, prefetch_rows
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -59,17 +59,13 @@ def _read_rows(table, ids, chunk_rows, sink):  # pragma: no cover - numba
     n = ids.shape[0]
     d = table.shape[1]
     flat = table.reshape(-1)
-    step = max(1, 64 // table.itemsize)
     for c in prange((n + chunk_rows - 1) // chunk_rows):
         lo = c * chunk_rows
         hi = min(n, lo + chunk_rows)
         acc = table[0, 0] ^ table[0, 0]
         for g0 in range(lo, hi, PREFETCH_GROUP):
             g1 = min(hi, g0 + PREFETCH_GROUP)
-            for i in range(g0, g1):
-                for j in range(0, d, step):
-                    _prefetch(flat, ids[i] * d + j)
-                _prefetch(flat, ids[i] * d + d - 1)
+            prefetch_rows(flat, ids, d, g0, g1)
             for i in range(g0, g1):
                 row = ids[i]
                 for j in range(d):

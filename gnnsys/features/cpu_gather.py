@@ -53,16 +53,23 @@ def _prefetch(typingctx, arr, idx):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _copy_group(table, flat, ids, out, g0, g1):  # pragma: no cover - compiled by numba
-    """Copy rows ``ids[g0:g1]`` into ``out[g0:g1]``, after prefetching all their cache lines:
-    the group's random DRAM reads are then in flight together instead of one row at a time."""
-    d = table.shape[1]
-    step = max(1, 64 // table.itemsize)
+def prefetch_rows(flat, ids, d, g0, g1):  # pragma: no cover - compiled by numba
+    """Prefetch every cache line of the rows ``ids[g0:g1]`` of a ``[N, d]`` table seen as the
+    1-D ``flat``."""
+    step = max(1, 64 // flat.itemsize)
     for i in range(g0, g1):
         b = ids[i] * d
         for j in range(0, d, step):
             _prefetch(flat, b + j)
         _prefetch(flat, b + d - 1)  # a row not aligned to 64 B ends in one more line
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _copy_group(table, flat, ids, out, g0, g1):  # pragma: no cover - compiled by numba
+    """Copy rows ``ids[g0:g1]`` into ``out[g0:g1]``, after prefetching all their cache lines:
+    the group's random DRAM reads are then in flight together instead of one row at a time."""
+    d = table.shape[1]
+    prefetch_rows(flat, ids, d, g0, g1)
     for i in range(g0, g1):
         row = ids[i]
         for j in range(d):  # an explicit loop vectorizes better than a slice assignment

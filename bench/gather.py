@@ -5,6 +5,9 @@ float16, on ``--threads`` threads, and reports GB/s of gathered bytes for:
 
 * ours ``cpu`` (numba parallel gather into its ring of 2 reused output buffers, as in a training
   loop's steady state) and ``mmap`` (same over a memory-mapped ``.npy``, page cache warm);
+* ``ours_cpu_4k_pages``: ours over a copy of the table on 4 KiB pages (where torch's allocator
+  puts a tensor; NumPy's allocations, and a ``cpu`` store's table by default, are on 2 MiB
+  transparent huge pages: see ``gnnsys/features/hugepages.py``);
 * ``torch.index_select`` (fresh output, as usually called) and ``index_select(out=)`` (reused);
 * ``numpy.take(axis=0)``;
 * a contiguous copy of the same number of bytes into a reused buffer (the limit on this
@@ -103,8 +106,13 @@ def cpu_section(rows: int, dim: int, n_ids: int, dtype: np.dtype, repeat: int,
     sink = np.zeros((n_ids + 2047) // 2048, words.dtype)
     # steady state of a training loop: a ring of 2 buffers, both touched before timing
     ours = FeatureStore(table, placement="cpu", num_threads=threads, num_buffers=2)
+    # the same rows from a table on 4 KiB pages (as torch allocates a tensor), left there
+    # (NumPy asks for huge pages, torch does not; the store moves a table onto them by default)
+    small_pages = tt.clone()
+    ours_4k = FeatureStore(small_pages, placement="cpu", num_threads=threads, num_buffers=2, huge_pages=False)
     fns: dict[str, Callable[[], object]] = {
         "ours_cpu": lambda: ours.gather(ids),
+        "ours_cpu_4k_pages": lambda: ours_4k.gather(ids),
         "index_select": lambda: torch.index_select(tt, 0, ti),
         "index_select_out": lambda: torch.index_select(tt, 0, ti, out=out_t),
         "np_take": lambda: np.take(table, ids, axis=0),
@@ -120,6 +128,7 @@ def cpu_section(rows: int, dim: int, n_ids: int, dtype: np.dtype, repeat: int,
         fns["ours_mmap"] = lambda: mm.gather(ids)
     # correctness of every contender
     assert np.array_equal(ours.gather(ids).numpy(), expected)
+    assert np.array_equal(ours_4k.gather(ids).numpy(), expected)
     assert torch.equal(torch.index_select(tt, 0, ti), torch.from_numpy(expected))
     if with_mmap:
         assert np.array_equal(fns["ours_mmap"]().numpy(), expected)
@@ -228,6 +237,8 @@ def main() -> None:
         "ratio_mmap_vs_memcpy": round(f32["ours_mmap"] / f32["copy_limit"], 3),
         "random_read_gbps": round(f32["random_read"], 3),
         "ratio_vs_random_read": round(f32["ours_cpu"] / f32["random_read"], 3),
+        "ours_cpu_4k_pages_gbps": round(f32["ours_cpu_4k_pages"], 3),
+        "ratio_huge_vs_4k_pages": round(f32["ours_cpu"] / f32["ours_cpu_4k_pages"], 3),
     }
     if "float16" in results:
         f16 = results["float16"]

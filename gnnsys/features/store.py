@@ -14,6 +14,7 @@ import torch
 from gnnsys.errors import ConfigError, FeatureStoreError
 from gnnsys.features.cpu_gather import BufferRing, as_words, gather_rows_into
 from gnnsys.features.hot import in_degree, select_hot_rows
+from gnnsys.features.hugepages import MIN_HUGE_BYTES, advise_huge
 from gnnsys.features.ids import check_ids
 from gnnsys.features.kernels import require_cuda
 from gnnsys.features.pending import PendingGather
@@ -92,6 +93,11 @@ class FeatureStore:
             helps a cold page cache; for a RAM-resident table sorted reads were measured slower
             (the scattered writes and the argsort cost more than the locality gains).
         num_threads: numba threads per CPU gather (``None``: numba's default).
+        huge_pages: ``cpu`` placement: back the in-RAM table with transparent huge pages
+            (:func:`~gnnsys.features.hugepages.advise_huge`), which spares random row reads
+            most TLB misses (about 1.2x faster gathers from a torch-allocated table here; NumPy
+            allocations already have them). ``None``: for tables of 64 MiB and more. Changes
+            only the kernel's mapping of the memory, never the data or its address.
         debug: GPU kernels also bound-check every id and the gather waits to report a bad one.
 
     Raises:
@@ -108,7 +114,8 @@ class FeatureStore:
                  dtype: Any = None, cache_rows: int | None = None,
                  hot_ids: np.ndarray | None = None, row_scores: np.ndarray | None = None,
                  num_buffers: int = 4, sort_ids: bool | None = None,
-                 num_threads: int | None = None, debug: bool = False):
+                 num_threads: int | None = None, huge_pages: bool | None = None,
+                 debug: bool = False):
         if placement not in PLACEMENTS:
             raise ConfigError(f"placement={placement!r} is unknown; choose one of {PLACEMENTS}")
         if placement != "cached" and (cache_rows is not None or hot_ids is not None
@@ -118,6 +125,10 @@ class FeatureStore:
             raise ConfigError(f"num_buffers must be >= 1, got {num_buffers}")
         if num_threads is not None and int(num_threads) < 1:
             raise ConfigError(f"num_threads must be >= 1, got {num_threads}")
+        if huge_pages is not None and not isinstance(huge_pages, bool):
+            raise ConfigError(f"huge_pages must be True, False or None, got {huge_pages!r}")
+        if huge_pages and placement != "cpu":
+            raise ConfigError("huge_pages only applies to placement='cpu' (an in-RAM table)")
         self._placement = placement
         self._device = _resolve_device(placement, device)
         self._table = _open(table, placement, dtype)
@@ -130,6 +141,10 @@ class FeatureStore:
         if sort_ids is None:
             sort_ids = placement == "mmap" and self._table.nbytes > psutil.virtual_memory().available
         self._sort_ids = bool(sort_ids)
+        #: whether the table is on transparent huge pages (``cpu`` placement; see ``huge_pages``)
+        self.huge_pages = False
+        if placement == "cpu" and huge_pages is not False:
+            self.huge_pages = advise_huge(self._table.array, min_bytes=0 if huge_pages else MIN_HUGE_BYTES)
         if placement in ("cpu", "mmap"):
             self._words = as_words(self._table.array)
             self._ring = BufferRing(self._num_buffers, self._table.dim, self._table.dtype,

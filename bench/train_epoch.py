@@ -64,12 +64,13 @@ def run_ours(ds, args, out_dir: Path) -> dict:
             "total_s": total}
 
 
-def _pyg_forward(model, batch):
+def _pyg_forward(model, convs, batch):
+    """The model's layer stack with PyG's own ``SAGEConv`` layers ``convs`` on a PyG batch."""
     from torch_geometric.utils import trim_to_layer
 
     x, edge_index = batch.x, batch.edge_index
     trim = "num_sampled_nodes" in batch  # pyg-lib gives per-hop counts; torch-sparse does not
-    for i, conv in enumerate(model.convs):
+    for i, conv in enumerate(convs):
         if trim:
             x, edge_index, _ = trim_to_layer(i, batch.num_sampled_nodes, batch.num_sampled_edges, x, edge_index)
         x = conv(x, edge_index)
@@ -81,6 +82,7 @@ def _pyg_forward(model, batch):
 def run_pyg(ds, args) -> dict:
     from torch_geometric.data import Data
     from torch_geometric.loader import NeighborLoader
+    from torch_geometric.nn import SAGEConv
 
     from gnnsys.models import GraphSAGE
     from gnnsys.train import evaluate as ev
@@ -99,7 +101,10 @@ def run_pyg(ds, args) -> dict:
     setup = time.perf_counter() - t0
     torch.manual_seed(args.seed)  # the same initial weights as ours (built right after this seed)
     model = GraphSAGE(ds.num_features, args.hidden, int(ds.num_classes), num_layers=len(args.fanouts), dropout=0.5)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    # PyG's own SAGEConv layers, starting from the same weights (ours are PyG's, tested equal)
+    convs = torch.nn.ModuleList(SAGEConv(c.in_channels, c.out_channels, aggr="mean") for c in model.convs)
+    convs.load_state_dict(model.convs.state_dict())
+    opt = torch.optim.Adam([*convs.parameters(), *model.norms.parameters()], lr=args.lr)
     epochs = []
     for _ in range(args.epochs):
         model.train()
@@ -115,12 +120,13 @@ def run_pyg(ds, args) -> dict:
                 break
             t_loader += time.perf_counter() - a
             opt.zero_grad()
-            out = _pyg_forward(model, batch)
+            out = _pyg_forward(model, convs, batch)
             loss = F.cross_entropy(out, batch.y[: batch.batch_size])
             loss.backward()
             opt.step()
             steps += 1
         epochs.append((time.perf_counter() - t, t_loader, steps))
+    model.convs.load_state_dict(convs.state_dict())  # scored the same way as ours
     model.eval()
     logits = model.inference(ev.all_features(ds), ds.graph)
     test = torch.from_numpy(np.asarray(ds.splits["test"], dtype=np.int64))

@@ -4,7 +4,7 @@
 from .embedding import FeatureFreeEncoder
 from .link import DECODERS, DotDecoder, LinkModel, MLPDecoder, make_decoder, supports_inference
 from .registry import MODELS, ModelSpec, get_model_spec, resolve_options
-from .sage import GraphSAGE
+from .sage import GraphSAGE, MeanSAGEConv
 
 __all__ = [
     "GraphSAGE",
@@ -16,6 +16,7 @@ __all__ = [
     "make_decoder",
     "supports_inference",
     "MODELS",
+    "MeanSAGEConv",
     "ModelSpec",
     "get_model_spec",
     "resolve_options",

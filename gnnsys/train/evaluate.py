@@ -11,8 +11,12 @@ synthetic presets an evaluator of the same metric is used.
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
 import os
+import sys
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -47,10 +51,7 @@ def default_metric(dataset: Any, task: str) -> str:
 def _evaluator(dataset_name: str, kind: str, k: int | None = None):
     """OGB evaluator for ``dataset_name`` (or a stand-in with the same metric); cached because
     constructing one parses OGB's master table (~0.15 s)."""
-    from ogb.linkproppred import Evaluator as LinkEvaluator
-    from ogb.nodeproppred import Evaluator as NodeEvaluator
-
-    cls = NodeEvaluator if kind == "acc" else LinkEvaluator
+    cls = _ogb_evaluator_class("nodeproppred" if kind == "acc" else "linkproppred")
     want = {"acc": "acc", "hits": "hits@", "mrr": "mrr"}[kind]
     if dataset_name.startswith(("ogbn-", "ogbl-")):
         try:
@@ -65,6 +66,33 @@ def _evaluator(dataset_name: str, kind: str, k: int | None = None):
     if k is not None:
         ev.K = k
     return ev
+
+
+def _ogb_evaluator_class(package: str) -> type:
+    """OGB's ``Evaluator`` class of ``ogb.<package>`` (``nodeproppred`` / ``linkproppred``).
+
+    Importing ``ogb.nodeproppred`` runs its package ``__init__``, which also imports OGB's PyG
+    dataset classes and with them all of PyG: about 4 s and 110 MiB in every process here
+    (each rank of a distributed run), for classes that scoring never uses. So OGB's own
+    ``<package>/evaluate.py`` file is loaded as a module of its own, unchanged, leaving the
+    ``ogb`` package itself untouched. When PyG or that module is already imported, or the file
+    is not where ogb 1.3 keeps it, the regular import is used.
+    """
+    name = f"ogb.{package}.evaluate"
+    if name in sys.modules or "torch_geometric" in sys.modules:
+        return importlib.import_module(name).Evaluator
+    private = f"gnnsys._ogb_{package}_evaluate"
+    if private in sys.modules:
+        return sys.modules[private].Evaluator
+    spec = importlib.util.find_spec("ogb")  # locates the package without running its __init__
+    path = Path(spec.origin).parent / package / "evaluate.py" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        return importlib.import_module(name).Evaluator
+    file_spec = importlib.util.spec_from_file_location(private, path)
+    module = importlib.util.module_from_spec(file_spec)
+    file_spec.loader.exec_module(module)
+    sys.modules[private] = module
+    return module.Evaluator
 
 
 def accuracy(dataset_name: str, logits: Tensor, y: Tensor) -> float:

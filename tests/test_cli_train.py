@@ -103,3 +103,19 @@ def test_device_cuda_without_cuda_exits_2_in_a_subprocess(tiny: Path, tmp_path: 
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "CUDA is not available" in lines[0]
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"]])
+def test_help_answers_without_importing_torch(argv: list[str]) -> None:
+    """Help is printed in well under a second: neither the CLI nor the train parser imports torch
+    (about 2 s here), only a command that runs does."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['gnnsys', *{argv!r}]\n"
+            "try:\n"
+            "    runpy.run_module('gnnsys', run_name='__main__')\n"
+            "except SystemExit as e:\n"
+            "    assert e.code in (0, None), e.code\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "usage" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "False"

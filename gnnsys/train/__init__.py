@@ -24,13 +24,17 @@ _EXPORTS = {
     "save_checkpoint": "checkpoint",
 }
 
-__all__ = list(_EXPORTS)
+__all__ = ["TrainConfig", "train", "Trainer", "RunFolder", "read_metrics", "load_checkpoint",
+           "save_checkpoint"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .checkpoint import load_checkpoint, save_checkpoint
     from .config import TrainConfig
     from .run_folder import RunFolder, read_metrics
     from .trainer import Trainer, train
+
+
+assert set(__all__) == set(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -173,6 +173,27 @@ def test_pool_never_overwrites_a_held_result_and_reuses_dropped_ones():
     assert_rows(held, table, batches[0], "float32")
 
 
+def test_pool_allocates_only_as_many_buffers_as_results_alive_at_once():
+    """A loop that drops each result before the next gather keeps one buffer, however many slots
+    the pool has; holding two results at a time needs two (a batch's rows are ~100 MB at scale)."""
+    table = random_table(300, 8, "float32")
+    fs = FeatureStore(table, num_buffers=5)
+    rng = np.random.default_rng(4)
+    for _ in range(12):
+        b = rng.integers(0, 300, 40)
+        assert_rows(fs.gather(b), table, b, "float32")
+    assert fs._ring.allocations == 1
+    prev = fs.gather(rng.integers(0, 300, 40))
+    for _ in range(12):
+        b = rng.integers(0, 300, 40)
+        cur = fs.gather(b)
+        assert_rows(cur, table, b, "float32")
+        prev = cur
+    assert fs._ring.allocations == 2
+    assert sum(buf is not None for buf in fs._ring._buffers) == 2
+    del prev, cur
+
+
 def test_gather_into_out():
     table = random_table(100, 12, "float16")
     fs = FeatureStore(table)

@@ -174,7 +174,8 @@ class BufferRing:
 
     ``take(n)`` returns a ``[n, D]`` view of a buffer that no earlier result still uses: buffers
     are visited in round-robin order and one is skipped while any tensor (a view handed out
-    earlier, or a view of one) still references its storage. When every buffer is held, the slot
+    earlier, or a view of one) still references its storage; a free buffer is reused before an
+    empty slot gets its first one, so the pool grows only to the number of results alive at once. When every buffer is held, the slot
     gets a fresh buffer and the old one lives on with its holders, so **a returned tensor is
     never overwritten while it is referenced**; ``num_buffers`` only bounds how many buffers are
     kept for reuse. A loader with prefetch depth ``k`` holds ``k + 2`` results at most (the queue,
@@ -217,8 +218,11 @@ class BufferRing:
     def take(self, n: int) -> tuple[int, torch.Tensor]:
         """Return ``(slot, tensor)``: a ``[n, D]`` view (``ftype.torch_storage``) of a buffer that
         no live result references."""
-        slot = next((s for s in ((self._next + i) % self.num_buffers for i in range(self.num_buffers))
-                     if not self._held(s)), None)
+        order = [(self._next + i) % self.num_buffers for i in range(self.num_buffers)]
+        # a free buffer that exists before an empty slot: only as many buffers are ever allocated
+        # as results are alive at once (each is a whole batch's rows: ~100 MB on products)
+        slot = next((s for s in order if self._buffers[s] is not None and not self._held(s)),
+                    next((s for s in order if self._buffers[s] is None), None))
         if slot is None:  # every buffer is still in use: replace the next one
             slot = self._next
             self._allocate(slot, n)

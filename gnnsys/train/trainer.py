@@ -257,6 +257,9 @@ class Trainer:
                 part["time_sample"] += float(batch.timings.get("sample", 0.0))
                 part["time_gather"] += float(batch.timings.get("gather", 0.0))
                 part["items"] += int(batch.batch_size if self.task == "node" else _num_pos(batch))
+                # release the batch (its feature buffer among others) before the next one is
+                # fetched, so the loader's pool needs one buffer fewer
+                del batch
                 state["global_step"] += 1
                 state["position"] = {"epoch": epoch, "batch_index": i + 1}
                 if bar is not None:

@@ -7,6 +7,8 @@ OGB's example runs message passing over the whole graph for every batch; here th
 samples the endpoints' neighbourhoods (``--fanouts``; the default ``-1,-1`` takes every neighbour,
 which on ddi is the whole graph, as in OGB) and keeps the batch's positive edges in the graph, as
 OGB's example does. Negatives are random node pairs (``random_pairs``, OGB's ``negative_sampling``).
+One difference remains: gradients are clipped to a global norm of 1.0 over all parameters, where
+OGB's script clips the embedding, the GNN and the predictor to 1.0 each.
 Evaluation embeds all 4,267 nodes by full layer-wise inference and scores OGB's valid/test pairs
 with its Evaluator. ``--fanouts 10,10 --batch-size 16384 --hidden 128 --epochs 10`` is the
 recipe of the CI test (valid Hits@20 above 0.30 in about 2.5 minutes on two cores).

@@ -20,6 +20,7 @@ Last line: ``{"bench": "dist_memory", "second_rank_rss_fraction": ...}``.
 
     python bench/dist_memory.py            # products-like (2.45M nodes), 20 batches per rank
     python bench/dist_memory.py --quick    # products-1m preset, 10 batches per rank
+    python bench/dist_memory.py --host-allocator system   # glibc's default malloc behaviour
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, help="batches per rank")
     ap.add_argument("--batch-size", type=int, default=1024,
                     help="global batch (default 1024, OGB's products setting: 512 seeds per rank)")
+    ap.add_argument("--host-allocator", choices=("retain", "system"), default="retain",
+                    help="the trainer's --host-allocator (retain: faster steps, a larger heap)")
     args = ap.parse_args()
     dataset = args.dataset or ("products-1m" if args.quick else "products-like")
     batches = args.batches or (10 if args.quick else 20)
@@ -72,7 +75,7 @@ def main() -> None:
     out = tempfile.mkdtemp(prefix="dist_memory_")
     cmd = [sys.executable, "-m", "gnnsys", "train", "--nproc", "2", "--dataset", dataset,
            "--epochs", "1", "--max-batches", str(batches), "--batch-size", str(args.batch_size), "--eval-every", "0",
-           "--no-progress", "--out", os.path.join(out, "run")]
+           "--no-progress", "--host-allocator", args.host_allocator, "--out", os.path.join(out, "run")]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     root = psutil.Process(proc.pid)
@@ -100,7 +103,7 @@ def main() -> None:
               f"peak anonymous {mib(peak[r]['anon'])} MiB")
     frac = peak[1]["anon"] / max(peak[0]["rss"], 1)
     print(json.dumps({"bench": "dist_memory", "dataset": dataset, "batches_per_rank": batches,
-                      "global_batch_size": args.batch_size,
+                      "global_batch_size": args.batch_size, "host_allocator": args.host_allocator,
                       "rank0_rss_mib": mib(peak[0]["rss"]), "rank0_uss_mib": mib(peak[0]["uss"]),
                       "rank1_rss_mib": mib(peak[1]["rss"]), "rank1_uss_mib": mib(peak[1]["uss"]),
                       "rank0_anon_mib": mib(peak[0]["anon"]), "rank1_anon_mib": mib(peak[1]["anon"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import platform
 from pathlib import Path
 
@@ -38,8 +39,13 @@ needs_thp = pytest.mark.skipif(
 
 
 def _torch_table(rows: int = 64 * HUGE_PAGE // 256, dim: int = 64) -> torch.Tensor:
-    """A 64 MiB-plus float32 table allocated by torch (which does not ask for huge pages)."""
-    return torch.arange(rows * dim, dtype=torch.float32).reshape(rows, dim)
+    """A 64 MiB-plus float32 table on 4 KiB pages, as torch's allocator gives a tensor (a fresh
+    private mapping, never advised: malloc might hand back heap memory that an earlier test left
+    on huge pages)."""
+    m = mmap.mmap(-1, rows * dim * 4, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    t = torch.frombuffer(m, dtype=torch.float32).reshape(rows, dim)  # keeps `m` alive
+    torch.arange(rows * dim, dtype=torch.float32, out=t.view(-1))
+    return t
 
 
 @needs_thp
@@ -57,13 +63,19 @@ def test_a_cpu_store_moves_a_torch_table_onto_huge_pages_and_gathers_the_same_ro
     assert torch.equal(store.gather(ids), t[torch.from_numpy(ids)])
 
 
-@pytest.mark.skipif(_thp_mode() != "madvise", reason="needs THP in madvise mode (torch memory on 4 KiB pages)")
-def test_huge_pages_false_and_small_tables_are_left_alone() -> None:
-    t = _torch_table()
-    store = FeatureStore(t, placement="cpu", huge_pages=False)
-    assert not store.huge_pages and huge_page_bytes(t.numpy()) < t.numpy().nbytes // 2
+def test_huge_pages_false_and_small_tables_are_left_alone(monkeypatch) -> None:
+    import gnnsys.features.store as store_module
+
+    calls = []
+    monkeypatch.setattr(store_module, "advise_huge", lambda a, min_bytes: calls.append(min_bytes) or True)
+    assert not FeatureStore(torch.zeros(4096, 16), placement="cpu", huge_pages=False).huge_pages
+    assert not FeatureStore(np.zeros((4096, 16), np.float32), huge_pages=False).huge_pages
+    assert calls == []
+    assert FeatureStore(torch.zeros(4096, 16), placement="cpu").huge_pages  # default: asks
+    assert calls == [store_module.MIN_HUGE_BYTES]
+    monkeypatch.undo()
     small = torch.zeros(1000, 16)
-    assert not FeatureStore(small, placement="cpu").huge_pages
+    assert not FeatureStore(small, placement="cpu").huge_pages  # below 64 MiB: nothing to gain
     assert not advise_huge(small.numpy())
 
 

@@ -35,3 +35,17 @@ def test_wheel_ships_cuda_sources_and_both_packages(tmp_path):
                        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "OUTDATED_IGNORE": "1"},
                        cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+
+
+def test_gnnsys_train_exports_resolve_lazily():
+    """``gnnsys.train`` imports its public names on first use; each one in ``__all__`` has an
+    entry in the lazy table and resolves to the object its submodule defines."""
+    import importlib
+
+    import gnnsys.train as gt
+    from gnnsys.train.trainer import Trainer
+
+    assert set(gt.__all__) == set(gt._EXPORTS)
+    for name in gt.__all__:
+        assert getattr(gt, name) is getattr(importlib.import_module(f"gnnsys.train.{gt._EXPORTS[name]}"), name)
+    assert gt.Trainer is Trainer

@@ -175,9 +175,9 @@ class BufferRing:
     ``take(n)`` returns a ``[n, D]`` view of a buffer that no earlier result still uses: buffers
     are visited in round-robin order and one is skipped while any tensor (a view handed out
     earlier, or a view of one) still references its storage; a free buffer is reused before an
-    empty slot gets its first one, so the pool grows only to the number of results alive at once. When every buffer is held, the slot
-    gets a fresh buffer and the old one lives on with its holders, so **a returned tensor is
-    never overwritten while it is referenced**; ``num_buffers`` only bounds how many buffers are
+    empty slot gets its first one, so the pool grows only to the number of results alive at
+    once. When every buffer is held, the slot gets a fresh buffer and the old one lives on with
+    its holders, so **a returned tensor is never overwritten while it is referenced**; ``num_buffers`` only bounds how many buffers are
     kept for reuse. A loader with prefetch depth ``k`` holds ``k + 2`` results at most (the queue,
     the worker's, the consumer's), so ``k + 3`` buffers never allocate in steady state. (The
     reference count comes from ``torch._C._storage_Use_Count``; a torch without it makes this a

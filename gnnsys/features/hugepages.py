@@ -90,9 +90,7 @@ def advise_huge(a: np.ndarray, min_bytes: int = MIN_HUGE_BYTES) -> bool:
     if madvise is None:
         return False
     lo = -(-a.ctypes.data // HUGE_PAGE) * HUGE_PAGE
-    hi = (a.ctypes.data + a.nbytes) // HUGE_PAGE * HUGE_PAGE
-    if hi <= lo:
-        return False
+    hi = (a.ctypes.data + a.nbytes) // HUGE_PAGE * HUGE_PAGE  # >= lo + HUGE_PAGE (2 pages' worth)
     madvise(lo, hi - lo, _MADV_HUGEPAGE)
     madvise(lo, hi - lo, _MADV_COLLAPSE)  # errors (EINVAL, EAGAIN, ENOMEM) leave the hint only
     return huge_page_bytes(a) >= a.nbytes // 2

@@ -230,7 +230,8 @@ def edge_mean(edge_index: Tensor, x: Tensor, num_dst: int) -> Tensor:
     ``[2, E]``, rows ``(src, dst)``, on ``x``'s device); a destination without edges gets zeros.
     The sum-then-divide of PyG's mean aggregation, on any device (``index_add``)."""
     src, dst = edge_index[0], edge_index[1]
-    total = torch.zeros((num_dst, x.shape[1]), dtype=x.dtype, device=x.device).index_add(0, dst, x.index_select(0, src))
+    total = torch.zeros((num_dst, x.shape[1]), dtype=x.dtype, device=x.device)
+    total = total.index_add(0, dst, x.index_select(0, src))
     deg = torch.bincount(dst, minlength=num_dst).clamp_(min=1).to(x.dtype)
     return total / deg.unsqueeze(1)
 
@@ -262,11 +263,8 @@ class _CSRMean(torch.autograd.Function):
         adj = ctx.adj
         tcrow, tcol, tval = _transpose_mean(adj.crow_indices().numpy(), adj.col_indices().numpy(),
                                             adj.shape[1])
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            adj_t = torch.sparse_csr_tensor(torch.from_numpy(tcrow), torch.from_numpy(tcol),
-                                            torch.from_numpy(tval).to(grad.dtype),
-                                            size=(adj.shape[1], adj.shape[0]), check_invariants=False)
+        adj_t = _csr(torch.from_numpy(tcrow), torch.from_numpy(tcol), (adj.shape[1], adj.shape[0]),
+                     torch.from_numpy(tval).to(grad.dtype))
         return torch.sparse.mm(adj_t, grad.contiguous()), None
 
 
@@ -296,13 +294,15 @@ def _transpose_mean(crow, col, num_src):  # pragma: no cover - compiled by numba
     return tcrow, tcol, tval
 
 
-def _csr(crow: Tensor, col: Tensor, size: tuple[int, int]) -> Tensor:
-    """A CSR tensor of ones; the caller guarantees the invariants (sorted ``crow``, ``col`` in
-    range), so torch's checks stay off, and its one-time "beta" notice is not shown."""
+def _csr(crow: Tensor, col: Tensor, size: tuple[int, int], values: Tensor | None = None) -> Tensor:
+    """A CSR tensor (of ones unless ``values`` is given); the caller guarantees the invariants
+    (sorted ``crow``, ``col`` in range), so torch's checks stay off, and its one-time "beta"
+    notice is not shown."""
+    if values is None:
+        values = torch.ones(col.numel())
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, col, torch.ones(col.numel()), size=size,
-                                       check_invariants=False)
+        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
 
 
 def _chunks(indptr: np.ndarray, max_edges: int):

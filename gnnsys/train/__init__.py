@@ -34,9 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .trainer import Trainer, train
 
 
-assert set(__all__) == set(_EXPORTS)
-
-
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:

@@ -6,7 +6,7 @@ import numba
 import pytest
 import torch
 
-from gnnsys.models.dropout import Dropout, dropout
+from gnnsys.models.dropout import Dropout, dropout, relu_dropout
 
 
 def _x(n: int = 200_000) -> torch.Tensor:
@@ -80,3 +80,55 @@ def test_module_follows_train_and_eval():
     m.eval()
     assert m(x) is x
     assert "p=0.5" in repr(m)
+
+
+def _signed(n: int = 200_000) -> torch.Tensor:
+    x = torch.randn(n // 100, 100, generator=torch.Generator().manual_seed(3))
+    x[0, :10] = 0.0  # ReLU's kink: no gradient flows through an exact zero
+    return x
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_relu_dropout_is_relu_then_dropout_bit_for_bit(inplace):
+    """Same values and gradients as ``dropout(relu(x))`` for the same RNG state; in place it
+    writes into ``x`` and autograd still differentiates through it."""
+    x0 = _signed()
+    w = torch.randn_like(x0)
+    a = x0.clone().requires_grad_()
+    torch.manual_seed(7)
+    want = dropout(torch.relu(a), 0.4, True)
+    rng_after = torch.get_rng_state()
+    (want * w).sum().backward()
+    b = x0.clone().requires_grad_()
+    torch.manual_seed(7)
+    h = b * 1.0  # a non-leaf, which an in-place op may overwrite
+    got = relu_dropout(h, 0.4, True, inplace=inplace)
+    assert torch.equal(torch.get_rng_state(), rng_after)  # one draw, as dropout: resume stays exact
+    assert (got.data_ptr() == h.data_ptr()) == inplace
+    (got * w).sum().backward()
+    assert torch.equal(got, want)
+    assert torch.equal(b.grad, a.grad)
+
+
+def test_relu_dropout_nan_eval_and_fallbacks():
+    x = _signed()
+    x[1, 3] = float("nan")
+    for seed in range(4):  # a NaN survives wherever it is kept, as through relu then dropout
+        torch.manual_seed(seed)
+        y = relu_dropout(x, 0.5, True)
+        torch.manual_seed(seed)
+        torch.testing.assert_close(y, dropout(torch.relu(x), 0.5, True), rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(relu_dropout(x, 0.5, False), torch.relu(x), rtol=0, atol=0, equal_nan=True)
+    z = x.clone()
+    assert relu_dropout(z, 0.5, False, inplace=True) is z
+    torch.testing.assert_close(z, torch.relu(x), rtol=0, atol=0, equal_nan=True)
+    small = torch.randn(10, 10)
+    out = relu_dropout(small, 0.5, True)  # torch's path
+    assert bool((out >= 0).all()) and set((out[out > 0] / small[out > 0]).round(decimals=3).unique().tolist()) == {2.0}
+    strided = _signed().t()
+    torch.manual_seed(2)
+    got = relu_dropout(strided, 0.5, True)
+    torch.manual_seed(2)
+    assert torch.equal(got, dropout(torch.relu(strided), 0.5, True))
+    with pytest.raises(ValueError, match="dropout probability"):
+        relu_dropout(x, 1.5, True)

@@ -53,6 +53,22 @@ def _backward(grad, mask, scale, out):
             out[i] = grad[i] * (scale * np.float32(mask[i]))
 
 
+@njit(parallel=True, cache=True, nogil=True)
+def _relu_forward(x, key, threshold, scale, out, mask):
+    """``out = relu(x) * scale`` where kept, else 0, with the mask of :func:`_forward` (the same
+    ``key`` keeps the same elements); ``mask[i] = 1`` where kept and ``x[i] > 0`` (the elements a
+    gradient flows through). ``out`` may be ``x`` (in place). NaN stays NaN where kept."""
+    n = x.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            v = x[i]
+            if v <= np.float32(0.0):
+                v = np.float32(0.0)
+            keep = np.uint8((draw(key, i) >> uint64(32)) >= threshold)
+            mask[i] = keep & np.uint8(x[i] > np.float32(0.0))
+            out[i] = v * (scale * np.float32(keep))
+
+
 class _HashDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, p: float, key: int) -> Tensor:  # type: ignore[override]
@@ -75,6 +91,30 @@ class _HashDropout(torch.autograd.Function):
         return out, None, None
 
 
+class _HashReluDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float, key: int, inplace: bool) -> Tensor:  # type: ignore[override]
+        scale = np.float32(1.0 / (1.0 - p))
+        threshold = np.uint64(min(int(round(p * 2.0**32)), 2**32))
+        out = x if inplace else torch.empty_like(x)
+        mask = torch.empty(x.shape, dtype=torch.uint8)
+        _relu_forward(x.view(-1).numpy(), np.uint64(key), threshold, scale, out.view(-1).numpy(),
+                      mask.view(-1).numpy())
+        if inplace:
+            ctx.mark_dirty(x)
+        ctx.save_for_backward(mask)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (mask,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        out = torch.empty_like(grad)
+        _backward(grad.view(-1).numpy(), mask.view(-1).numpy(), ctx.scale, out.view(-1).numpy())
+        return out, None, None, None
+
+
 def _check_p(p: float) -> None:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
@@ -90,6 +130,25 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return F.dropout(x, p, training)
     key = int(torch.randint(0, 2**62, (1,)).item())  # from torch's (checkpointed) global RNG
     return _HashDropout.apply(x, float(p), key)
+
+
+def relu_dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """``dropout(torch.relu(x), p, training)`` in one pass, bit for bit the same values and
+    gradients (the same elements are kept for the same torch RNG state).
+
+    Keeps one uint8 mask ``[*x.shape]`` for the backward pass instead of ReLU's float output and
+    dropout's mask, and with ``inplace=True`` writes the result into ``x`` (which must not be
+    needed by another backward function: autograd raises if it is). On a ``[70k, 256]`` float32
+    activation that is 72 MB instead of 162 MB kept, and one 72 MB temporary instead of two.
+    Falls back to the two separate operations where :func:`dropout` would use ``F.dropout``."""
+    _check_p(p)
+    if not training or p == 0.0:
+        return torch.relu_(x) if inplace else torch.relu(x)
+    if (p == 1.0 or x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous()
+            or x.numel() < _MIN_ELEMENTS):
+        return dropout(torch.relu_(x) if inplace else torch.relu(x), p, training)
+    key = int(torch.randint(0, 2**62, (1,)).item())  # the same draw as dropout()
+    return _HashReluDropout.apply(x, float(p), key, bool(inplace))
 
 
 class Dropout(nn.Module):

@@ -20,7 +20,7 @@ from numba import njit
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .dropout import dropout
+from .dropout import dropout, relu_dropout
 from .registry import ModelSpec
 
 #: Bytes of gathered neighbour rows one inference chunk may materialise.
@@ -75,7 +75,8 @@ class MeanSAGEConv(nn.Module):
             agg = csr_mean(adj, x_src)
         else:
             agg = edge_mean(adj, x_src, x_dst.shape[0])
-        return self.lin_l(agg) + self.lin_r(x_dst)
+        # lin_l(agg) + lin_r(x_dst), accumulated into one [num_dst, out] tensor instead of three
+        return self.lin_l(agg).addmm_(x_dst, self.lin_r.weight.t())
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, aggr='mean'"
@@ -113,9 +114,8 @@ class GraphSAGE(nn.Module):
 
     def _inner(self, i: int, h: Tensor) -> Tensor:
         """Norm, activation and dropout after inner layer ``i`` (not after the last one)."""
-        h = self.norms[i](h)
-        h = torch.relu(h)
-        return dropout(h, p=self.dropout, training=self.training)
+        # in place: neither the layer's sum nor BatchNorm needs its output for the backward pass
+        return relu_dropout(self.norms[i](h), p=self.dropout, training=self.training, inplace=True)
 
     def forward(self, batch) -> Tensor:
         """Run on a :class:`~gnnsys.loader.batch.Batch`.
@@ -140,7 +140,10 @@ class GraphSAGE(nn.Module):
                 adj = block_adjacency(hop.edge_index, hop.num_dst, hop.num_src)
             else:
                 adj = torch.as_tensor(hop.edge_index, dtype=torch.long, device=h.device)
-            h = conv(h[: hop.num_src], h[: hop.num_dst], adj)
+            # no slice when the sources are all of h: a slice's backward allocates a zero-filled
+            # gradient of h's full size
+            x_src = h if hop.num_src == h.shape[0] else h[: hop.num_src]
+            h = conv(x_src, h[: hop.num_dst], adj)
             if i < L - 1:
                 h = self._inner(i, h)
         return h[: batch.batch_size]

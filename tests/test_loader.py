@@ -221,7 +221,7 @@ def test_dropping_loader_and_iterator_stops_worker(graph, features):
     assert wait_no_workers()
 
 
-def test_queue_is_bounded_and_worker_runs_ahead(graph, features):
+def test_worker_runs_at_most_prefetch_batches_ahead(graph, features):
     produced = []
     second_started = threading.Event()
 
@@ -237,8 +237,12 @@ def test_queue_is_bounded_and_worker_runs_ahead(graph, features):
     # the worker prepares the next batch while the consumer still holds the first one
     assert second_started.wait(10.0)
     time.sleep(0.3)
-    # at most `prefetch` finished batches queued plus one being produced (blocked on put)
-    assert len(produced) <= 1 + 2 + 1
+    # the consumer's batch plus `prefetch` more, finished or in the making: the worker waits for
+    # room before it starts a batch, so no finished batch waits beside a full queue
+    assert len(produced) == 1 + 2
+    next(it)
+    time.sleep(0.3)
+    assert len(produced) == 2 + 2
     it.close()
     assert wait_no_workers()
 

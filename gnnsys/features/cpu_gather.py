@@ -178,8 +178,8 @@ class BufferRing:
     empty slot gets its first one, so the pool grows only to the number of results alive at
     once. When every buffer is held, the slot gets a fresh buffer and the old one lives on with
     its holders, so **a returned tensor is never overwritten while it is referenced**; ``num_buffers`` only bounds how many buffers are
-    kept for reuse. A loader with prefetch depth ``k`` holds ``k + 2`` results at most (the queue,
-    the worker's, the consumer's), so ``k + 3`` buffers never allocate in steady state. (The
+    kept for reuse. A loader with prefetch depth ``k`` holds ``k + 2`` results at most (``k`` made
+    ahead, finished or in the making, the consumer's, and its previous one until released). (The
     reference count comes from ``torch._C._storage_Use_Count``; a torch without it makes this a
     plain round-robin ring, where call ``k``'s result is overwritten by call ``k + num_buffers``.)
 

@@ -1,14 +1,15 @@
 """Background producer threads with bounded queues, clean shutdown and error forwarding.
 
-With one worker, it calls ``produce(i)`` for each index in order and puts the results in a queue
-of at most ``depth`` items. With ``W`` workers, worker ``w`` produces every ``W``-th index
+With one worker, it calls ``produce(i)`` for each index in order, at most ``depth`` items ahead of
+the consumer: the item being produced counts, so a worker never holds a finished item while it
+waits for room (``depth=1`` is double buffering: one item in use, one being made or ready). With ``W`` workers, worker ``w`` produces every ``W``-th index
 (``indices[w::W]``) into its own queue and the consumer reads the queues in turn, so items still
 arrive in index order while ``W`` of them are produced at the same time (``produce`` must be
 safe to call from several threads; numba kernels release the GIL, so the workers run in
 parallel). The consumer iterates; an exception raised by ``produce`` is re-raised in the
 consumer (same object, so same type and original traceback, plus a note naming the batch).
 Closing the iterator, or dropping the last reference to it, sets a stop event: the worker exits
-after the item it is producing (it never blocks longer than ``_POLL`` seconds on a full queue).
+after the item it is producing (it never blocks longer than ``_POLL`` seconds waiting for room).
 The worker holds no reference to the iterator, so garbage collection can reach it.
 """
 
@@ -48,13 +49,23 @@ def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
     return False
 
 
+def _acquire(slots: threading.Semaphore, stop: threading.Event) -> bool:
+    """Take a production slot unless ``stop`` is set first; returns whether it was taken."""
+    while not stop.is_set():
+        if slots.acquire(timeout=_POLL):
+            return True
+    return False
+
+
 def _work(produce: Callable[[int], object], indices: list[int], q: queue.Queue,
-          stop: threading.Event, setup: Callable[[], None] | None) -> None:
+          slots: threading.Semaphore, stop: threading.Event, setup: Callable[[], None] | None) -> None:
     try:
         if setup is not None:
             setup()
         for i in indices:
-            if stop.is_set():
+            # wait for room before producing, not after: a finished item never waits in memory
+            # beside the ones already queued
+            if not _acquire(slots, stop):
                 return
             try:
                 item = produce(i)
@@ -84,8 +95,8 @@ class BackgroundIterator(Generic[T], Iterator[T]):
     Args:
         produce: called in a worker thread with each index (in order within a worker).
         indices: the indices to produce.
-        depth: maximum number of finished items waiting (``>= 1``; split over the workers'
-            queues, at least one each).
+        depth: maximum number of items produced ahead of the consumer, finished or in the
+            making (``>= 1``; split over the workers, at least one each).
         setup: optional callable run once in each worker thread before producing (e.g. to set
             numba's per-thread thread count).
         workers: number of producer threads (``>= 1``).
@@ -96,10 +107,13 @@ class BackgroundIterator(Generic[T], Iterator[T]):
         items = list(indices)
         workers = max(1, min(int(workers), len(items) or 1))
         per_queue = max(1, -(-max(1, depth) // workers))
-        self._queues: list[queue.Queue] = [queue.Queue(maxsize=per_queue) for _ in range(workers)]
+        # the queues never hold more than ``per_queue`` items: the slots bound them
+        self._queues: list[queue.Queue] = [queue.Queue() for _ in range(workers)]
+        self._slots = [threading.Semaphore(per_queue) for _ in range(workers)]
         self._stop = threading.Event()
         self._threads = [threading.Thread(
-            target=_work, args=(produce, items[w::workers], self._queues[w], self._stop, setup),
+            target=_work, args=(produce, items[w::workers], self._queues[w], self._slots[w], self._stop,
+                                setup),
             name=THREAD_NAME, daemon=True)
             for w in range(workers)]
         self._turn = 0  # the queue holding the next item in index order
@@ -118,6 +132,7 @@ class BackgroundIterator(Generic[T], Iterator[T]):
         while True:
             try:
                 item = q.get(timeout=_POLL)
+                self._slots[self._turn].release()  # the worker may start on its next item
                 break
             except queue.Empty:
                 if not thread.is_alive() and q.empty():

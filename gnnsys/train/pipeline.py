@@ -127,10 +127,11 @@ def build_features(spec: ModelSpec, dataset: Any, options: dict[str, Any], confi
     if placement == "mmap" and config.features == "cpu" and not isinstance(dataset.features, np.memmap):
         placement = "cpu"  # an in-RAM dataset: nothing on disk to share
 
-    # results alive at once: the queues' (prefetch), one per worker being made, the consumer's
-    # current one and its previous one until the loop variable is rebound (more only costs an
-    # allocation, never an overwrite)
-    num_buffers = config.prefetch + 2 + config.num_workers
+    # results alive at once: those made ahead, finished or in the making (``prefetch``, rounded up
+    # to a multiple of the workers), the consumer's current one and its previous one until the
+    # loop variable is rebound (more only costs an allocation, never an overwrite)
+    workers = max(1, config.num_workers)
+    num_buffers = workers * -(-config.prefetch // workers) + 2
     dev = device if config.features in ("uva", "gpu", "cached") else None
     stored = dataset.meta.get("feature_dtype") or str(dataset.features.dtype)
     if config.feature_dtype is None or config.feature_dtype == stored:

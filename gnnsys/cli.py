@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GnnsysError as e:
-        print(f"gnnsys: error: {e}", file=sys.stderr)
+        sys.stderr.write(f"gnnsys: error: {e}\n")  # one write: ranks sharing a terminal do not interleave
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("gnnsys: interrupted", file=sys.stderr)

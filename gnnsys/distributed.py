@@ -2,8 +2,9 @@
 
 gnnsys does not launch or connect processes itself: it uses PyTorch's own machinery.
 
-- ``gnnsys train --nproc N ...`` runs ``torch.distributed.run`` (the code behind ``torchrun``) with
-  ``--standalone --nproc-per-node N`` on this host;
+- ``gnnsys train --nproc N ...`` runs torch's elastic launcher (the code behind ``torchrun``) as
+  ``--standalone --nproc-per-node N --start-method forkserver`` on this host, the ranks forked from
+  a server that has imported torch, numba and gnnsys (see :func:`launch_local`);
 - ``torchrun --nnodes 2 --nproc-per-node N --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m gnnsys
   train ...`` runs across hosts; every rank reads its place from the standard environment
   variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``,
@@ -181,22 +182,74 @@ def shutdown(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def launch_local(nproc: int, argv: list[str]) -> int:
-    """Run ``python -m gnnsys <argv>`` as ``nproc`` local ranks through ``torch.distributed.run``.
+#: Modules the fork server imports once, before it forks the local ranks: every rank then shares
+#: the pages of torch, numba and gnnsys (about 160 MiB of relocated library data and interpreter
+#: objects) with the server and the other ranks instead of holding its own copy.
+RANK_PRELOAD = ("torch", "torch.distributed", "torch.nn.parallel", "numpy", "numba",
+                "gnnsys.train.trainer", "gnnsys.train.dist_trainer", "gnnsys.train.evaluate",
+                "gnnsys.models", "samplers")
 
-    Returns the exit code: 0 when every rank succeeded, 1 otherwise (torchrun stops the other
-    ranks as soon as one fails).
+
+def launch_local(nproc: int, argv: list[str]) -> int:
+    """Run ``gnnsys <argv>`` as ``nproc`` local ranks through torch's elastic launcher.
+
+    This is what ``torchrun --standalone --nproc-per-node N --start-method forkserver`` does for a
+    Python function: a c10d rendezvous on this host, the standard environment variables for every
+    rank, and the other ranks stopped as soon as one fails. The ranks are forked from a
+    multiprocessing fork server that has imported :data:`RANK_PRELOAD`, so the libraries' memory
+    is shared by all ranks (``torchrun -m gnnsys`` starts a fresh interpreter per rank instead).
+    Each rank's process is named ``gnnsys-rank<R>`` (see ``ps -o comm``).
+
+    Returns the exit code: 0 when every rank succeeded, 1 otherwise.
     """
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    import multiprocessing
+    import uuid
+
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
 
     args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0",
-                                "--module", "gnnsys", *argv])
+                                "--start-method=forkserver", "--module", "gnnsys", *argv])
+    # what torchrun.run does for --standalone
+    args.rdzv_backend, args.rdzv_endpoint, args.rdzv_id = "c10d", "localhost:0", str(uuid.uuid4())
+    config, _, _ = torchrun.config_from_args(args)  # also sets OMP_NUM_THREADS=1 if unset
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(RANK_PRELOAD))
     try:
-        torchrun.run(args)
+        elastic_launch(config, entrypoint=_rank_main)(*argv)
     except ChildFailedError as e:
         failures = ", ".join(f"rank {r}: exit {f.exitcode}" for r, f in sorted(e.failures.items()))
         raise DistributedError(f"distributed run failed ({failures})") from None
     return 0
+
+
+def _rank_main(*argv: str) -> int:
+    """One local rank started by :func:`launch_local`: ``gnnsys <argv>`` in this forked process.
+
+    A non-zero exit code ends the process with that code (the launcher then stops the others)."""
+    import sys
+
+    from .cli import main
+
+    rank = os.environ.get("RANK", "?")
+    _set_process_name(f"gnnsys-rank{rank}")
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads and threads.isdigit() and int(threads) > 0:
+        torch.set_num_threads(int(threads))  # torch was imported by the fork server, before the env
+    code = main(list(argv))
+    if code:
+        sys.exit(code)  # multiprocessing makes it the process's exit code
+    return 0
+
+
+def _set_process_name(name: str) -> None:
+    """Set this process's name (``/proc/self/comm``, 15 bytes) so ranks are easy to tell apart."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass

@@ -286,3 +286,64 @@ def test_sampled_evaluation_is_split_over_ranks_and_gathered(cora, tmp_path):
     assert res[0]["5"] == [[i + 0.5] * 3 for i in range(5)]
     assert res[0]["1"] == [[0.5] * 3] and res[0]["0"] == []
     assert res[0]["rows"] == [1000, 7]  # Cora's public test split, 7 classes
+
+
+def _rollup(pid: int) -> dict[str, int]:
+    """KiB fields of /proc/<pid>/smaps_rollup."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if parts[0].endswith(":") and len(parts) >= 2 and parts[1].isdigit():
+                out[parts[0][:-1]] = int(parts[1])
+    return out
+
+
+def test_nproc_forks_ranks_that_share_the_imported_libraries(tmp_path):
+    """``--nproc`` forks its ranks from a fork server that imported torch, numba and gnnsys, so
+    that memory (~160 MiB) is shared, not repeated per rank; every module of the preload list
+    imports (the fork server skips one that fails silently)."""
+    import importlib
+
+    import psutil
+
+    from gnnsys.distributed import RANK_PRELOAD
+
+    for name in RANK_PRELOAD:
+        importlib.import_module(name)
+    cmd = [sys.executable, "-m", "gnnsys", "train", "--nproc", "2", "--dataset", "small", "--epochs", "4",
+           "--eval-every", "0", "--no-progress", "--num-threads", "1", "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    seen: dict[int, tuple[str, dict[str, int], str]] = {}  # pid -> name, memory, parent's command
+    try:
+        root = psutil.Process(proc.pid)
+        while proc.poll() is None and len(seen) < 2:
+            for p in root.children(recursive=True):
+                try:
+                    name = p.name()
+                    if name.startswith("gnnsys-rank") and name not in {v[0] for v in seen.values()}:
+                        seen[p.pid] = (name, _rollup(p.pid), " ".join(p.parent().cmdline()))
+                except (psutil.Error, FileNotFoundError, ProcessLookupError):
+                    continue
+            time.sleep(0.02)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert sorted(v[0] for v in seen.values()) == ["gnnsys-rank0", "gnnsys-rank1"], out[-3000:]
+    for name, mem, parent in seen.values():
+        assert "forkserver" in parent, (name, parent)
+        shared_anon_mib = (mem["Anonymous"] - mem["Private_Dirty"]) / 1024
+        assert shared_anon_mib > 100, (name, mem)  # a fresh interpreter per rank shares ~none
+
+
+def test_nproc_failure_names_the_ranks(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "gnnsys", "train", "--nproc", "2", "--dataset", "small",
+                        "--epochs", "1", "--fanouts", "5,5", "--num-layers", "3", "--no-progress",
+                        "--out", str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode != 0
+    err = r.stderr
+    assert "gnnsys: error:" in err and "distributed run failed" in err and "rank 0: exit 2" in err, err[-3000:]

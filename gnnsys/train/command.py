@@ -155,7 +155,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _launch(config, args: argparse.Namespace) -> int:
-    """Start ``args.nproc`` local ranks of this very run through ``torch.distributed.run``."""
+    """Start ``args.nproc`` local ranks of this very run (:func:`~gnnsys.distributed.launch_local`)."""
     import tempfile
     from pathlib import Path
 

@@ -401,3 +401,73 @@ def test_gather_async_on_cpu_and_lifetime():
         assert_rows(pending.wait(), table, [3, 1], "float16")
         assert "placement='cpu'" in repr(fs) and "rows=50" in repr(fs)
     fs.close()  # idempotent
+
+
+# ------------------------------------------------------------------------- gather_mean
+def _block(rng, n_all: int, n_dst: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+    """A CSR block: offsets [n_dst + 1] with some empty rows, positions in [0, n_all)."""
+    dst = np.sort(rng.integers(0, n_dst, e))
+    dst = dst[dst % 7 != 3]  # destinations without edges
+    ptr = np.zeros(n_dst + 1, np.int64)
+    np.cumsum(np.bincount(dst, minlength=n_dst), out=ptr[1:])
+    return ptr, rng.integers(0, n_all, dst.size)
+
+
+@pytest.mark.parametrize("placement", ["cpu", "mmap"])
+def test_gather_mean_is_the_rows_and_csr_mean_bit_for_bit(tmp_path, placement):
+    """The same values as gathering every sampled row and aggregating them the way GraphSAGE's
+    first layer does (``csr_mean`` over the block), duplicates and empty rows included."""
+    from gnnsys.models.sage import _csr, csr_mean
+
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((3000, 37)).astype(np.float32)
+    np.save(tmp_path / "x.npy", table)
+    store = FeatureStore(tmp_path / "x.npy" if placement == "mmap" else table, placement=placement)
+    assert store.supports_gather_mean
+    ids = rng.integers(0, 3000, 900)
+    ptr, src = _block(rng, 900, 250, 4000)
+    x, mean = store.gather_mean(ids, ptr, src)
+    assert x.dtype == mean.dtype == torch.float32 and x.shape == mean.shape == (250, 37)
+    torch.testing.assert_close(x, torch.from_numpy(table[ids[:250]]), rtol=0, atol=0)
+    full = torch.from_numpy(table[ids])
+    want = csr_mean(_csr(torch.from_numpy(ptr), torch.from_numpy(src), (250, 900)), full)
+    assert torch.equal(mean, want)
+    assert bool((mean[np.diff(ptr) == 0] == 0).all())
+    # no edges at all, no destinations at all
+    x0, m0 = store.gather_mean(ids, np.zeros(5, np.int64), np.zeros(0, np.int64))
+    assert torch.equal(x0, torch.from_numpy(table[ids[:4]])) and not m0.any()
+    assert store.gather_mean(ids, np.zeros(1, np.int64), np.zeros(0, np.int64))[0].shape == (0, 37)
+
+
+def test_gather_mean_results_come_from_the_pool_and_stay_valid_while_held():
+    table = np.random.default_rng(1).standard_normal((400, 8)).astype(np.float32)
+    store = FeatureStore(table, num_buffers=2)
+    ptr = np.array([0, 2, 3], np.int64)
+    held = [store.gather_mean(np.array([5, 6, 7]), ptr, np.array([1, 2, 0])) for _ in range(4)]
+    for x, mean in held:  # four results alive: none overwritten
+        torch.testing.assert_close(x, torch.from_numpy(table[[5, 6]]), rtol=0, atol=0)
+        torch.testing.assert_close(mean, torch.from_numpy(np.stack([table[[6, 7]].mean(0), table[5]])))
+
+
+def test_gather_mean_rejects_bad_blocks_and_other_stores(tmp_path):
+    table = np.zeros((50, 4), np.float32)
+    store = FeatureStore(table)
+    ids = np.arange(10)
+    for ptr, src, match in [
+        (np.array([0, 2, 1]), np.array([0, 1]), "never decrease"),
+        (np.array([1, 2]), np.array([0, 1]), "start at 0"),
+        (np.array([0, 3]), np.array([0, 1]), "ptr ends at 3"),
+        (np.array([0, 2]), np.array([0, 10]), "src"),
+        (np.array([0, 2]), np.array([-1, 1]), "src"),
+        (np.arange(12), np.arange(11), "11 destinations but ids only 10"),
+        (np.array([[0, 1]]), np.array([0]), "1-D"),
+        (np.array([0.0, 1.0]), np.array([0]), "integer"),
+    ]:
+        with pytest.raises(FeatureStoreError, match=match):
+            store.gather_mean(ids, ptr, src)
+    with pytest.raises(FeatureStoreError, match="out of range"):
+        store.gather_mean(np.array([0, 50]), np.array([0, 1]), np.array([1]))
+    half = FeatureStore(table.astype(np.float16))
+    assert not half.supports_gather_mean
+    with pytest.raises(ConfigError, match="float32 table"):
+        half.gather_mean(ids, np.array([0, 1]), np.array([0]))

@@ -326,3 +326,31 @@ def test_bad_labels_and_link_options(graph):
         LinkLoader(s, np.zeros((4, 2), np.int64), 2, num_neg=0)
     with pytest.raises(ConfigError, match="sampler must have sample_from_nodes"):
         NodeLoader(object(), [1], 1)
+
+
+def test_aggregate_first_hop_batches_carry_the_first_layers_mean(graph):
+    """``aggregate_first_hop``: ``x`` is the full batch's rows of the last hop's destinations and
+    ``x_agg`` their neighbour means, bit for bit what the model would compute from the full rows;
+    the sampled subgraph is the same. A store without ``gather_mean`` is refused up front."""
+    from gnnsys.features import FeatureStore
+    from gnnsys.models.sage import block_adjacency, csr_mean
+
+    table = np.random.default_rng(0).standard_normal((N, 6)).astype(np.float32)
+    store = FeatureStore(table)
+    full = node_loader(graph, store, prefetch=1)
+    agg = node_loader(graph, store, prefetch=1, aggregate_first_hop=True)
+    n = 0
+    for a, b in zip(full, agg):
+        assert signature(a) == signature(b) and b.x_agg is not None and a.x_agg is None
+        hop = a.subgraph.hops[-1]
+        assert torch.equal(b.x, a.x[:hop.num_dst])
+        want = csr_mean(block_adjacency(hop.edge_index, hop.num_dst, hop.num_src), a.x[:hop.num_src])
+        assert torch.equal(b.x_agg, want)
+        n += 1
+    assert n == len(full)
+    moved = b.to("cpu")
+    assert torch.equal(moved.x_agg, b.x_agg)
+    with pytest.raises(ConfigError, match="gather_mean"):
+        node_loader(graph, ArrayFeatures(table), aggregate_first_hop=True)
+    with pytest.raises(ConfigError, match="gather_mean"):
+        node_loader(graph, FeatureStore(table.astype(np.float16)), aggregate_first_hop=True)

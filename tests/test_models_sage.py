@@ -244,3 +244,38 @@ def test_csr_mean_backward_is_the_transpose_product() -> None:
     dense = adj.to_dense().double()
     ref = dense / dense.sum(1, keepdim=True).clamp(min=1)
     torch.testing.assert_close(csr_mean(adj, x), ref @ x)
+
+
+@pytest.mark.parametrize("num_layers, batchnorm", [(1, False), (3, False), (2, True)])
+def test_first_layer_mean_from_the_batch_is_bit_for_bit_the_full_forward(num_layers, batchnorm) -> None:
+    """A batch carrying ``x_agg`` (the loader's ``aggregate_first_hop``) gives the same outputs and
+    parameter gradients as the batch with every sampled row, in training mode (same dropout)."""
+    from gnnsys.models.sage import csr_mean
+
+    g = _graph(200, 1500)
+    torch.manual_seed(1)
+    x = torch.randn(g.num_nodes, 7)
+    seeds = np.arange(0, 200, 9)
+    full = _batch(g, x, seeds, [6] * num_layers)
+    hop = full.subgraph.hops[-1]
+    agg = Batch(subgraph=full.subgraph, batch_size=full.batch_size, x=full.x[:hop.num_dst],
+                x_agg=csr_mean(block_adjacency(hop.edge_index, hop.num_dst, hop.num_src), full.x))
+    torch.manual_seed(2)
+    model = GraphSAGE(7, 32, 5, num_layers=num_layers, dropout=0.5, batchnorm=batchnorm).train()
+    outs, grads = [], []
+    for b in (full, agg):
+        model.zero_grad()
+        torch.manual_seed(3)
+        out = model(b)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+    assert torch.equal(outs[0], outs[1])
+    assert all(torch.equal(grads[0][k], grads[1][k]) for k in grads[0])
+    model.input_dropout = True
+    with pytest.raises(ConfigError, match="input_dropout"):
+        model(agg)
+    model.input_dropout = False
+    more = _batch(g, x, seeds, [6] * (num_layers + 1))
+    with pytest.raises(ConfigError, match="x_agg"):
+        model(Batch(subgraph=more.subgraph, batch_size=more.batch_size, x=more.x, x_agg=agg.x_agg))

@@ -96,6 +96,29 @@ def test_loader_workers_do_not_change_the_result(tiny: Path, link_tiny: Path, tm
         assert summaries[0]["fingerprint"] == summaries[1]["fingerprint"]  # resume across worker counts
 
 
+def test_first_layer_mean_in_the_gather_does_not_change_the_result(tiny: Path, link_tiny: Path,
+                                                                    tmp_path: Path) -> None:
+    """GraphSAGE's ``aggregate_first_hop`` (on by default) gives bit-identical weights and metrics
+    to gathering every sampled row (node and link tasks, sampled evaluation); it is off where it
+    cannot apply (half precision, input dropout)."""
+    for name, ds in (("node", tiny), ("link", link_tiny.path)):
+        base = dict(dataset=str(ds), epochs=2, batch_size=64, fanouts=[4, 4], progress=False, lr=0.01,
+                    eval_mode="sampled", num_threads=1)
+        runs, summaries = [], []
+        for on in (True, False):
+            runs.append(Trainer(TrainConfig(out=str(tmp_path / f"{name}{on}"), **base,
+                                            model_options={"hidden": 16, "aggregate_first_hop": on})))
+            assert runs[-1].aggregate_first_hop is on
+            assert runs[-1].train_loader.aggregate_first_hop is on
+            summaries.append(runs[-1].fit())
+        assert summaries[0]["final"] == summaries[1]["final"], name
+        a, b = (r.model.state_dict() for r in runs)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    for extra in ({"feature_dtype": "float16"}, {"model_options": {"input_dropout": True}}):
+        cfg = dict(dataset=str(tiny), out=str(tmp_path / "off"), epochs=1, fanouts=[4, 4], progress=False)
+        assert not Trainer(TrainConfig(**{**cfg, **extra}), overwrite=True).aggregate_first_hop
+
+
 @pytest.mark.parametrize("placement, dtype", [("mmap", "float16"), ("cpu", "bfloat16"), ("mmap", None)])
 def test_feature_placements_and_precisions_train(tiny: Path, tmp_path: Path, placement, dtype) -> None:
     cfg = TrainConfig(dataset=str(tiny), out=str(tmp_path / "run"), epochs=2, batch_size=64, fanouts=[4, 4],

@@ -161,6 +161,65 @@ def gather_rows_into(table_words: np.ndarray, ids: np.ndarray, out_words: np.nda
         _gather_rows(table_words, ids, out_words, chunk_rows)
 
 
+@njit(parallel=True, nogil=True, cache=True)
+def _gather_mean_rows(table, ids, ptr, src, out_x, out_mean, chunk_rows):  # pragma: no cover - numba
+    """For every destination ``i < n = ptr.size - 1``: ``out_x[i] = table[ids[i]]`` and
+    ``out_mean[i]`` = the mean of ``table[ids[src[k]]]`` over ``k`` in ``[ptr[i], ptr[i + 1])``
+    (summed in that order in float32, then divided by the count; zeros without edges).
+    float32 table ``[N, D]``; ids, ptr, src int64."""
+    n = ptr.shape[0] - 1
+    d = table.shape[1]
+    flat = table.reshape(-1)
+    num_chunks = (n + chunk_rows - 1) // chunk_rows
+    for c in prange(num_chunks):
+        acc = np.empty(d, np.float32)
+        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+            row = ids[i]
+            for j in range(d):
+                out_x[i, j] = table[row, j]
+            lo = ptr[i]
+            hi = ptr[i + 1]
+            for j in range(d):
+                acc[j] = np.float32(0.0)
+            for g0 in range(lo, hi, PREFETCH_GROUP):
+                g1 = min(hi, g0 + PREFETCH_GROUP)
+                for k in range(g0, g1):  # the group's random rows in flight together
+                    b = ids[src[k]] * d
+                    for j in range(0, d, 16):
+                        _prefetch(flat, b + j)
+                    _prefetch(flat, b + d - 1)
+                for k in range(g0, g1):
+                    r = ids[src[k]]
+                    for j in range(d):
+                        acc[j] += table[r, j]
+            if hi > lo:
+                cnt = np.float32(hi - lo)
+                for j in range(d):
+                    out_mean[i, j] = acc[j] / cnt
+            else:
+                for j in range(d):
+                    out_mean[i, j] = np.float32(0.0)
+
+
+def gather_mean_into(table: np.ndarray, ids: np.ndarray, ptr: np.ndarray, src: np.ndarray,
+                     out_x: np.ndarray, out_mean: np.ndarray, num_threads: int | None = None,
+                     chunk_rows: int = 256) -> None:
+    """Rows and neighbour means in one pass (see :meth:`FeatureStore.gather_mean`).
+
+    Args:
+        table: float32 ``[N, D]``.
+        ids: int64 ``[n_all]`` validated row ids (``< N``).
+        ptr: int64 ``[n + 1]`` CSR offsets, ``0 = ptr[0] <= ... <= ptr[n] = E``, ``n <= n_all``.
+        src: int64 ``[E]`` positions in ``ids`` (``< n_all``), validated by the caller.
+        out_x, out_mean: float32 ``[n, D]`` C-contiguous outputs, written in full.
+        num_threads: numba threads for this call (``None`` keeps the current setting).
+        chunk_rows: destinations per parallel work item.
+    """
+    if num_threads is not None:
+        numba.set_num_threads(num_threads)
+    _gather_mean_rows(table, ids, ptr, src, out_x, out_mean, chunk_rows)
+
+
 def _storage_refs(t: torch.Tensor) -> int:
     """How many tensors (views included) share the storage of ``t``: c10's use count of it."""
     return int(torch._C._storage_Use_Count(t.untyped_storage()._cdata))

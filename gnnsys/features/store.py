@@ -12,7 +12,7 @@ import psutil
 import torch
 
 from gnnsys.errors import ConfigError, FeatureStoreError
-from gnnsys.features.cpu_gather import BufferRing, as_words, gather_rows_into
+from gnnsys.features.cpu_gather import BufferRing, as_words, gather_mean_into, gather_rows_into
 from gnnsys.features.hot import in_degree, select_hot_rows
 from gnnsys.features.hugepages import MIN_HUGE_BYTES, advise_huge
 from gnnsys.features.ids import check_ids
@@ -323,6 +323,61 @@ class FeatureStore:
                 result = out
         return result
 
+    @property
+    def supports_gather_mean(self) -> bool:
+        """Whether :meth:`gather_mean` is available: a float32 table on a CPU placement."""
+        return self._backend is None and self._table.dtype.name == "float32"
+
+    def gather_mean(self, ids: Any, ptr: Any, src: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first layer's input of a mean-aggregating GNN, read straight from the table.
+
+        For the ``n = len(ptr) - 1`` destinations ``ids[:n]``: their rows, and the mean of the
+        rows of their in-neighbours ``ids[src[ptr[i]:ptr[i + 1]]]`` (a CSR block over positions
+        in ``ids``). This is what a GraphSAGE layer needs from its sampled block, without the
+        ``[len(ids), D]`` gather of every sampled node: on products (3 hops 15, 10, 5) the
+        sources outnumber the destinations about 4 to 1.
+
+        Args:
+            ids: 1-D int ids ``[n_all]`` (``0 <= id < num_rows``), as for :meth:`gather`.
+            ptr: int ``[n + 1]`` non-decreasing offsets from 0 to ``len(src)``, ``n <= n_all``.
+            src: int ``[E]`` positions in ``ids`` (``0 <= src < n_all``).
+
+        Returns:
+            ``(x, mean)``, float32 ``[n, D]`` each, on :attr:`device`; views of one pooled buffer
+            (the same reuse rule as :meth:`gather`). The mean sums in CSR order in float32 and
+            divides by the count; a destination without edges gets zeros.
+
+        Raises:
+            ConfigError: the store is not a float32 table on ``cpu``/``mmap``
+                (:attr:`supports_gather_mean`).
+            FeatureStoreError: ids, offsets or positions out of range or malformed.
+        """
+        if not self.supports_gather_mean:
+            raise ConfigError(f"gather_mean needs a float32 table on placement 'cpu' or 'mmap'; this "
+                              f"store is {self._table.dtype.name} on {self._placement!r}")
+        idx = np.ascontiguousarray(check_ids(ids, self.num_rows), dtype=np.int64)
+        ptr = _check_ptr(ptr, idx.shape[0])
+        try:
+            pos = np.ascontiguousarray(check_ids(src, idx.shape[0]), dtype=np.int64)
+        except FeatureStoreError as e:
+            raise FeatureStoreError(f"src (positions in ids): {e}") from None
+        if int(ptr[-1]) != pos.shape[0]:
+            raise FeatureStoreError(f"ptr ends at {int(ptr[-1])} but src has {pos.shape[0]} entries")
+        n = ptr.shape[0] - 1
+        to_device = self._device.type == "cuda"
+        with self._lock:
+            slot, target = self._ring.take(2 * n)
+        out = target.view(torch.float32)
+        gather_mean_into(self._table.array, idx, ptr, pos, out[:n].numpy(), out[n:].numpy(),
+                         num_threads=self._num_threads)
+        if to_device:
+            out = out.to(self._device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            with self._lock:
+                self._ring.set_pending(slot, event)
+        return out[:n], out[n:]
+
     # -- checks and lifetime --------------------------------------------------------------
     def validate(self, raise_on_nonfinite: bool = False,
                  chunk_bytes: int = 64 << 20) -> ValidationReport:
@@ -354,6 +409,19 @@ class FeatureStore:
     def __repr__(self) -> str:
         return (f"FeatureStore(placement={self._placement!r}, rows={self.num_rows}, dim={self.dim}, "
                 f"dtype={self._table.dtype.name}, device={self._device})")
+
+
+def _check_ptr(ptr: Any, n_all: int) -> np.ndarray:
+    """Validated CSR offsets: int64 ``[n + 1]``, ``n <= n_all``, from 0, non-decreasing."""
+    a = np.asarray(ptr)
+    if a.ndim != 1 or a.shape[0] < 1 or a.dtype.kind not in "iu":
+        raise FeatureStoreError(f"ptr must be a 1-D integer array [n + 1], got {a.dtype} {a.shape}")
+    if a.shape[0] - 1 > n_all:
+        raise FeatureStoreError(f"ptr has {a.shape[0] - 1} destinations but ids only {n_all}")
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    if a[0] != 0 or (a.shape[0] > 1 and bool((a[1:] < a[:-1]).any())):
+        raise FeatureStoreError("ptr must start at 0 and never decrease")
+    return a
 
 
 __all__ = ["FeatureStore", "PLACEMENTS", "GPU_PLACEMENTS"]

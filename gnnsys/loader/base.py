@@ -124,7 +124,8 @@ class BaseLoader(ABC):
     def __init__(self, sampler: Any, num_items: int, batch_size: int, *, features: Any,
                  shuffle: bool, drop_last: bool, prefetch: int, seed: int,
                  transform: Transform | None, num_threads: int | None,
-                 shard: tuple[int, int] | None = None, num_workers: int = 1) -> None:
+                 shard: tuple[int, int] | None = None, num_workers: int = 1,
+                 aggregate_first_hop: bool = False) -> None:
         self.sampler = sampler
         self.rank, self.world_size = _check_shard(shard)
         self._total_items = int(num_items)
@@ -145,6 +146,10 @@ class BaseLoader(ABC):
             raise ConfigError(f"transform must be callable, got {type(transform).__name__}")
         check_features(features, sampler.num_nodes)
         self.features = features
+        self.aggregate_first_hop = bool(aggregate_first_hop)
+        if self.aggregate_first_hop and not getattr(features, "supports_gather_mean", False):
+            raise ConfigError("aggregate_first_hop needs features with gather_mean() (a FeatureStore over a "
+                              "float32 table on placement 'cpu' or 'mmap')")
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.transform = transform
@@ -220,7 +225,9 @@ class BaseLoader(ABC):
         t0 = time.perf_counter()
         batch = self._sample(self._items(order, index), self.batch_seed(epoch, index))
         t1 = time.perf_counter()
-        if self.features is not None:
+        if self.aggregate_first_hop:
+            batch.x, batch.x_agg = _gather_first_hop(self.features, batch.subgraph)
+        elif self.features is not None:
             batch.x = self.features.gather(batch.subgraph.nodes)
         batch = self._attach_targets(batch)
         t2 = time.perf_counter()
@@ -243,6 +250,21 @@ class BaseLoader(ABC):
     def _attach_targets(self, batch: Batch) -> Batch:
         """Attach labels or other per-target tensors (node loaders: ``y``)."""
         return batch
+
+
+def _gather_first_hop(features: Any, sub: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``features.gather_mean`` over the subgraph's last hop (the first layer's block): the rows
+    of its destinations and the means of their sampled in-neighbours."""
+    if not sub.hops:
+        raise ConfigError("aggregate_first_hop needs a sampled subgraph with at least one hop")
+    hop = sub.hops[-1]
+    src, dst = hop.edge_index[0], hop.edge_index[1]
+    if dst.size > 1 and bool((dst[1:] < dst[:-1]).any()):  # the sampler emits them grouped
+        order = np.argsort(dst, kind="stable")
+        src, dst = src[order], dst[order]
+    ptr = np.zeros(hop.num_dst + 1, np.int64)
+    np.cumsum(np.bincount(dst, minlength=hop.num_dst), out=ptr[1:])
+    return features.gather_mean(sub.nodes, ptr, src)
 
 
 def as_tensor(a: np.ndarray | None) -> torch.Tensor | None:

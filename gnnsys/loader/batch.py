@@ -20,7 +20,11 @@ class Batch:
     Attributes:
         subgraph: the sampled subgraph (NumPy arrays, global and local ids).
         batch_size: number of target nodes.
-        x: ``[subgraph.num_nodes, D]`` features of ``subgraph.nodes`` (float32/float16/bfloat16).
+        x: ``[subgraph.num_nodes, D]`` features of ``subgraph.nodes`` (float32/float16/bfloat16);
+            with ``x_agg``, only the first ``subgraph.hops[-1].num_dst`` rows.
+        x_agg: ``None``, or (a loader with ``aggregate_first_hop``) float32 ``[hops[-1].num_dst,
+            D]``: the mean of the features of each of those nodes' sampled in-neighbours over
+            the last hop's block, i.e. the first GraphSAGE layer's aggregation, done in the gather.
         y: ``[batch_size]`` int64 labels of the targets (node tasks), else ``None``.
         edge_label_index: ``[2, M]`` int64 local ids (< batch_size) of scored pairs (link tasks).
         edge_label: ``[M]`` float32, 1 for a positive pair and 0 for a negative one.
@@ -31,6 +35,7 @@ class Batch:
     subgraph: SampledSubgraph
     batch_size: int
     x: torch.Tensor | None = None
+    x_agg: torch.Tensor | None = None
     y: torch.Tensor | None = None
     edge_label_index: torch.Tensor | None = None
     edge_label: torch.Tensor | None = None
@@ -46,6 +51,7 @@ class Batch:
         return replace(
             self,
             x=mv(self.x),
+            x_agg=mv(self.x_agg),
             y=mv(self.y),
             edge_label_index=mv(self.edge_label_index),
             edge_label=mv(self.edge_label),

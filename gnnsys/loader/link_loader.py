@@ -42,8 +42,8 @@ class LinkLoader(BaseLoader):
             are not in the graph.
         neg_dst: optional int ``[E, K]`` fixed negative destinations per edge (e.g. OGB's
             per-source evaluation tails) used instead of sampled negatives.
-        shuffle, drop_last, prefetch, seed, transform, num_threads, shard, num_workers: as in
-            :class:`~gnnsys.loader.node_loader.NodeLoader`.
+        shuffle, drop_last, prefetch, seed, transform, num_threads, shard, num_workers,
+            aggregate_first_hop: as in :class:`~gnnsys.loader.node_loader.NodeLoader`.
 
     Yields:
         :class:`~gnnsys.loader.batch.Batch` whose first ``batch_size`` nodes are the unique
@@ -57,7 +57,7 @@ class LinkLoader(BaseLoader):
                  shuffle: bool = False, drop_last: bool = False, prefetch: int = 2, seed: int = 0,
                  transform: Transform | None = None, num_threads: int | None = None,
                  shard: tuple[int, int] | None = None,
-                 neg_dst: Any = None, num_workers: int = 1) -> None:
+                 neg_dst: Any = None, num_workers: int = 1, aggregate_first_hop: bool = False) -> None:
         if not callable(getattr(sampler, "sample_from_edges", None)):
             raise ConfigError(f"sampler must have sample_from_edges(), got {type(sampler).__name__}")
         src, dst = _split_edges(edges)
@@ -89,7 +89,7 @@ class LinkLoader(BaseLoader):
         super().__init__(sampler, int(self.src.size), batch_size, features=features,
                          shuffle=shuffle, drop_last=drop_last, prefetch=prefetch, seed=seed,
                          transform=transform, num_threads=num_threads, shard=shard,
-                         num_workers=num_workers)
+                         num_workers=num_workers, aggregate_first_hop=aggregate_first_hop)
 
     @classmethod
     def from_dataset(cls, dataset: Any, split: str, fanouts: list[int], batch_size: int,

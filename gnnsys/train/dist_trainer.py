@@ -87,9 +87,11 @@ class DistributedTrainer(Trainer):
         if self.task == "node":
             return pl.node_loader(self.sampler, self.dataset.splits["train"], per_rank, self.features,
                                   self.dataset.labels, shuffle=True, prefetch=c.prefetch, seed=c.seed,
-                                  transform=transform, shard=shard, workers=c.num_workers)
+                                  transform=transform, shard=shard, workers=c.num_workers,
+                                  aggregate_first_hop=self.aggregate_first_hop)
         return pl.link_loader(self.sampler, self.dataset.splits["train_pos"], per_rank, self.features,
-                              c, transform=transform, shard=shard)
+                              c, transform=transform, shard=shard,
+                              aggregate_first_hop=self.aggregate_first_hop)
 
     # ------------------------------------------------------------------ epochs and metrics
     def _train_epoch(self, epoch: int, state: dict[str, Any]) -> dict[str, Any]:

@@ -188,24 +188,32 @@ def worker_threads(workers: int, prefetch: int) -> dict[str, Any]:
     return {"num_workers": workers, "num_threads": max(1, numba.config.NUMBA_NUM_THREADS // workers)}
 
 
+def aggregates_first_hop(options: dict[str, Any], features) -> bool:
+    """Whether the loaders compute the first layer's mean in the gather (``Batch.x_agg``): the
+    model asks for it (GraphSAGE's ``aggregate_first_hop``, not with ``input_dropout``) and the
+    store can (:attr:`FeatureStore.supports_gather_mean`)."""
+    return (bool(options.get("aggregate_first_hop")) and not options.get("input_dropout")
+            and bool(getattr(features, "supports_gather_mean", False)))
+
+
 def node_loader(sampler, ids: np.ndarray, batch_size: int, features, labels, *, shuffle: bool,
                 prefetch: int, seed: int, transform, shard: tuple[int, int] | None = None,
-                workers: int = 1):
+                workers: int = 1, aggregate_first_hop: bool = False):
     from ..loader import NodeLoader
 
     return NodeLoader(sampler, ids, batch_size, features=features, labels=labels, shuffle=shuffle,
                       drop_last=False, prefetch=prefetch, seed=seed, transform=transform, shard=shard,
-                      **worker_threads(workers, prefetch))
+                      aggregate_first_hop=aggregate_first_hop, **worker_threads(workers, prefetch))
 
 
 def link_loader(sampler, edges: np.ndarray, batch_size: int, features, config: TrainConfig, *,
-                transform, shard: tuple[int, int] | None = None):
+                transform, shard: tuple[int, int] | None = None, aggregate_first_hop: bool = False):
     from ..loader import LinkLoader
 
     return LinkLoader(sampler, edges, batch_size, features=features, neg=config.neg,
                       num_neg=config.num_neg, exclude_target_edges=config.exclude_target_edges,
                       shuffle=True, drop_last=False, prefetch=config.prefetch, seed=config.seed,
-                      transform=transform, shard=shard,
+                      transform=transform, shard=shard, aggregate_first_hop=aggregate_first_hop,
                       **worker_threads(config.num_workers, config.prefetch))
 
 

@@ -88,6 +88,8 @@ class Trainer:
         self.sampler = pl.build_sampler(self.spec, self.dataset, self.options, config.seed)
         self.features = pl.build_features(self.spec, self.dataset, self.options, config, self.device,
                                           self.run.path, shared=self._shares_host_tables())
+        #: whether the loaders hand GraphSAGE its first layer's mean (``Batch.x_agg``)
+        self.aggregate_first_hop = pl.aggregates_first_hop(self.options, self.features)
         in_dim = None if self.features is None else int(self.features.dim)
         self.model = pl.build_model(self.spec, self.options, config, self.dataset, self.task, in_dim)
         self.model.to(self.device)
@@ -148,9 +150,10 @@ class Trainer:
         if self.task == "node":
             return pl.node_loader(self.sampler, self.dataset.splits["train"], c.batch_size, self.features,
                                   self.dataset.labels, shuffle=True, prefetch=c.prefetch, seed=c.seed,
-                                  transform=transform, workers=c.num_workers)
+                                  transform=transform, workers=c.num_workers,
+                                  aggregate_first_hop=self.aggregate_first_hop)
         return pl.link_loader(self.sampler, self.dataset.splits["train_pos"], c.batch_size, self.features,
-                              c, transform=transform)
+                              c, transform=transform, aggregate_first_hop=self.aggregate_first_hop)
 
     # ------------------------------------------------------------------ training
     def fit(self) -> dict[str, Any]:
@@ -348,7 +351,7 @@ class Trainer:
         loader = pl.node_loader(self._eval_sampler(), ids, c.eval_batch_size or c.batch_size, self.features,
                                 None, shuffle=False, prefetch=c.prefetch, seed=c.seed + 1,
                                 transform=pl.make_transform(self.spec, self.options, False),
-                                workers=c.num_workers)
+                                workers=c.num_workers, aggregate_first_hop=self.aggregate_first_hop)
         return ev.sampled_outputs(self.model, loader, self.device)
 
     def _evaluate_link(self, name: str) -> dict[str, float]:

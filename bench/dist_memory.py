@@ -120,12 +120,16 @@ def main() -> None:
         print(log)
         raise SystemExit(f"training failed with exit code {proc.returncode}")
     mib = lambda b: round(b / 2**20, 1)  # noqa: E731
+    with open(os.path.join(out, "run", "metrics.jsonl")) as f:
+        epoch = json.loads(f.readlines()[-1])
+    print(f"training time: {epoch['time_epoch']:.1f} s for {batches} batches per rank")
     for r in (0, 1):
         print(f"rank {r}: peak rss {mib(peak[r]['rss'])} MiB, peak uss {mib(peak[r]['uss'])} MiB, "
               f"peak anonymous {mib(peak[r]['anon'])} MiB, peak private dirty {mib(peak[r]['private'])} MiB")
     frac = peak[1]["private"] / max(peak[0]["rss"], 1)
     print(json.dumps({"bench": "dist_memory", "dataset": dataset, "batches_per_rank": batches,
                       "global_batch_size": args.batch_size, "host_allocator": args.host_allocator,
+                      "epoch_seconds": round(float(epoch["time_epoch"]), 2),
                       "rank0_rss_mib": mib(peak[0]["rss"]), "rank0_uss_mib": mib(peak[0]["uss"]),
                       "rank1_rss_mib": mib(peak[1]["rss"]), "rank1_uss_mib": mib(peak[1]["uss"]),
                       "rank0_anon_mib": mib(peak[0]["anon"]), "rank1_anon_mib": mib(peak[1]["anon"]),

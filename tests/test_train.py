@@ -102,8 +102,8 @@ def test_first_layer_mean_in_the_gather_does_not_change_the_result(tiny: Path, l
     to gathering every sampled row (node and link tasks, sampled evaluation); it is off where it
     cannot apply (half precision, input dropout)."""
     for name, ds in (("node", tiny), ("link", link_tiny.path)):
-        base = dict(dataset=str(ds), epochs=2, batch_size=64, fanouts=[4, 4], progress=False, lr=0.01,
-                    eval_mode="sampled", num_threads=1)
+        base = {"dataset": str(ds), "epochs": 2, "batch_size": 64, "fanouts": [4, 4], "progress": False,
+                "lr": 0.01, "eval_mode": "sampled", "num_threads": 1}
         runs, summaries = [], []
         for on in (True, False):
             runs.append(Trainer(TrainConfig(out=str(tmp_path / f"{name}{on}"), **base,
@@ -115,7 +115,7 @@ def test_first_layer_mean_in_the_gather_does_not_change_the_result(tiny: Path, l
         a, b = (r.model.state_dict() for r in runs)
         assert all(torch.equal(a[k], b[k]) for k in a), name
     for extra in ({"feature_dtype": "float16"}, {"model_options": {"input_dropout": True}}):
-        cfg = dict(dataset=str(tiny), out=str(tmp_path / "off"), epochs=1, fanouts=[4, 4], progress=False)
+        cfg = {"dataset": str(tiny), "out": str(tmp_path / "off"), "epochs": 1, "fanouts": [4, 4], "progress": False}
         assert not Trainer(TrainConfig(**{**cfg, **extra}), overwrite=True).aggregate_first_hop
 
 

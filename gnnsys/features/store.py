@@ -12,7 +12,12 @@ import psutil
 import torch
 
 from gnnsys.errors import ConfigError, FeatureStoreError
-from gnnsys.features.cpu_gather import BufferRing, as_words, gather_mean_into, gather_rows_into
+from gnnsys.features.cpu_gather import (
+    BufferRing,
+    as_words,
+    gather_mean_into,
+    gather_rows_into,
+)
 from gnnsys.features.hot import in_degree, select_hot_rows
 from gnnsys.features.hugepages import MIN_HUGE_BYTES, advise_huge
 from gnnsys.features.ids import check_ids

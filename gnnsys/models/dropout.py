@@ -62,7 +62,7 @@ def _relu_forward(x, key, threshold, scale, out, mask):
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
             v = x[i]
-            if v <= np.float32(0.0):
+            if v <= np.float32(0.0):  # noqa: PLR1730 - max() would turn NaN into 0
                 v = np.float32(0.0)
             keep = np.uint8((draw(key, i) >> uint64(32)) >= threshold)
             mask[i] = keep & np.uint8(x[i] > np.float32(0.0))
@@ -95,7 +95,7 @@ class _HashReluDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, p: float, key: int, inplace: bool) -> Tensor:  # type: ignore[override]
         scale = np.float32(1.0 / (1.0 - p))
-        threshold = np.uint64(min(int(round(p * 2.0**32)), 2**32))
+        threshold = np.uint64(min(round(p * 2.0**32), 2**32))
         out = x if inplace else torch.empty_like(x)
         mask = torch.empty(x.shape, dtype=torch.uint8)
         _relu_forward(x.view(-1).numpy(), np.uint64(key), threshold, scale, out.view(-1).numpy(),

@@ -318,11 +318,7 @@ class FeatureStore:
                          num_threads=self._num_threads)
         result = target.view(self._table.dtype.torch_dtype)
         if to_device:
-            result = result.to(self._device, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-            with self._lock:
-                self._ring.set_pending(slot, event)
+            result = self._copy_to_device(slot, result)
             if out is not None:
                 out.copy_(result)
                 result = out
@@ -369,19 +365,24 @@ class FeatureStore:
         if int(ptr[-1]) != pos.shape[0]:
             raise FeatureStoreError(f"ptr ends at {int(ptr[-1])} but src has {pos.shape[0]} entries")
         n = ptr.shape[0] - 1
-        to_device = self._device.type == "cuda"
         with self._lock:
             slot, target = self._ring.take(2 * n)
         out = target.view(torch.float32)
         gather_mean_into(self._table.array, idx, ptr, pos, out[:n].numpy(), out[n:].numpy(),
                          num_threads=self._num_threads)
-        if to_device:
-            out = out.to(self._device, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-            with self._lock:
-                self._ring.set_pending(slot, event)
+        if self._device.type == "cuda":
+            out = self._copy_to_device(slot, out)
         return out[:n], out[n:]
+
+    def _copy_to_device(self, slot: int, host: torch.Tensor) -> torch.Tensor:
+        """An asynchronous copy of pooled buffer ``slot``'s ``host`` view to the device; the
+        buffer is not written again before the copy has completed."""
+        result = host.to(self._device, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        with self._lock:
+            self._ring.set_pending(slot, event)
+        return result
 
     # -- checks and lifetime --------------------------------------------------------------
     def validate(self, raise_on_nonfinite: bool = False,

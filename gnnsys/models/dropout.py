@@ -69,11 +69,24 @@ def _relu_forward(x, key, threshold, scale, out, mask):
             out[i] = v * (scale * np.float32(keep))
 
 
+def _scale_threshold(p: float) -> tuple[np.float32, np.uint64]:
+    """The kept elements' scale ``1 / (1 - p)`` and the kernels' drop threshold ``p * 2**32``."""
+    return np.float32(1.0 / (1.0 - p)), np.uint64(min(round(p * 2.0**32), 2**32))
+
+
+def _masked_backward(ctx, grad: Tensor) -> Tensor:
+    """``grad * scale * mask`` with the mask and scale the forward pass saved."""
+    (mask,) = ctx.saved_tensors
+    grad = grad.contiguous()
+    out = torch.empty_like(grad)
+    _backward(grad.view(-1).numpy(), mask.view(-1).numpy(), ctx.scale, out.view(-1).numpy())
+    return out
+
+
 class _HashDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, p: float, key: int) -> Tensor:  # type: ignore[override]
-        scale = np.float32(1.0 / (1.0 - p))
-        threshold = np.uint64(min(int(round(p * 2.0**32)), 2**32))
+        scale, threshold = _scale_threshold(p)
         out = torch.empty_like(x)
         mask = torch.empty(x.shape, dtype=torch.uint8)
         _forward(x.view(-1).numpy(), np.uint64(key), threshold, scale, out.view(-1).numpy(),
@@ -84,18 +97,13 @@ class _HashDropout(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (mask,) = ctx.saved_tensors
-        grad = grad.contiguous()
-        out = torch.empty_like(grad)
-        _backward(grad.view(-1).numpy(), mask.view(-1).numpy(), ctx.scale, out.view(-1).numpy())
-        return out, None, None
+        return _masked_backward(ctx, grad), None, None
 
 
 class _HashReluDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, p: float, key: int, inplace: bool) -> Tensor:  # type: ignore[override]
-        scale = np.float32(1.0 / (1.0 - p))
-        threshold = np.uint64(min(round(p * 2.0**32), 2**32))
+        scale, threshold = _scale_threshold(p)
         out = x if inplace else torch.empty_like(x)
         mask = torch.empty(x.shape, dtype=torch.uint8)
         _relu_forward(x.view(-1).numpy(), np.uint64(key), threshold, scale, out.view(-1).numpy(),
@@ -108,11 +116,7 @@ class _HashReluDropout(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (mask,) = ctx.saved_tensors
-        grad = grad.contiguous()
-        out = torch.empty_like(grad)
-        _backward(grad.view(-1).numpy(), mask.view(-1).numpy(), ctx.scale, out.view(-1).numpy())
-        return out, None, None, None
+        return _masked_backward(ctx, grad), None, None, None
 
 
 def _check_p(p: float) -> None:

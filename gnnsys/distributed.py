@@ -22,6 +22,7 @@ through the page cache.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -235,6 +236,10 @@ def _rank_main(*argv: str) -> int:
 
     from .cli import main
 
+    # the objects inherited from the fork server go to the collector's permanent generation (an
+    # O(1) list splice): its full collections then never write to their headers, which would copy
+    # every page holding one into this process
+    gc.freeze()
     rank = os.environ.get("RANK", "?")
     _set_process_name(f"gnnsys-rank{rank}")
     threads = os.environ.get("OMP_NUM_THREADS")

@@ -194,6 +194,40 @@ def test_featureless_link_dataset_uses_an_embedding_and_mrr(tmp_path: Path) -> N
         assert a[key] == pytest.approx(b[key], abs=1e-3)
 
 
+def test_per_part_clipping_clips_embedding_gnn_and_decoder_each(tmp_path: Path) -> None:
+    """``grad_clip_per="part"`` (OGB's link examples): the node embedding, the GNN and the decoder
+    each end the step at the clip norm (one far below their own norms); ``model`` clips their joint norm. The default stays out of
+    the config's fingerprint (runs saved before the option existed still resume)."""
+    from gnnsys.train.trainer import model_parts
+
+    path = _featureless_per_source(tmp_path / "lt", tmp_path / "ps")
+
+    def part_norms(per: str) -> list[float]:
+        cfg = TrainConfig(dataset=str(path), out=str(tmp_path / f"run-{per}"), epochs=1, batch_size=256,
+                          fanouts=[5, 5], model_options={"hidden": 16}, decoder="mlp", decoder_hidden=16,
+                          grad_clip=1e-4, grad_clip_per=per, progress=False, num_threads=1)
+        tr = Trainer(cfg)
+        parts = model_parts(tr.model)
+        assert [type(p).__name__ for p in parts] == ["Embedding", "GraphSAGE", "MLPDecoder"]
+        assert sum(len(list(p.parameters())) for p in parts) == len(list(tr.model.parameters()))
+        it = iter(tr.train_loader)
+        batch = next(it)
+        it.close()
+        tr.model.train()
+        tr._step(batch)
+        return [torch.linalg.vector_norm(torch.stack([q.grad.norm() for q in p.parameters()
+                                                      if q.grad is not None])).item() for p in parts]
+
+    per_part = part_norms("part")
+    assert per_part == pytest.approx([1e-4] * 3, rel=1e-2)  # clip_grad_norm_ divides by norm + 1e-6
+    joint = part_norms("model")
+    assert sum(x * x for x in joint) ** 0.5 == pytest.approx(1e-4, rel=1e-2)
+    assert TrainConfig().fingerprint() == TrainConfig(grad_clip_per="model").fingerprint()
+    assert TrainConfig().fingerprint() != TrainConfig(grad_clip_per="part").fingerprint()
+    with pytest.raises(ConfigError, match="grad_clip_per"):
+        TrainConfig(grad_clip_per="layer")
+
+
 def test_metrics_match_their_definitions() -> None:
     logits = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
     assert ev.accuracy("Cora", logits, torch.tensor([1, 0, 0, 0])) == 0.75

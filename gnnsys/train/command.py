@@ -15,7 +15,7 @@ from ..errors import ConfigError
 
 #: flag dest -> TrainConfig field, for flags that map one to one.
 _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", "epochs", "lr",
-           "weight_decay", "grad_clip", "scheduler", "device", "features", "feature_dtype", "seed", "out",
+           "weight_decay", "grad_clip", "grad_clip_per", "scheduler", "device", "features", "feature_dtype", "seed", "out",
            "checkpoint_every", "eval_every", "eval_mode", "eval_fanouts", "eval_batch_size",
            "max_batches", "neg", "num_neg", "decoder", "embedding_dim", "metric", "num_threads",
            "num_workers", "prefetch", "host_allocator")
@@ -45,6 +45,9 @@ def add_train_parser(sub) -> None:
     p.add_argument("--weight-decay", dest="weight_decay", type=float, default=S)
     p.add_argument("--grad-clip", dest="grad_clip", type=float, default=S,
                    help="clip the gradient norm to this before each step (OGB's link examples: 1.0)")
+    p.add_argument("--grad-clip-per", dest="grad_clip_per", choices=("model", "part"), default=S,
+                   help="one norm over all parameters (default), or the embedding, GNN and decoder "
+                        "each clipped on its own (OGB's link examples)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default=S)
     p.add_argument("--hidden", type=int, default=S, help="hidden width (model option)")
     p.add_argument("--num-layers", dest="num_layers", type=int, default=S, help="layers (model option)")

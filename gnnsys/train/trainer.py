@@ -22,7 +22,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ..errors import CheckpointError, ConfigError, TrainingError
-from ..models.link import supports_inference
+from ..models.embedding import FeatureFreeEncoder
+from ..models.link import LinkModel, supports_inference
 from . import evaluate as ev
 from . import pipeline as pl
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -57,6 +58,17 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         return DistributedTrainer(config, ctx, resume=resume, overwrite=overwrite).fit()
     finally:
         shutdown(ctx)
+
+
+def model_parts(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The parts that ``grad_clip_per="part"`` clips separately: a learnable node embedding, the
+    GNN, and a link model's decoder (OGB's link examples clip ``emb``, ``model`` and
+    ``predictor`` each to the same norm)."""
+    if isinstance(model, LinkModel):
+        return model_parts(model.encoder) + [model.decoder]
+    if isinstance(model, FeatureFreeEncoder):
+        return [model.embedding] + model_parts(model.model)
+    return [model]
 
 
 class Trainer:
@@ -308,7 +320,9 @@ class Trainer:
             n = int(batch.edge_label.shape[0])
         loss.backward()
         if self.config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            groups = model_parts(self.model) if self.config.grad_clip_per == "part" else [self.model]
+            for group in groups:
+                torch.nn.utils.clip_grad_norm_(group.parameters(), self.config.grad_clip)
         self.optimizer.step()
         return float(loss.detach()), n
 

@@ -114,6 +114,11 @@ def test_first_layer_mean_in_the_gather_does_not_change_the_result(tiny: Path, l
         assert summaries[0]["final"] == summaries[1]["final"], name
         a, b = (r.model.state_dict() for r in runs)
         assert all(torch.equal(a[k], b[k]) for k in a), name
+    # evaluation hops beyond the layers: the gather's mean would be over the wrong block, so the
+    # evaluation loader gathers every row (and scores as before)
+    deeper = Trainer(TrainConfig(**{**base, "dataset": str(tiny), "epochs": 1, "eval_fanouts": [4, 4, 4],
+                                    "out": str(tmp_path / "deeper")}, model_options={"hidden": 16}))
+    assert deeper.aggregate_first_hop and 0.0 <= deeper.fit()["final"]["valid_acc"] <= 1.0
     for extra in ({"feature_dtype": "float16"}, {"model_options": {"input_dropout": True}}):
         cfg = {"dataset": str(tiny), "out": str(tmp_path / "off"), "epochs": 1, "fanouts": [4, 4], "progress": False}
         assert not Trainer(TrainConfig(**{**cfg, **extra}), overwrite=True).aggregate_first_hop

@@ -198,7 +198,8 @@ class TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
     def fingerprint(self) -> str:
-        """SHA-256 of the options that determine the result (everything but :data:`NON_SEMANTIC`)."""
+        """SHA-256 of the options that determine the result (everything but :data:`NON_SEMANTIC`,
+        and the :data:`ADDED_LATER` fields while at their defaults)."""
         d = {k: v for k, v in self.to_dict().items()
              if k not in NON_SEMANTIC and not (k in ADDED_LATER and v == ADDED_LATER[k])}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()

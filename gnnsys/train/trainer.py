@@ -362,10 +362,13 @@ class Trainer:
     def _sampled(self, ids: np.ndarray) -> Tensor:
         """Outputs for ``ids`` from sampled neighbourhoods (deterministic: loader epoch 0)."""
         c = self.config
+        # the mean over the sampler's last hop is the first layer's only when the hops and the
+        # layers are as many (GraphSAGE ignores evaluation hops beyond its layers)
+        same_depth = c.eval_fanouts is None or len(c.eval_fanouts) == self.options.get("num_layers")
         loader = pl.node_loader(self._eval_sampler(), ids, c.eval_batch_size or c.batch_size, self.features,
                                 None, shuffle=False, prefetch=c.prefetch, seed=c.seed + 1,
                                 transform=pl.make_transform(self.spec, self.options, False),
-                                workers=c.num_workers, aggregate_first_hop=self.aggregate_first_hop)
+                                workers=c.num_workers, aggregate_first_hop=self.aggregate_first_hop and same_depth)
         return ev.sampled_outputs(self.model, loader, self.device)
 
     def _evaluate_link(self, name: str) -> dict[str, float]:

@@ -27,6 +27,25 @@ class Hop:
     num_dst: int
 
 
+def csr_by_destination(edge_index: np.ndarray, num_dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """A block's edges grouped by destination: int64 offsets ``ptr`` ``[num_dst + 1]`` and the
+    sources ``src`` ``[E]``, destination ``d``'s in ``src[ptr[d]:ptr[d + 1]]`` in their original
+    order. The samplers emit edges already grouped (then nothing is copied or sorted).
+
+    Args:
+        edge_index: int ``[2, E]`` local ``(src, dst)`` ids with ``0 <= dst < num_dst``.
+        num_dst: number of destinations of the block.
+    """
+    src = np.ascontiguousarray(edge_index[0], dtype=np.int64)
+    dst = np.asarray(edge_index[1])
+    if dst.size > 1 and bool((dst[1:] < dst[:-1]).any()):
+        order = np.argsort(dst, kind="stable")
+        src, dst = src[order], dst[order]
+    ptr = np.zeros(num_dst + 1, np.int64)
+    np.cumsum(np.bincount(dst, minlength=num_dst), out=ptr[1:])
+    return ptr, src
+
+
 @dataclass
 class SampledSubgraph:
     """A multi-hop neighbourhood sample.

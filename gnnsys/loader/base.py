@@ -38,6 +38,7 @@ from gnnsys.errors import ConfigError
 from gnnsys.loader.batch import Batch
 from gnnsys.loader.prefetch import BackgroundIterator
 from samplers._rng import stream_key
+from samplers.types import csr_by_destination
 
 Transform = Callable[[Batch], Batch]
 
@@ -258,12 +259,7 @@ def _gather_first_hop(features: Any, sub: Any) -> tuple[torch.Tensor, torch.Tens
     if not sub.hops:
         raise ConfigError("aggregate_first_hop needs a sampled subgraph with at least one hop")
     hop = sub.hops[-1]
-    src, dst = hop.edge_index[0], hop.edge_index[1]
-    if dst.size > 1 and bool((dst[1:] < dst[:-1]).any()):  # the sampler emits them grouped
-        order = np.argsort(dst, kind="stable")
-        src, dst = src[order], dst[order]
-    ptr = np.zeros(hop.num_dst + 1, np.int64)
-    np.cumsum(np.bincount(dst, minlength=hop.num_dst), out=ptr[1:])
+    ptr, src = csr_by_destination(hop.edge_index, hop.num_dst)
     return features.gather_mean(sub.nodes, ptr, src)
 
 

@@ -26,6 +26,8 @@ import torch
 from numba import njit
 from torch import Tensor, nn
 
+from samplers.types import csr_by_destination
+
 from ..errors import ConfigError
 from .dropout import dropout, relu_dropout
 from .registry import ModelSpec
@@ -241,17 +243,11 @@ def block_adjacency(edge_index: np.ndarray, num_dst: int, num_src: int) -> Tenso
     forward + backward on the CPU (measured on ddi's 2.1M edges at width 256: 1.0 s against 7.1 s).
 
     Args:
-        edge_index: int64 ``[2, E]`` local ``(src, dst)`` ids, ``dst < num_dst``,
+        edge_index: int ``[2, E]`` (NumPy or CPU tensor) local ``(src, dst)`` ids, ``dst < num_dst``,
             ``src < num_src``; the sampler emits them grouped by destination.
     """
-    src = torch.as_tensor(edge_index[0], dtype=torch.long)
-    dst = torch.as_tensor(edge_index[1], dtype=torch.long)
-    if dst.numel() > 1 and not bool((dst[1:] >= dst[:-1]).all()):
-        order = torch.argsort(dst, stable=True)
-        src, dst = src[order], dst[order]
-    crow = torch.zeros(num_dst + 1, dtype=torch.long)
-    torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=crow[1:])
-    return _csr(crow, src, (num_dst, num_src))
+    crow, src = csr_by_destination(np.asarray(edge_index), num_dst)
+    return _csr(torch.from_numpy(crow), torch.from_numpy(src), (num_dst, num_src))
 
 
 def edge_mean(edge_index: Tensor, x: Tensor, num_dst: int) -> Tensor:

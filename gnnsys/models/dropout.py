@@ -124,16 +124,26 @@ def _check_p(p: float) -> None:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")
 
 
+def _hashed(x: Tensor, p: float) -> bool:
+    """Whether the hashed kernels apply (contiguous float32 CPU tensors of a useful size, ``p < 1``);
+    elsewhere ``F.dropout`` is used."""
+    return (p < 1.0 and x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous()
+            and x.numel() >= _MIN_ELEMENTS)
+
+
+def _draw_key() -> int:
+    """The one random number of a hashed call, from torch's (checkpointed) global RNG."""
+    return int(torch.randint(0, 2**62, (1,)).item())
+
+
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Drop-in for ``torch.nn.functional.dropout`` (not in place); same expectation and scaling."""
     _check_p(p)
     if not training or p == 0.0:
         return x
-    if (p == 1.0 or x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous()
-            or x.numel() < _MIN_ELEMENTS):
+    if not _hashed(x, p):
         return F.dropout(x, p, training)
-    key = int(torch.randint(0, 2**62, (1,)).item())  # from torch's (checkpointed) global RNG
-    return _HashDropout.apply(x, float(p), key)
+    return _HashDropout.apply(x, float(p), _draw_key())
 
 
 def relu_dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -148,11 +158,9 @@ def relu_dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool
     _check_p(p)
     if not training or p == 0.0:
         return torch.relu_(x) if inplace else torch.relu(x)
-    if (p == 1.0 or x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous()
-            or x.numel() < _MIN_ELEMENTS):
+    if not _hashed(x, p):
         return dropout(torch.relu_(x) if inplace else torch.relu(x), p, training)
-    key = int(torch.randint(0, 2**62, (1,)).item())  # the same draw as dropout()
-    return _HashReluDropout.apply(x, float(p), key, bool(inplace))
+    return _HashReluDropout.apply(x, float(p), _draw_key(), bool(inplace))
 
 
 class Dropout(nn.Module):

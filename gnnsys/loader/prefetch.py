@@ -39,14 +39,12 @@ class _Failure:
 
 
 def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
-    """Put ``item`` unless ``stop`` is set first; returns whether it was put."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=_POLL)
-            return True
-        except queue.Full:
-            continue
-    return False
+    """Put ``item`` unless ``stop`` is set; returns whether it was put. Never blocks: the queues
+    are unbounded, the production slots bound them (see :func:`_acquire`)."""
+    if stop.is_set():
+        return False
+    q.put(item)
+    return True
 
 
 def _acquire(slots: threading.Semaphore, stop: threading.Event) -> bool:

@@ -26,7 +26,8 @@ _MODEL = ("hidden", "num_layers", "dropout")
 def add_train_parser(sub) -> None:
     """Register the ``train`` subcommand on an ``argparse`` subparsers object."""
     from ..data.synthetic import DEFAULT_PRESET
-    from .config import DECODERS, EVAL_MODES, FEATURE_DTYPES, NEG_MODES, PLACEMENTS, SCHEDULERS
+    from .config import (DECODERS, EVAL_MODES, FEATURE_DTYPES, GRAD_CLIP_PER, NEG_MODES, PLACEMENTS,
+                         SCHEDULERS)
 
     p = sub.add_parser("train", help="train a model (GraphSAGE by default) and write a run folder",
                        description="Train a GNN. With no options: GraphSAGE on the built-in "
@@ -45,7 +46,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--weight-decay", dest="weight_decay", type=float, default=S)
     p.add_argument("--grad-clip", dest="grad_clip", type=float, default=S,
                    help="clip the gradient norm to this before each step (OGB's link examples: 1.0)")
-    p.add_argument("--grad-clip-per", dest="grad_clip_per", choices=("model", "part"), default=S,
+    p.add_argument("--grad-clip-per", dest="grad_clip_per", choices=GRAD_CLIP_PER, default=S,
                    help="one norm over all parameters (default), or the embedding, GNN and decoder "
                         "each clipped on its own (OGB's link examples)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default=S)

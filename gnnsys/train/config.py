@@ -23,9 +23,9 @@ NEG_MODES = ("uniform", "per_source", "exclude_existing", "random_pairs")
 DECODERS = ("dot", "mlp")
 #: Fields that do not change the result of a run (excluded from :meth:`TrainConfig.fingerprint`).
 NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers", "host_allocator")
-#: Fields added after the first release, with their defaults: left out of the fingerprint while at
-#: that default, so that runs checkpointed before a field existed still resume.
-ADDED_LATER = {"grad_clip_per": "model"}
+#: Fields added after the first release: left out of the fingerprint while at their default, so
+#: that runs checkpointed before a field existed still resume.
+ADDED_LATER = ("grad_clip_per",)
 GRAD_CLIP_PER = ("model", "part")
 
 
@@ -200,8 +200,9 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """SHA-256 of the options that determine the result (everything but :data:`NON_SEMANTIC`,
         and the :data:`ADDED_LATER` fields while at their defaults)."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
         d = {k: v for k, v in self.to_dict().items()
-             if k not in NON_SEMANTIC and not (k in ADDED_LATER and v == ADDED_LATER[k])}
+             if k not in NON_SEMANTIC and not (k in ADDED_LATER and v == fields[k].default)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def differences(self, other: "TrainConfig") -> list[str]:

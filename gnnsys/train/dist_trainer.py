@@ -79,19 +79,9 @@ class DistributedTrainer(Trainer):
         return self.ctx.local_world_size > 1
 
     # ------------------------------------------------------------------ loaders
-    def _train_loader(self):
-        c = self.config
-        per_rank = max(1, c.batch_size // self.ctx.world_size)
-        transform = pl.make_transform(self.spec, self.options, True)
-        shard = (self.ctx.rank, self.ctx.world_size)
-        if self.task == "node":
-            return pl.node_loader(self.sampler, self.dataset.splits["train"], per_rank, self.features,
-                                  self.dataset.labels, shuffle=True, prefetch=c.prefetch, seed=c.seed,
-                                  transform=transform, shard=shard, workers=c.num_workers,
-                                  aggregate_first_hop=self.aggregate_first_hop)
-        return pl.link_loader(self.sampler, self.dataset.splits["train_pos"], per_rank, self.features,
-                              c, transform=transform, shard=shard,
-                              aggregate_first_hop=self.aggregate_first_hop)
+    def _train_share(self) -> tuple[int, tuple[int, int] | None]:
+        # this rank's share of the global batch, over its own shard of every epoch
+        return max(1, self.config.batch_size // self.ctx.world_size), (self.ctx.rank, self.ctx.world_size)
 
     # ------------------------------------------------------------------ epochs and metrics
     def _train_epoch(self, epoch: int, state: dict[str, Any]) -> dict[str, Any]:

@@ -156,16 +156,22 @@ class Trainer:
             return "full" if full_ok else "sampled"
         return mode
 
+    def _train_share(self) -> tuple[int, tuple[int, int] | None]:
+        """``(batch size per step, shard)`` of this process: the whole batch and every item here;
+        a rank of a data-parallel run takes its share (see ``DistributedTrainer``)."""
+        return self.config.batch_size, None
+
     def _train_loader(self):
         c = self.config
+        batch_size, shard = self._train_share()
         transform = pl.make_transform(self.spec, self.options, True)
         if self.task == "node":
-            return pl.node_loader(self.sampler, self.dataset.splits["train"], c.batch_size, self.features,
+            return pl.node_loader(self.sampler, self.dataset.splits["train"], batch_size, self.features,
                                   self.dataset.labels, shuffle=True, prefetch=c.prefetch, seed=c.seed,
-                                  transform=transform, workers=c.num_workers,
+                                  transform=transform, shard=shard, workers=c.num_workers,
                                   aggregate_first_hop=self.aggregate_first_hop)
-        return pl.link_loader(self.sampler, self.dataset.splits["train_pos"], c.batch_size, self.features,
-                              c, transform=transform, aggregate_first_hop=self.aggregate_first_hop)
+        return pl.link_loader(self.sampler, self.dataset.splits["train_pos"], batch_size, self.features,
+                              c, transform=transform, shard=shard, aggregate_first_hop=self.aggregate_first_hop)
 
     # ------------------------------------------------------------------ training
     def fit(self) -> dict[str, Any]:

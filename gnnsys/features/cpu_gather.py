@@ -170,6 +170,7 @@ def _gather_mean_rows(table, ids, ptr, src, out_x, out_mean, chunk_rows):  # pra
     n = ptr.shape[0] - 1
     d = table.shape[1]
     flat = table.reshape(-1)
+    step = max(1, 64 // flat.itemsize)  # elements per cache line, as in prefetch_rows
     num_chunks = (n + chunk_rows - 1) // chunk_rows
     for c in prange(num_chunks):
         acc = np.empty(d, np.float32)
@@ -185,7 +186,7 @@ def _gather_mean_rows(table, ids, ptr, src, out_x, out_mean, chunk_rows):  # pra
                 g1 = min(hi, g0 + PREFETCH_GROUP)
                 for k in range(g0, g1):  # the group's random rows in flight together
                     b = ids[src[k]] * d
-                    for j in range(0, d, 16):
+                    for j in range(0, d, step):
                         _prefetch(flat, b + j)
                     _prefetch(flat, b + d - 1)
                 for k in range(g0, g1):

@@ -172,6 +172,12 @@ def test_two_ranks_train_cora_like_one(cora, tmp_path):
     run = tmp_path / "two" / "run"
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 20 and all(m["world_size"] == 2 for m in metrics)
+    # host_allocator "auto": glibc keeps freed blocks in a process alone on its host, not in
+    # ranks that share it
+    assert two["host_allocator_retains"] is False
+    if sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc") \
+            and not any(k.startswith("MALLOC_") for k in os.environ) and "GLIBC_TUNABLES" not in os.environ:
+        assert one["host_allocator_retains"] is True
 
 
 def _cli_ranks(args: list[str], world: int, port: int) -> list[subprocess.Popen]:

@@ -77,3 +77,18 @@ def test_config_choice_is_validated_and_not_semantic():
     a = TrainConfig(host_allocator="system").fingerprint()
     assert a == TrainConfig(host_allocator="retain").fingerprint()
     assert apply_host_allocator("system") is False
+
+
+def test_auto_retains_alone_and_leaves_malloc_alone_beside_other_ranks():
+    """``auto`` (the default) is ``retain`` for a process alone on its host and ``system`` for a
+    rank sharing the host (where retaining doubled each rank's private memory for no time)."""
+    from gnnsys.train.host_allocator import resolve_host_allocator
+
+    assert TrainConfig().host_allocator == "auto"
+    assert resolve_host_allocator("auto", shared_host=False) == "retain"
+    assert resolve_host_allocator("auto", shared_host=True) == "system"
+    for choice in ("retain", "system"):  # an explicit choice is kept either way
+        assert resolve_host_allocator(choice, shared_host=True) == choice
+        assert resolve_host_allocator(choice, shared_host=False) == choice
+    assert apply_host_allocator("auto", shared_host=True) is False
+    assert TrainConfig(host_allocator="auto").fingerprint() == TrainConfig(host_allocator="retain").fingerprint()

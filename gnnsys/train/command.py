@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from ..errors import ConfigError
+from .host_allocator import HOST_ALLOCATORS
 
 #: flag dest -> TrainConfig field, for flags that map one to one.
 _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", "epochs", "lr",
@@ -82,10 +83,11 @@ def add_train_parser(sub) -> None:
     p.add_argument("--prefetch", type=int, default=S)
     p.add_argument("--num-workers", dest="num_workers", type=int, default=S,
                    help="loader threads making batches in parallel (default 1)")
-    p.add_argument("--host-allocator", dest="host_allocator", choices=("retain", "system"), default=S,
-                   help="retain (default): glibc keeps freed large blocks for the next step, so "
-                        "steps do not page-fault their tensors in again (about 2x faster CPU "
-                        "steps, ~10%% more peak memory); system: leave malloc alone")
+    p.add_argument("--host-allocator", dest="host_allocator", choices=HOST_ALLOCATORS, default=S,
+                   help="retain: glibc keeps freed large blocks for the next step, so steps do "
+                        "not page-fault their tensors in again (faster CPU steps, more memory); "
+                        "system: leave malloc alone; auto (default): retain for one process, "
+                        "system for the ranks of --nproc / torchrun on one host")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")

@@ -72,8 +72,10 @@ class TrainConfig:
             an equal share of numba's threads; batches and results do not depend on it.
         progress: show a tqdm progress bar.
         host_allocator: ``retain`` keeps freed large blocks in glibc's heap for the next step
-            (no page faults per step: about 2x faster CPU steps on products-like, for ~10% more
-            peak RSS); ``system`` leaves malloc alone (see :mod:`gnnsys.train.host_allocator`).
+            (no page faults per step: faster CPU steps, more resident memory); ``system`` leaves
+            malloc alone; ``auto`` is ``retain`` for a process alone on its host and ``system``
+            for the ranks of a multi-process run on one host (see
+            :mod:`gnnsys.train.host_allocator`).
     """
 
     dataset: str = "small"
@@ -114,7 +116,7 @@ class TrainConfig:
     prefetch: int = 2
     num_workers: int = 1
     progress: bool = True
-    host_allocator: str = "retain"
+    host_allocator: str = "auto"
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:

@@ -117,7 +117,8 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, config.max_batches)
         # after the dataset is prepared and opened (its one-off temporaries are not kept), before
         # the first step: whether glibc now keeps freed blocks for reuse (``host_allocator``)
-        self.host_allocator_applied = apply_host_allocator(config.host_allocator)
+        self.host_allocator_applied = apply_host_allocator(config.host_allocator,
+                                                           shared_host=self._shares_host_tables())
 
     # ------------------------------------------------------------------ setup helpers
     def _shares_host_tables(self) -> bool:

@@ -32,6 +32,21 @@ def test_gradient_is_the_scaled_mask():
     torch.testing.assert_close(x.grad, (y != 0).float() * w / 0.7)
 
 
+@pytest.mark.parametrize("relu", [False, True])
+def test_mask_is_one_bit_per_element_at_any_length(relu):
+    """The saved mask holds one bit per element (packed bytes, no partial byte shared by two
+    threads' chunks), and the gradient is the scaled mask also in the last, partial byte."""
+    n = 2 * 16384 + 13  # two whole kernel chunks and a partial byte
+    x = (torch.randn(n, generator=torch.Generator().manual_seed(3)) + (0.0 if relu else 5.0)).requires_grad_()
+    h = x * 1.0
+    y = relu_dropout(h, 0.3, True) if relu else dropout(h, 0.3, True)
+    (mask,) = y.grad_fn.saved_tensors
+    assert mask.dtype == torch.uint8 and mask.numel() == (n + 7) // 8
+    w = torch.randn(n)
+    (y * w).sum().backward()
+    torch.testing.assert_close(x.grad, (y != 0).float() * w / 0.7)
+
+
 def test_follows_torch_seed_and_differs_between_calls():
     x = _x()
     torch.manual_seed(5)

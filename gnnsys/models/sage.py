@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from samplers.types import csr_by_destination
 
 from ..errors import ConfigError
-from .dropout import dropout, relu_dropout
+from .dropout import dropout, hashed, mask_grad_, relu_dropout, relu_dropout_
+from .dropout import relu_dropout as relu_dropout_fn
 from .registry import ModelSpec
 
 #: Bytes of gathered neighbour rows one inference chunk may materialise.
@@ -86,7 +87,7 @@ class MeanSAGEConv(nn.Module):
             agg = edge_mean(adj, x_src, x_dst.shape[0])
         return self.combine(agg, x_dst)
 
-    def forward_prefix(self, x: Tensor, adj: Tensor) -> Tensor:
+    def forward_prefix(self, x: Tensor, adj: Tensor, relu_dropout: float | None = None) -> Tensor:
         """The layer over a block whose destinations are the first ``num_dst`` of its sources
         (the sampler's block layout): ``forward(x, x[:num_dst], adj)``, the same values.
 
@@ -103,11 +104,18 @@ class MeanSAGEConv(nn.Module):
             adj: the block as a ``[num_dst, num_src]`` sparse CSR tensor of ones
                 (:func:`block_adjacency`); an edge index does not say ``num_dst``: use
                 :meth:`forward` with it.
+            relu_dropout: a probability ``p``: the layer reads ``relu_dropout(x, p)`` (training
+                mode), computed in place in ``x`` by the same autograd function, whose backward
+                then masks ``x``'s gradient in place instead of into another ``[num_src, D]``
+                tensor. Same values, gradients and RNG draw as calling
+                :func:`~gnnsys.models.dropout.relu_dropout` first (which is what happens where
+                its hashed kernels do not apply). ``x`` is consumed: it holds the activation
+                where the hashed kernels apply, and is not to be used afterwards elsewhere.
         """
         if adj.layout != torch.sparse_csr:
             raise ValueError("forward_prefix takes a CSR block (block_adjacency); with an edge index "
                              "call forward(x, x[:num_dst], edge_index)")
-        return sage_prefix(x, adj, self.lin_l.weight, self.lin_l.bias, self.lin_r.weight)
+        return sage_prefix(x, adj, self.lin_l.weight, self.lin_l.bias, self.lin_r.weight, relu_dropout)
 
     def combine(self, agg: Tensor, x_dst: Tensor) -> Tensor:
         """``lin_l(agg) + lin_r(x_dst)`` from the mean ``agg`` ``[num_dst, D]`` already computed
@@ -177,8 +185,6 @@ class GraphSAGE(nn.Module):
                 raise ConfigError(f"batch.x_agg is the mean over the last of {len(hops)} hops, but "
                                   f"GraphSAGE's first layer reads hop {L}")
             h = self.convs[0].combine(batch.x_agg.float(), batch.x.float())
-            if L > 1:
-                h = self._inner(0, h)
             first = 1
         else:
             h = batch.x.float()
@@ -187,18 +193,29 @@ class GraphSAGE(nn.Module):
         for i in range(first, L):
             conv = self.convs[i]
             hop = hops[L - 1 - i]
+            fused = None  # the dropout probability when layer i - 1's activation is fused into layer i
+            if i > 0:  # h is layer i - 1's output: its norm, ReLU and dropout come first
+                if self._fusable(i - 1, h, hop.num_src):
+                    fused = self.dropout
+                else:
+                    h = self._inner(i - 1, h)
             # no slice when the sources are all of h: a slice's backward allocates a zero-filled
             # gradient of h's full size
             x_src = h if hop.num_src == h.shape[0] else h[: hop.num_src]
             if h.device.type == "cpu":
                 adj = block_adjacency(hop.edge_index, hop.num_dst, hop.num_src)
-                h = conv.forward_prefix(x_src, adj)
+                h = conv.forward_prefix(x_src, adj, relu_dropout=fused)
             else:
                 adj = torch.as_tensor(hop.edge_index, dtype=torch.long, device=h.device)
                 h = conv(x_src, h[: hop.num_dst], adj)
-            if i < L - 1:
-                h = self._inner(i, h)
         return h[: batch.batch_size]
+
+    def _fusable(self, i: int, h: Tensor, num_src: int) -> bool:
+        """Whether inner layer ``i``'s ReLU and dropout run inside the next layer's autograd
+        function (:meth:`MeanSAGEConv.forward_prefix`): training on the CPU with the hashed
+        dropout kernels, no BatchNorm, and the next layer reading all of ``h``."""
+        return (self.training and 0.0 < self.dropout and isinstance(self.norms[i], nn.Identity)
+                and num_src == h.shape[0] and hashed(h, self.dropout))
 
     @torch.no_grad()
     def inference(self, x_all: Tensor, graph: Any, device: torch.device | str | None = None,
@@ -328,44 +345,64 @@ def _mean_backward(adj: Tensor, grad: Tensor) -> Tensor:
     return torch.sparse.mm(adj_t, grad.contiguous(), reduce="sum")
 
 
-def sage_prefix(x: Tensor, adj: Tensor, w_l: Tensor, b_l: Tensor, w_r: Tensor) -> Tensor:
+def sage_prefix(x: Tensor, adj: Tensor, w_l: Tensor, b_l: Tensor, w_r: Tensor,
+                relu_dropout: float | None = None) -> Tensor:
     """``lin_l(mean_adj(x)) + lin_r(x[:num_dst])`` as one autograd function (see
-    :meth:`MeanSAGEConv.forward_prefix`): ``x`` ``[num_src, D]``, ``adj`` a CSR block of ones
-    ``[num_dst, num_src]``, ``w_l`` and ``w_r`` ``[out, D]``, ``b_l`` ``[out]``. Returns
-    ``[num_dst, out]``: the same values as the layer's :meth:`~MeanSAGEConv.forward`, bit for
-    bit; the gradients are the same products, summed in another order."""
-    return _SAGEPrefix.apply(x, adj, w_l, b_l, w_r)
+    :meth:`MeanSAGEConv.forward_prefix`, also for ``relu_dropout``): ``x`` ``[num_src, D]``,
+    ``adj`` a CSR block of ones ``[num_dst, num_src]``, ``w_l`` and ``w_r`` ``[out, D]``,
+    ``b_l`` ``[out]``. Returns ``[num_dst, out]``: the same values as the layer's
+    :meth:`~MeanSAGEConv.forward`, bit for bit; the gradients are the same products, summed in
+    another order."""
+    if relu_dropout is not None and not hashed(x, relu_dropout):  # F.dropout's own RNG draws
+        x, relu_dropout = relu_dropout_fn(x, relu_dropout, training=True, inplace=True), None
+    if relu_dropout is None:
+        return _SAGEPrefix.apply(x, adj, w_l, b_l, w_r, None)
+    out, _ = _SAGEPrefix.apply(x, adj, w_l, b_l, w_r, float(relu_dropout))
+    return out
 
 
 class _SAGEPrefix(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, adj: Tensor, w_l: Tensor, b_l: Tensor, w_r: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, adj: Tensor, w_l: Tensor, b_l: Tensor, w_r: Tensor,
+                p: float | None):
+        ctx.set_materialize_grads(False)
+        mask = scale = None
+        if p is not None:  # x = relu_dropout(x) in place; x becomes an output (autograd's rule)
+            mask, scale = relu_dropout_(x, p)
+            ctx.mark_dirty(x)
         num_dst = adj.shape[0]
         agg = _mean(adj, x)
-        x_dst = x[:num_dst]
+        x_dst = x if num_dst == x.shape[0] else x[:num_dst]
         # what F.linear runs for a 2-D input with a bias, then the root term added in place
         out = torch.addmm(b_l, agg, w_l.t()).addmm_(x_dst, w_r.t())
-        if ctx.needs_input_grad[0] and num_dst < x.shape[0]:
-            x_dst = x_dst.clone()  # the destination rows only: x itself can be freed
-        ctx.adj = adj
-        ctx.save_for_backward(agg, x_dst, w_l, w_r)
-        return out
+        if x_dst is not x and (ctx.needs_input_grad[0] or p is not None):
+            # the destination rows only, so that x itself can be freed (and no view of an
+            # input written in place is saved: autograd forbids it)
+            x_dst = x_dst.clone()
+        ctx.adj, ctx.scale = adj, scale
+        ctx.save_for_backward(agg, x_dst, w_l, w_r, mask)
+        return out if p is None else (out, x)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        agg, x_dst, w_l, w_r = ctx.saved_tensors
-        need_x, _, need_wl, need_bl, need_wr = ctx.needs_input_grad
+    def backward(ctx, grad: Tensor | None, grad_act: Tensor | None = None):
+        agg, x_dst, w_l, w_r, mask = ctx.saved_tensors
+        need_x, _, need_wl, need_bl, need_wr, _ = ctx.needs_input_grad
         grad_x = grad_wl = grad_bl = grad_wr = None
-        if need_wl:
-            grad_wl = grad.t().mm(agg)
-        if need_bl:
-            grad_bl = grad.sum(0)
-        if need_wr:
-            grad_wr = grad.t().mm(x_dst)
-        if need_x:
-            grad_x = _mean_backward(ctx.adj, grad.mm(w_l))
-            grad_x[: x_dst.shape[0]] += grad.mm(w_r)
-        return grad_x, None, grad_wl, grad_bl, grad_wr
+        if grad is not None:
+            if need_wl:
+                grad_wl = grad.t().mm(agg)
+            if need_bl:
+                grad_bl = grad.sum(0)
+            if need_wr:
+                grad_wr = grad.t().mm(x_dst)
+            if need_x:
+                grad_x = _mean_backward(ctx.adj, grad.mm(w_l))
+                grad_x[: x_dst.shape[0]] += grad.mm(w_r)
+        if need_x and grad_act is not None:  # the activated x was used elsewhere too
+            grad_x = grad_act.clone() if grad_x is None else grad_x.add_(grad_act)
+        if need_x and grad_x is not None and mask is not None:
+            mask_grad_(grad_x, mask, ctx.scale)  # through relu_dropout, in place
+        return grad_x, None, grad_wl, grad_bl, grad_wr, None
 
 
 @njit(cache=True, nogil=True)

@@ -271,9 +271,26 @@ def test_config_validation_and_json_round_trip(tmp_path: Path) -> None:
     for bad in [dict(epochs=0), dict(lr=-1.0), dict(device="tpu"), dict(features="disk"),
                 dict(feature_dtype="int8"), dict(fanouts=[]), dict(fanouts=[5, -2]), dict(metric="auc"),
                 dict(eval_mode="fast"), dict(batch_size=True), dict(grad_clip=0), dict(grad_clip=-1.0),
-                dict(grad_clip=float("nan")), dict(grad_clip=True), dict(neg="pairs")]:
+                dict(grad_clip=float("nan")), dict(grad_clip=True), dict(neg="pairs"), dict(prefetch=-1),
+                dict(prefetch=1.5)]:
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
+
+
+def test_default_prefetch_is_two_alone_and_one_beside_other_ranks(tiny: Path, tmp_path: Path) -> None:
+    """``prefetch=None`` (the default) makes 2 batches ahead in a process alone on its host and 1
+    in a rank that shares the host; an explicit value is kept either way."""
+
+    class SharedHost(Trainer):
+        def _shares_host_tables(self) -> bool:
+            return True
+
+    base = dict(dataset=str(tiny), epochs=1, progress=False)
+    assert TrainConfig().prefetch is None
+    for cls, prefetch, want in ((Trainer, None, 2), (SharedHost, None, 1), (SharedHost, 3, 3), (Trainer, 0, 0)):
+        t = cls(TrainConfig(**base, prefetch=prefetch, out=str(tmp_path / f"{cls.__name__}{prefetch}")))
+        assert t.config.prefetch == want
+        assert t.train_loader.prefetch == want
 
 
 #: A time-boxed ddi run (about 2.5 minutes on 2 cores): learnable 128-d embeddings, SAGE 2 x 128

@@ -80,7 +80,8 @@ def add_train_parser(sub) -> None:
                    help="learnable node embedding width for datasets without features")
     p.add_argument("--metric", default=S, help="link metric: hits@K or mrr (default: OGB's)")
     p.add_argument("--num-threads", dest="num_threads", type=int, default=S)
-    p.add_argument("--prefetch", type=int, default=S)
+    p.add_argument("--prefetch", type=int, default=S,
+                   help="batches made ahead (default: 2; 1 for the ranks of --nproc / torchrun on one host)")
     p.add_argument("--num-workers", dest="num_workers", type=int, default=S,
                    help="loader threads making batches in parallel (default 1)")
     p.add_argument("--host-allocator", dest="host_allocator", choices=HOST_ALLOCATORS, default=S,

@@ -77,6 +77,8 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False) -> None:
         config.validate()
+        if config.prefetch is None:  # see TrainConfig.prefetch
+            config = config.replace(prefetch=1 if self._shares_host_tables() else 2)
         self.config = config
         self.device = pl.resolve_device(config.device)
         self.run = RunFolder(config.out if config.out else pl.default_out_dir(config))

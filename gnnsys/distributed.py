@@ -186,11 +186,13 @@ def shutdown(ctx: DistContext) -> None:
 #: Modules the fork server imports once, before it forks the local ranks: every rank then shares
 #: the pages of torch, numba and gnnsys (about 160 MiB of relocated library data and interpreter
 #: objects) with the server and the other ranks instead of holding its own copy. ``torch._dynamo``
-#: (68 MiB, with sympy) is what creating a ``torch.optim`` optimizer imports. Nothing here may run
-#: a numba parallel kernel: that starts GNU OpenMP threads, after which a fork aborts.
+#: (68 MiB, with sympy) is what creating a ``torch.optim`` optimizer imports.
+#: ``gnnsys._jit_warmup`` starts numba's LLVM JIT with one serial kernel (about 40 MiB). Nothing
+#: here may run a numba parallel kernel: that starts numba's OpenMP threading layer, and numba then
+#: aborts a forked child that runs one ("fork() called from a process already using GNU OpenMP").
 RANK_PRELOAD = ("torch", "torch.distributed", "torch.nn.parallel", "torch.optim", "torch._dynamo",
                 "numpy", "numba", "gnnsys.train.trainer", "gnnsys.train.dist_trainer",
-                "gnnsys.train.evaluate", "gnnsys.models", "samplers")
+                "gnnsys.train.evaluate", "gnnsys.models", "samplers", "gnnsys._jit_warmup")
 
 
 def launch_local(nproc: int, argv: list[str]) -> int:

@@ -23,7 +23,7 @@ Last line: ``{"bench": "dist_memory", "second_rank_rss_fraction": ...}``.
 
     python bench/dist_memory.py            # products-like (2.45M nodes), 20 batches per rank
     python bench/dist_memory.py --quick    # products-1m preset, 10 batches per rank
-    python bench/dist_memory.py --host-allocator system   # glibc's default malloc behaviour
+    python bench/dist_memory.py --host-allocator retain   # glibc keeps freed blocks for reuse
 """
 
 from __future__ import annotations
@@ -85,8 +85,9 @@ def main() -> None:
     ap.add_argument("--batches", type=int, help="batches per rank")
     ap.add_argument("--batch-size", type=int, default=1024,
                     help="global batch (default 1024, OGB's products setting: 512 seeds per rank)")
-    ap.add_argument("--host-allocator", choices=("retain", "system"), default="retain",
-                    help="the trainer's --host-allocator (retain: faster steps, a larger heap)")
+    ap.add_argument("--host-allocator", choices=("auto", "retain", "system"), default="auto",
+                    help="the trainer's --host-allocator (default auto: system for ranks sharing "
+                         "a host; retain: a larger heap kept for reuse)")
     args = ap.parse_args()
     dataset = args.dataset or ("products-1m" if args.quick else "products-like")
     batches = args.batches or (10 if args.quick else 20)

@@ -187,9 +187,11 @@ def shutdown(ctx: DistContext) -> None:
 #: the pages of torch, numba and gnnsys (about 160 MiB of relocated library data and interpreter
 #: objects) with the server and the other ranks instead of holding its own copy. ``torch._dynamo``
 #: (68 MiB, with sympy) is what creating a ``torch.optim`` optimizer imports.
-#: ``gnnsys._jit_warmup`` starts numba's LLVM JIT with one serial kernel (about 40 MiB). Nothing
-#: here may run a numba parallel kernel: that starts numba's OpenMP threading layer, and numba then
-#: aborts a forked child that runs one ("fork() called from a process already using GNU OpenMP").
+#: ``gnnsys._jit_warmup`` starts numba's LLVM JIT and loads the cached kernels (about 50 MiB).
+#: Nothing here may *run* a numba parallel kernel: that starts GNU OpenMP's thread pool, which a
+#: fork does not copy (numba then aborts the child: "fork() called from a process already using
+#: GNU OpenMP"); loading one only starts numba's layer, which each rank restarts for itself
+#: (:func:`restart_numba_threads`).
 RANK_PRELOAD = ("torch", "torch.distributed", "torch.nn.parallel", "torch.optim", "torch._dynamo",
                 "numpy", "numba", "gnnsys.train.trainer", "gnnsys.train.dist_trainer",
                 "gnnsys.train.evaluate", "gnnsys.models", "samplers", "gnnsys._jit_warmup")
@@ -242,6 +244,7 @@ def _rank_main(*argv: str) -> int:
     # O(1) list splice): its full collections then never write to their headers, which would copy
     # every page holding one into this process
     gc.freeze()
+    restart_numba_threads()
     rank = os.environ.get("RANK", "?")
     _set_process_name(f"gnnsys-rank{rank}")
     threads = os.environ.get("OMP_NUM_THREADS")
@@ -251,6 +254,31 @@ def _rank_main(*argv: str) -> int:
     if code:
         sys.exit(code)  # multiprocessing makes it the process's exit code
     return 0
+
+
+def restart_numba_threads() -> bool:
+    """Register this forked process with numba's threading layer when the parent started it
+    (``gnnsys._jit_warmup`` loads the parallel kernels in the fork server without running them).
+
+    numba's GNU OpenMP layer aborts a parallel kernel in a child of the process that started the
+    layer (it records that process's id); starting it again here records this process instead.
+    That is safe because the parent never ran a parallel region, so there was no OpenMP thread
+    pool to lose in the fork. The ``workqueue`` layer frees its queues in a forked child; starting
+    it again makes its threads anew. Returns whether the layer was restarted."""
+    import ctypes
+    import sys
+
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if parallel is None or not getattr(parallel, "_is_initialized", False):
+        return False
+    module = {"omp": "omppool", "workqueue": "workqueue"}.get(parallel._threading_layer)
+    if module is None:  # tbb handles forks itself
+        return False
+    import importlib
+
+    lib = importlib.import_module(f"numba.np.ufunc.{module}")
+    ctypes.CFUNCTYPE(None, ctypes.c_int)(lib.launch_threads)(parallel.NUM_THREADS)
+    return True
 
 
 def _set_process_name(name: str) -> None:

@@ -377,3 +377,45 @@ def test_a_forked_rank_freezes_what_it_inherited_and_names_itself():
     before, after, name, status = json.loads(r.stdout.strip().splitlines()[-1])
     assert before == 0 and after > 1000 and name == "gnnsys-rank3"
     assert status == 2 and "gnnsys: error:" in r.stderr
+
+
+def test_a_rank_forked_after_the_kernels_were_loaded_restarts_numbas_threads():
+    """The fork server loads numba's cached parallel kernels without running them
+    (``gnnsys._jit_warmup``), which starts numba's threading layer there. A forked child that
+    runs a parallel kernel is then stopped by numba's OpenMP layer ("fork() called from a process
+    already using GNU OpenMP") unless it restarts the layer for itself, as every rank does
+    (``restart_numba_threads``); after that the kernel runs and gives the right values."""
+    code = textwrap.dedent("""
+        import json, os, signal, sys
+        import torch
+        import gnnsys._jit_warmup as warm
+        from numba.np.ufunc import parallel
+        from gnnsys.distributed import restart_numba_threads
+        from gnnsys.models.dropout import relu_dropout
+        layer = parallel._threading_layer if parallel._is_initialized else None
+        results = {}
+        for restart in (True, False):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                restarted = restart_numba_threads() if restart else None
+                x = torch.full((64, 1024), -1.0)
+                x[:, ::2] = 2.0
+                torch.manual_seed(0)
+                y = relu_dropout(x, 0.5, True)  # a numba parallel kernel
+                ok = bool(((y == 0) | (y == 4.0)).all()) and bool((y[:, 1::2] == 0).all())
+                os.write(w, json.dumps([restarted, ok]).encode())
+                os._exit(0)
+            os.close(w)
+            out = os.read(r, 1000).decode()
+            _, status = os.waitpid(pid, 0)
+            results[str(restart)] = [out, os.waitstatus_to_exitcode(status)]
+        print(json.dumps([layer, results]))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    layer, results = json.loads(r.stdout.strip().splitlines()[-1])
+    assert layer == "omp"  # numba's layer without TBB: the kernels were loaded in the parent
+    assert results["True"] == [json.dumps([True, True]), 0]
+    assert results["False"][1] == -signal.SIGTERM and "GNU OpenMP" in r.stderr

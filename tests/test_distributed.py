@@ -132,6 +132,8 @@ TRAIN_WORKER = textwrap.dedent("""
 
     t._step = logged_step
     summary = t.fit()
+    # fit() released the DistributedDataParallel wrapper (its hold on the process group)
+    summary["ddp_released"] = t.forward_model is t.model
     log.close()
     if ctx.rank == 0:
         json.dump(summary, open(sys.argv[3], "w"))
@@ -175,6 +177,7 @@ def test_two_ranks_train_cora_like_one(cora, tmp_path):
     # host_allocator "auto": glibc keeps freed blocks in a process alone on its host, not in
     # ranks that share it
     assert two["host_allocator_retains"] is False
+    assert two["ddp_released"] is True
     if sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc") \
             and not any(k.startswith("MALLOC_") for k in os.environ) and "GLIBC_TUNABLES" not in os.environ:
         assert one["host_allocator_retains"] is True

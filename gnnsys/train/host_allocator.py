@@ -16,7 +16,7 @@ leaves the allocator alone, for the lowest resident memory. ``auto`` (the traine
 ``retain`` for a process alone on its host and ``system`` for a rank that shares the host with
 other ranks: there ``retain`` bought no time and doubled the rank's private memory (products-like,
 2 ranks, 512 seeds each, 20 steps: 10.9 and 11.1 s against 10.9 and 10.7 s, 825-890 against
-456-473 MiB), while alone it is still about 17% faster (7.1 against 8.5 s).
+456-473 MiB), while alone it is still faster (20 steps of 1024 seeds: 8.2 against 9.0-9.1 s).
 Nothing is done off glibc, or when the environment already tunes malloc (``MALLOC_*_``
 variables or ``glibc.malloc`` tunables): the user's choice wins.
 """

@@ -22,6 +22,7 @@ where it is not as expected.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 import numpy as np
@@ -60,7 +61,7 @@ def load_cached_parallel_kernels(modules=PARALLEL_KERNEL_MODULES) -> int:
     """Load every overload of the modules' parallel kernels found in numba's on-disk cache, if
     the threading layer will be ``omp``; returns how many were loaded. Nothing runs."""
     from numba.core.registry import CPUDispatcher, cpu_target
-    from numba.np.ufunc import parallel, omppool
+    from numba.np.ufunc import omppool, parallel
 
     if parallel._is_initialized or _expected_threading_layer() != "omp" \
             or omppool.openmp_vendor != "GNU":
@@ -85,7 +86,6 @@ def load_cached_parallel_kernels(modules=PARALLEL_KERNEL_MODULES) -> int:
 # the transpose of an empty block, with the argument types GraphSAGE's backward pass uses (int64
 # arrays and a Python int), so that the ranks reuse this very compiled overload
 _transpose_mean(np.zeros(1, np.int64), np.zeros(0, np.int64), 0)
-try:
+# an optimisation only: where numba's internals differ, the ranks load their own kernels
+with contextlib.suppress(Exception):
     load_cached_parallel_kernels()
-except Exception:  # noqa: BLE001 - an optimisation: numba internals may differ; ranks load their own
-    pass

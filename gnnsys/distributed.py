@@ -263,21 +263,18 @@ def restart_numba_threads() -> bool:
     numba's GNU OpenMP layer aborts a parallel kernel in a child of the process that started the
     layer (it records that process's id); starting it again here records this process instead.
     That is safe because the parent never ran a parallel region, so there was no OpenMP thread
-    pool to lose in the fork. The ``workqueue`` layer frees its queues in a forked child; starting
-    it again makes its threads anew. Returns whether the layer was restarted."""
+    pool to lose in the fork. The warm-up starts no other layer, so there is nothing to do for
+    them. Returns whether the layer was restarted."""
     import ctypes
     import sys
 
     parallel = sys.modules.get("numba.np.ufunc.parallel")
-    if parallel is None or not getattr(parallel, "_is_initialized", False):
+    if parallel is None or not getattr(parallel, "_is_initialized", False) \
+            or parallel._threading_layer != "omp":
         return False
-    module = {"omp": "omppool", "workqueue": "workqueue"}.get(parallel._threading_layer)
-    if module is None:  # tbb handles forks itself
-        return False
-    import importlib
+    from numba.np.ufunc import omppool
 
-    lib = importlib.import_module(f"numba.np.ufunc.{module}")
-    ctypes.CFUNCTYPE(None, ctypes.c_int)(lib.launch_threads)(parallel.NUM_THREADS)
+    ctypes.CFUNCTYPE(None, ctypes.c_int)(omppool.launch_threads)(parallel.NUM_THREADS)
     return True
 
 

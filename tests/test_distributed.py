@@ -254,6 +254,22 @@ def test_link_prediction_on_two_ranks_reports_the_same_metric_keys(link_tiny, tm
     assert json.loads(two.stdout.strip().splitlines()[-1])["epochs"] == 2  # only rank 0 prints
 
 
+@pytest.mark.parametrize("model", ["gps", "largegt"])
+def test_graph_transformers_train_on_two_ranks_with_identical_weights(model, tiny, link_tiny, tmp_path):
+    """GPS and LargeGT, on a node and a link task, run as two data-parallel ranks: the weights are
+    identical on both after every step and the run writes each task's metrics."""
+    for task, ds in (("node", tiny), ("link", link_tiny)):
+        folder = tmp_path / task
+        folder.mkdir()
+        cfg = dict(dataset=str(ds.path), model=model, epochs=1, max_batches=2, batch_size=128,
+                   eval_every=1, model_options={"hidden": 16}, progress=False, num_threads=1,
+                   out=str(folder / "run"))
+        summary, steps = _run_ranks(folder, 2, cfg)
+        assert len(steps[0]) == len(steps[1]) == 2 and steps[0] == steps[1]
+        metric = "valid_acc" if task == "node" else "valid_hits@50"
+        assert metric in summary["final"], summary["final"]
+
+
 GATHER_WORKER = textwrap.dedent("""
     import hashlib, json, os, sys
     import numpy as np

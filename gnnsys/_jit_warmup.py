@@ -1,5 +1,5 @@
 """Start numba's JIT in the fork server of ``gnnsys train --nproc`` (imported there, see
-:data:`gnnsys.distributed.RANK_PRELOAD`; nothing else imports it).
+:data:`gnnsys.launch.RANK_PRELOAD`; nothing else imports it).
 
 The first numba kernel a process runs initialises LLVM (its target machine, the JIT engine,
 numba's runtime library): about 40 MiB of private memory, measured in a forked rank; each cached

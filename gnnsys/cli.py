@@ -3,6 +3,7 @@
     gnnsys prepare [NAME] [--root DIR] [--out DIR] [--seed S] [--scale F]
     gnnsys prepare --edges FILE [--features F] [--labels F] [--split train=F ...] --out DIR
     gnnsys info [NAME_OR_PATH] [--validate]
+    gnnsys train [--dataset NAME_OR_PATH] [--model sage|gps|largegt] [--nproc N] ...
 
 User mistakes (unknown names, corrupt files, bad options) print one line ``gnnsys: error: ...``
 and exit with code 2; they never end in a traceback.
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
-from .errors import GnnsysError
+from .errors import ConfigError, GnnsysError
 
 EXIT_USAGE = 2
 
@@ -92,17 +94,27 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from .train.command import config_from_args, run_train
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # start the local ranks (each runs main)
+        from .launch import launch_train
+
+        return launch_train(args.nproc, config_from_args(args), resume=args.resume,
+                            overwrite=args.overwrite, entry=main)
+    return run_train(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .train.command import add_train_parser
+
     parser = argparse.ArgumentParser(prog="gnnsys", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_prepare(sub)
     _add_info(sub)
-    try:
-        from .train.command import add_train_parser
-    except ImportError:  # the training command is optional while it is being built
-        add_train_parser = None
-    if add_train_parser is not None:
-        add_train_parser(sub)
+    add_train_parser(sub).set_defaults(func=_cmd_train)
     return parser
 
 

@@ -338,7 +338,7 @@ def test_nproc_forks_ranks_that_share_the_imported_libraries(tmp_path):
 
     import psutil
 
-    from gnnsys.distributed import RANK_PRELOAD
+    from gnnsys.launch import RANK_PRELOAD
 
     for name in RANK_PRELOAD:
         importlib.import_module(name)
@@ -387,11 +387,12 @@ def test_a_forked_rank_freezes_what_it_inherited_and_names_itself():
     50-90 MiB per rank on products-like) and names the process after its rank."""
     code = textwrap.dedent("""
         import gc, json, os, sys
-        from gnnsys.distributed import _rank_main
+        from gnnsys.cli import main
+        from gnnsys.launch import _rank_main
         os.environ["RANK"] = "3"
         before = gc.get_freeze_count()
         try:
-            _rank_main("info", "/no/such/dataset")
+            _rank_main(main, "info", "/no/such/dataset")
             status = 0
         except SystemExit as e:  # a failing command ends the rank with its exit code
             status = e.code
@@ -415,7 +416,7 @@ def test_a_rank_forked_after_the_kernels_were_loaded_restarts_numbas_threads():
         import torch
         import gnnsys._jit_warmup as warm
         from numba.np.ufunc import parallel
-        from gnnsys.distributed import restart_numba_threads
+        from gnnsys.launch import restart_numba_threads
         from gnnsys.models.dropout import relu_dropout
         layer = parallel._threading_layer if parallel._is_initialized else None
         results = {}

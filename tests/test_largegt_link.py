@@ -205,7 +205,7 @@ def _config(ds_path: str, tmp_path: Path, name: str, **kw) -> TrainConfig:
 def test_largegt_link_training_learns_and_reports_sage_metrics(link_tiny, tmp_path):
     opts = dict(OPTS, cache_dir=str(tmp_path / "cache"))  # the propagated table stays out of the fixture
     tr = Trainer(_config(str(link_tiny.path), tmp_path, "lgt", model="largegt", model_options=opts))
-    assert tr.eval_mode == "sampled"
+    assert tr.parts.eval_mode == "sampled"
     untrained = tr.evaluate()
     summary = tr.fit()
     lines = read_metrics(tmp_path / "lgt" / "metrics.jsonl")
@@ -227,7 +227,7 @@ def test_featureless_link_dataset_feeds_tokens_a_learnable_embedding(link_tiny, 
     save_dataset(path, name="nofeat", task="link", graph=link_tiny.graph, directed=False,
                  splits={k: np.asarray(v) for k, v in link_tiny.splits.items()})
     tr = Trainer(_config(str(path), tmp_path, "run", model="largegt", model_options=OPTS, epochs=1, max_batches=3))
-    assert tr.features is None and hasattr(tr.model.encoder, "embedding")
+    assert tr.parts.features is None and hasattr(tr.model.encoder, "embedding")
     r = tr.fit()["final"]
     assert 0.0 <= r["valid_hits@50"] <= 1.0 and np.isfinite(r["loss"])
 

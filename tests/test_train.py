@@ -108,7 +108,7 @@ def test_first_layer_mean_in_the_gather_does_not_change_the_result(tiny: Path, l
         for on in (True, False):
             runs.append(Trainer(TrainConfig(out=str(tmp_path / f"{name}{on}"), **base,
                                             model_options={"hidden": 16, "aggregate_first_hop": on})))
-            assert runs[-1].aggregate_first_hop is on
+            assert runs[-1].parts.aggregate_first_hop is on
             assert runs[-1].train_loader.aggregate_first_hop is on
             summaries.append(runs[-1].fit())
         assert summaries[0]["final"] == summaries[1]["final"], name
@@ -118,10 +118,10 @@ def test_first_layer_mean_in_the_gather_does_not_change_the_result(tiny: Path, l
     # evaluation loader gathers every row (and scores as before)
     deeper = Trainer(TrainConfig(**{**base, "dataset": str(tiny), "epochs": 1, "eval_fanouts": [4, 4, 4],
                                     "out": str(tmp_path / "deeper")}, model_options={"hidden": 16}))
-    assert deeper.aggregate_first_hop and 0.0 <= deeper.fit()["final"]["valid_acc"] <= 1.0
+    assert deeper.parts.aggregate_first_hop and 0.0 <= deeper.fit()["final"]["valid_acc"] <= 1.0
     for extra in ({"feature_dtype": "float16"}, {"model_options": {"input_dropout": True}}):
         cfg = {"dataset": str(tiny), "out": str(tmp_path / "off"), "epochs": 1, "fanouts": [4, 4], "progress": False}
-        assert not Trainer(TrainConfig(**{**cfg, **extra}), overwrite=True).aggregate_first_hop
+        assert not Trainer(TrainConfig(**{**cfg, **extra}), overwrite=True).parts.aggregate_first_hop
 
 
 @pytest.mark.parametrize("placement, dtype", [("mmap", "float16"), ("cpu", "bfloat16"), ("mmap", None)])
@@ -131,7 +131,7 @@ def test_feature_placements_and_precisions_train(tiny: Path, tmp_path: Path, pla
                       lr=0.01)
     tr = Trainer(cfg)
     if dtype is not None:
-        assert tr.features.dtype == getattr(torch, dtype)
+        assert tr.parts.features.dtype == getattr(torch, dtype)
     summary = tr.fit()
     assert summary["final"]["valid_acc"] > 0.5
 
@@ -185,7 +185,7 @@ def test_featureless_link_dataset_uses_an_embedding_and_mrr(tmp_path: Path) -> N
     cfg = TrainConfig(dataset=str(path), out=str(tmp_path / "run"), epochs=2, batch_size=256, fanouts=[5, 5],
                       model_options={"hidden": 32}, decoder="mlp", decoder_hidden=32, progress=False)
     tr = Trainer(cfg)
-    assert tr.features is None and hasattr(tr.model.encoder, "embedding")
+    assert tr.parts.features is None and hasattr(tr.model.encoder, "embedding")
     summary = tr.fit()
     assert summary["metric"] == "mrr"
     r = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]

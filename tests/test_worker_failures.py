@@ -262,7 +262,7 @@ def test_trainer_surfaces_a_sampler_failure_and_releases_everything(workers_befo
     cfg = TrainConfig(dataset=str(tiny.path), out=str(tmp_path / "run"), epochs=2, batch_size=64, fanouts=[3, 2],
                       model_options={"hidden": 16}, progress=False, num_threads=1)
     trainer = Trainer(cfg)
-    faulty = FaultySampler(trainer.sampler, fail_at=7, delay=0.2)  # in epoch 2
+    faulty = FaultySampler(trainer.parts.sampler, fail_at=7, delay=0.2)  # in epoch 2
     trainer.train_loader.sampler = faulty
     with pytest.raises(SamplerFault) as info:
         trainer.fit()

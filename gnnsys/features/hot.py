@@ -15,6 +15,17 @@ def in_degree(indptr: np.ndarray) -> np.ndarray:
     return np.diff(indptr).astype(np.int64, copy=False)
 
 
+#: The ``cached`` placement ranked by in-degree keeps one row in this many on the GPU.
+CACHED_FRACTION = 10
+
+
+def in_degree_cache(indptr: np.ndarray) -> dict[str, object]:
+    """The ``cached`` placement's default choice: ``row_scores`` = in-degree and ``cache_rows`` =
+    a tenth of the rows (at least one), as :class:`~gnnsys.features.FeatureStore` keyword arguments."""
+    scores = in_degree(indptr)
+    return {"row_scores": scores, "cache_rows": max(1, scores.shape[0] // CACHED_FRACTION)}
+
+
 def count_rows(id_batches: Iterable[np.ndarray], num_rows: int) -> np.ndarray:
     """Access counts of every row over a warm-up pass (e.g. the ``nodes`` of sampled batches).
 

@@ -18,7 +18,7 @@ from gnnsys.features.cpu_gather import (
     gather_mean_into,
     gather_rows_into,
 )
-from gnnsys.features.hot import in_degree, select_hot_rows
+from gnnsys.features.hot import in_degree_cache, select_hot_rows
 from gnnsys.features.hugepages import MIN_HUGE_BYTES, advise_huge
 from gnnsys.features.ids import check_ids
 from gnnsys.features.kernels import require_cuda
@@ -201,8 +201,9 @@ class FeatureStore:
         meta = getattr(ds, "meta", None) or {}
         kwargs.setdefault("dtype", meta.get("feature_dtype"))
         if placement == "cached" and kwargs.get("hot_ids") is None and kwargs.get("row_scores") is None:
-            kwargs["row_scores"] = in_degree(ds.indptr)
-            kwargs.setdefault("cache_rows", max(1, int(ds.num_nodes) // 10))
+            default = in_degree_cache(ds.indptr)
+            kwargs["row_scores"] = default["row_scores"]
+            kwargs.setdefault("cache_rows", default["cache_rows"])
         return cls(features, placement=placement, **kwargs)
 
     # -- properties -----------------------------------------------------------------------

@@ -216,18 +216,13 @@ def make_features(dataset: Any, options: dict[str, Any], placement: str, device:
     """A FeatureStore over the dataset's cached ``[x, A_hat x, ..., A_hat^h x]`` table, or ``None``
     for a dataset without node features (the trainer then feeds a learnable node embedding)."""
     from ..data.propagate import propagated_features
-    from ..features import FeatureStore
+    from ..features.factory import store_for_placement
 
     if dataset.features is None:
         return None
     path = propagated_features(dataset, hops=int(options["prop_hops"]), cache_dir=options.get("cache_dir"))
-    kwargs: dict[str, Any] = {}
-    if placement == "cached":
-        from ..features.hot import in_degree
-
-        kwargs = {"row_scores": in_degree(dataset.indptr), "cache_rows": max(1, int(dataset.num_nodes) // 10)}
-    dev = device if placement in ("uva", "gpu", "cached") else None
-    return FeatureStore(str(path), placement=placement, device=dev, num_buffers=8, **kwargs)
+    return store_for_placement(str(path), placement, device=device, num_buffers=8,
+                               indptr=dataset.indptr)
 
 
 def build(in_dim: int, out_dim: int, options: dict[str, Any]) -> LargeGT:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 #: public name -> the submodule that defines it
 _EXPORTS = {
     "TrainConfig": "config",
-    "train": "trainer",
+    "train": "api",
     "Trainer": "trainer",
     "RunFolder": "run_folder",
     "read_metrics": "run_folder",
@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .checkpoint import load_checkpoint, save_checkpoint
     from .config import TrainConfig
     from .run_folder import RunFolder, read_metrics
-    from .trainer import Trainer, train
+    from .api import train
+    from .trainer import Trainer
 
 
 def __getattr__(name: str) -> Any:

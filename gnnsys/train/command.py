@@ -24,8 +24,9 @@ _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", 
 _MODEL = ("hidden", "num_layers", "dropout")
 
 
-def add_train_parser(sub) -> None:
-    """Register the ``train`` subcommand on an ``argparse`` subparsers object."""
+def add_train_parser(sub) -> argparse.ArgumentParser:
+    """Register the ``train`` subcommand on an ``argparse`` subparsers object and return its
+    parser (its ``func`` is :func:`run_train`; the command line starts ``--nproc`` ranks itself)."""
     from ..data.synthetic import DEFAULT_PRESET
     from .config import (DECODERS, EVAL_MODES, FEATURE_DTYPES, GRAD_CLIP_PER, NEG_MODES, PLACEMENTS,
                          SCHEDULERS)
@@ -96,6 +97,7 @@ def add_train_parser(sub) -> None:
                    help="data-parallel processes on this host (torch.distributed; gloo on CPU, "
                         "nccl on GPUs); for several hosts launch with torchrun instead")
     p.set_defaults(func=run_train)
+    return p
 
 
 def _model_option(item: str) -> tuple[str, Any]:
@@ -143,37 +145,15 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Train in this process: alone, or as one rank of a run that torchrun (or ``--nproc``) started."""
     import os
 
-    from .trainer import train
+    from .api import train
 
-    config = config_from_args(args)
-    if args.nproc < 1:
-        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
-    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _launch(config, args)
-    summary = train(config, resume=args.resume, overwrite=args.overwrite)
+    summary = train(config_from_args(args), resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") != "0":
         return 0
     print(json.dumps({k: summary[k] for k in ("dataset", "model", "metric", "epochs", "best_epoch",
                                               "best_valid", "test_at_best_valid", "mean_epoch_seconds",
                                               "run_folder")}))
     return 0
-
-
-def _launch(config, args: argparse.Namespace) -> int:
-    """Start ``args.nproc`` local ranks of this very run (:func:`~gnnsys.distributed.launch_local`)."""
-    import tempfile
-    from pathlib import Path
-
-    from ..distributed import launch_local
-
-    with tempfile.TemporaryDirectory(prefix="gnnsys-launch-") as tmp:
-        cfg = Path(tmp) / "config.json"
-        cfg.write_text(config.to_json())
-        argv = ["train", "--config", str(cfg)]
-        if args.resume:
-            argv += ["--resume", "--out", str(config.out)]
-        if args.overwrite:
-            argv.append("--overwrite")
-        return launch_local(args.nproc, argv)

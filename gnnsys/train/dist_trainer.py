@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..distributed import DistContext, run_collective
 from ..errors import CheckpointError, ConfigError
-from . import pipeline as pl
+from .build import default_out_dir
 from .checkpoint import load_checkpoint, rng_state, set_rng_state
 from .config import TrainConfig
 from .trainer import Trainer
@@ -61,7 +61,7 @@ class DistributedTrainer(Trainer):
                               f"({ctx.world_size}): every rank needs at least one seed per step")
         self.ctx = ctx
         if config.out is None:  # every rank must agree on the default folder: take rank 0's
-            obj = [str(pl.default_out_dir(config)) if ctx.is_main else None]
+            obj = [str(default_out_dir(config)) if ctx.is_main else None]
             run_collective(dist.broadcast_object_list, obj, src=0)
             config = config.replace(out=obj[0])
         if not ctx.is_main:

@@ -177,3 +177,73 @@ def score_pairs(model: torch.nn.Module, h: Tensor, src: np.ndarray, dst: np.ndar
         d = torch.from_numpy(np.array(dst[a:a + chunk], dtype=np.int64))
         out[a:a + chunk] = model.score_pairs(h[s].to(device).float(), h[d].to(device).float()).float().cpu()
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring a run's splits
+
+
+@torch.no_grad()
+def evaluate_splits(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict[str, float]:
+    """Metrics of ``parts.model`` on the splits of ``parts.dataset``: ``<split>_<metric>`` for
+    train/valid/test (node tasks) or valid/test (link tasks, the splits with negatives).
+
+    Args:
+        parts: a :class:`~gnnsys.train.build.Assembly`.
+        sampled: ``ids -> [len(ids), out]`` outputs from sampled neighbourhoods (the assembly's
+            :meth:`sampled_outputs`, or a distributed rank's share of it), used when
+            ``parts.eval_mode`` is ``sampled``.
+    """
+    parts.model.eval()
+    if parts.task == "node":
+        return _evaluate_node(parts, sampled)
+    return _evaluate_link(parts, sampled)
+
+
+def _evaluate_node(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict[str, float]:
+    ds = parts.dataset
+    logits = parts.full_outputs() if parts.eval_mode == "full" else None
+    labels = torch.from_numpy(np.array(ds.labels, dtype=np.int64))  # a writable copy
+    out: dict[str, float] = {}
+    for s in ("train", "valid", "test"):
+        if s not in ds.splits:
+            continue
+        ids = np.array(ds.splits[s], dtype=np.int64)  # a writable copy of the map
+        if ids.size == 0:
+            continue
+        pred = logits[torch.from_numpy(ids)] if logits is not None else sampled(ids)
+        out[f"{s}_acc"] = accuracy(ds.name, pred, labels[torch.from_numpy(ids)])
+    return out
+
+
+def _evaluate_link(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict[str, float]:
+    ds = parts.dataset
+    splits = ds.splits
+    pos_neg = [(s, splits[f"{s}_pos"], splits.get(f"{s}_neg")) for s in ("valid", "test")
+               if f"{s}_pos" in splits and f"{s}_neg" in splits]
+    if not pos_neg:
+        return {}
+    per_source = ds.meta.get("neg_layout") == "per_source"
+    if parts.eval_mode == "full":
+        h = parts.full_outputs()
+        lookup = None
+    else:
+        needed = np.unique(np.concatenate([np.asarray(a).ravel() for _, p, q in pos_neg for a in (p, q)]))
+        h = sampled(needed)
+        lookup = needed
+    out: dict[str, float] = {}
+    for s, pos, neg in pos_neg:
+        pos = np.asarray(pos, dtype=np.int64)
+        neg = np.asarray(neg, dtype=np.int64)
+        if per_source:  # neg: [P, K] tails of pos[:, 0]
+            k = neg.shape[1]
+            nsrc, ndst = np.repeat(pos[:, 0], k), neg.reshape(-1)
+        else:
+            nsrc, ndst = neg[:, 0], neg[:, 1]
+        rows = (lambda a: a) if lookup is None else (lambda a: np.searchsorted(lookup, a))
+        sp = score_pairs(parts.model, h, rows(pos[:, 0]), rows(pos[:, 1]), parts.device)
+        sn = score_pairs(parts.model, h, rows(nsrc), rows(ndst), parts.device)
+        if per_source:
+            sn = sn.view(pos.shape[0], -1)
+        out[f"{s}_{parts.metric}"] = link_metric(ds.name, parts.metric, sp, sn)
+    return out

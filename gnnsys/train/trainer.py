@@ -23,41 +23,16 @@ from torch.nn import functional as F
 
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..models.embedding import FeatureFreeEncoder
-from ..models.link import LinkModel, supports_inference
+from ..models.link import LinkModel
 from . import evaluate as ev
-from . import pipeline as pl
+from .build import Assembly, assemble, default_out_dir
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import TrainConfig, parse_metric
+from .config import TrainConfig
 from .host_allocator import apply_host_allocator
 from .run_folder import RunFolder
 
 #: Re-draw curves.png during training at most this often (drawing takes ~1 s).
 PLOT_EVERY_S = 60.0
-
-
-def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train as ``config`` says and return the run's summary (also written to ``summary.json``).
-
-    Args:
-        config: the run's configuration.
-        resume: continue the run in ``config.out`` from its ``checkpoint.pt``; the folder's
-            ``config.json`` must describe the same run (CheckpointError otherwise).
-        overwrite: allow starting a fresh run in a folder that already holds one.
-
-    Under ``torchrun`` (``WORLD_SIZE > 1`` in the environment) this process joins the process
-    group and trains as one rank of a data-parallel run (see :mod:`gnnsys.train.dist_trainer`).
-    """
-    from ..distributed import init_distributed, shutdown
-
-    ctx = init_distributed(config.device)
-    if not ctx.enabled:
-        return Trainer(config, resume=resume, overwrite=overwrite).fit()
-    from .dist_trainer import DistributedTrainer
-
-    try:
-        return DistributedTrainer(config, ctx, resume=resume, overwrite=overwrite).fit()
-    finally:
-        shutdown(ctx)
 
 
 def model_parts(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -77,43 +52,27 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False) -> None:
         config.validate()
-        if config.prefetch is None:  # see TrainConfig.prefetch
-            config = config.replace(prefetch=1 if self._shares_host_tables() else 2)
+        self.run = RunFolder(config.out if config.out else default_out_dir(config))
         self.config = config
-        self.device = pl.resolve_device(config.device)
-        self.run = RunFolder(config.out if config.out else pl.default_out_dir(config))
         self._check_folder(resume, overwrite)
         self.resume = resume
-        if config.num_threads is not None:
-            torch.set_num_threads(config.num_threads)
-
-        from ..data.registry import resolve
-
-        self.dataset = resolve(config.dataset, root=config.root, home=config.home)
-        self.task = pl.resolve_task(config, self.dataset)
-        self.spec = pl.get_spec(config)
-        self.options = pl.model_options(config, self.spec)
-        self.metric = config.metric or ev.default_metric(self.dataset, self.task)
-        kind, _ = parse_metric(self.metric)
-        if (kind == "acc") != (self.task == "node"):
-            raise ConfigError(f"metric {self.metric!r} does not fit a {self.task} task")
-        if kind == "mrr" and self.dataset.meta.get("neg_layout") != "per_source":
-            raise ConfigError("metric mrr needs per-source negatives (a citation2-style dataset)")
-        self.sampler = pl.build_sampler(self.spec, self.dataset, self.options, config.seed)
-        self.features = pl.build_features(self.spec, self.dataset, self.options, config, self.device,
-                                          self.run.path, shared=self._shares_host_tables())
-        #: whether the loaders hand GraphSAGE its first layer's mean (``Batch.x_agg``)
-        self.aggregate_first_hop = pl.aggregates_first_hop(self.options, self.features)
-        in_dim = None if self.features is None else int(self.features.dim)
-        self.model = pl.build_model(self.spec, self.options, config, self.dataset, self.task, in_dim)
-        self.model.to(self.device)
+        batch_size, shard = self._train_share()
+        #: every part the config determines (see :func:`gnnsys.train.build.assemble`)
+        self.parts: Assembly = assemble(config, run_dir=self.run.path,
+                                        shared_host=self._shares_host_tables(),
+                                        train_batch_size=batch_size, shard=shard)
+        self.config = self.parts.config  # with the resolved prefetch
+        self.device = self.parts.device
+        self.dataset = self.parts.dataset
+        self.task = self.parts.task
+        self.metric = self.parts.metric
+        self.model = self.parts.model
         #: what the training step calls: the model itself, or its DistributedDataParallel wrapper
         self.forward_model = self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
                                           weight_decay=config.weight_decay)
         self.scheduler = self._make_scheduler()
-        self.eval_mode = self._eval_mode()
-        self.train_loader = self._train_loader()
+        self.train_loader = self.parts.train_loader()
         self.steps_per_epoch = len(self.train_loader)
         if config.max_batches is not None:
             self.steps_per_epoch = min(self.steps_per_epoch, config.max_batches)
@@ -149,32 +108,10 @@ class Trainer:
             return torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=c.step_size, gamma=0.5)
         return None
 
-    def _eval_mode(self) -> str:
-        mode = self.config.eval_mode
-        full_ok = supports_inference(self.model) and self.spec.make_transform is None
-        if mode == "full" and not full_ok:
-            raise ConfigError(f"eval_mode full: model {self.config.model!r} has no layer-wise "
-                              "inference; use eval_mode sampled")
-        if mode == "auto":
-            return "full" if full_ok else "sampled"
-        return mode
-
     def _train_share(self) -> tuple[int, tuple[int, int] | None]:
         """``(batch size per step, shard)`` of this process: the whole batch and every item here;
         a rank of a data-parallel run takes its share (see ``DistributedTrainer``)."""
         return self.config.batch_size, None
-
-    def _train_loader(self):
-        c = self.config
-        batch_size, shard = self._train_share()
-        transform = pl.make_transform(self.spec, self.options, True)
-        if self.task == "node":
-            return pl.node_loader(self.sampler, self.dataset.splits["train"], batch_size, self.features,
-                                  self.dataset.labels, shuffle=True, prefetch=c.prefetch, seed=c.seed,
-                                  transform=transform, shard=shard, workers=c.num_workers,
-                                  aggregate_first_hop=self.aggregate_first_hop)
-        return pl.link_loader(self.sampler, self.dataset.splits["train_pos"], batch_size, self.features,
-                              c, transform=transform, shard=shard, aggregate_first_hop=self.aggregate_first_hop)
 
     # ------------------------------------------------------------------ training
     def fit(self) -> dict[str, Any]:
@@ -339,77 +276,11 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Metrics of the current model on the valid and test splits (``valid_<metric>``, ...)."""
-        self.model.eval()
-        name = self.dataset.name
-        if self.task == "node":
-            splits = [s for s in ("train", "valid", "test") if s in self.dataset.splits]
-            out: dict[str, float] = {}
-            if self.eval_mode == "full":
-                logits = ev.full_outputs(self.model, ev.all_features(self.dataset), self.dataset.graph,
-                                         self.device)
-            labels = torch.from_numpy(np.array(self.dataset.labels, dtype=np.int64))  # a writable copy
-            for s in splits:
-                ids = np.array(self.dataset.splits[s], dtype=np.int64)  # a writable copy of the map
-                if ids.size == 0:
-                    continue
-                if self.eval_mode == "full":
-                    pred = logits[torch.from_numpy(ids)]
-                else:
-                    pred = self._sampled(ids)
-                out[f"{s}_acc"] = ev.accuracy(name, pred, labels[torch.from_numpy(ids)])
-            return out
-        return self._evaluate_link(name)
-
-    def _eval_sampler(self):
-        if self.config.eval_fanouts is None:
-            return self.sampler
-        if not hasattr(self, "_eval_sampler_obj"):
-            self._eval_sampler_obj = pl.build_sampler(self.spec, self.dataset, self.options,
-                                                      self.config.seed, fanouts=self.config.eval_fanouts)
-        return self._eval_sampler_obj
+        return ev.evaluate_splits(self.parts, self._sampled)
 
     def _sampled(self, ids: np.ndarray) -> Tensor:
         """Outputs for ``ids`` from sampled neighbourhoods (deterministic: loader epoch 0)."""
-        c = self.config
-        # the mean over the sampler's last hop is the first layer's only when the hops and the
-        # layers are as many (GraphSAGE ignores evaluation hops beyond its layers)
-        same_depth = c.eval_fanouts is None or len(c.eval_fanouts) == self.options.get("num_layers")
-        loader = pl.node_loader(self._eval_sampler(), ids, c.eval_batch_size or c.batch_size, self.features,
-                                None, shuffle=False, prefetch=c.prefetch, seed=c.seed + 1,
-                                transform=pl.make_transform(self.spec, self.options, False),
-                                workers=c.num_workers, aggregate_first_hop=self.aggregate_first_hop and same_depth)
-        return ev.sampled_outputs(self.model, loader, self.device)
-
-    def _evaluate_link(self, name: str) -> dict[str, float]:
-        splits = self.dataset.splits
-        pos_neg = [(s, splits[f"{s}_pos"], splits.get(f"{s}_neg")) for s in ("valid", "test")
-                   if f"{s}_pos" in splits and f"{s}_neg" in splits]
-        if not pos_neg:
-            return {}
-        per_source = self.dataset.meta.get("neg_layout") == "per_source"
-        if self.eval_mode == "full":
-            h = ev.full_outputs(self.model, ev.all_features(self.dataset), self.dataset.graph, self.device)
-            lookup = None
-        else:
-            needed = np.unique(np.concatenate([np.asarray(a).ravel() for _, p, q in pos_neg for a in (p, q)]))
-            h = self._sampled(needed)
-            lookup = needed
-        out: dict[str, float] = {}
-        for s, pos, neg in pos_neg:
-            pos = np.asarray(pos, dtype=np.int64)
-            neg = np.asarray(neg, dtype=np.int64)
-            if per_source:  # neg: [P, K] tails of pos[:, 0]
-                k = neg.shape[1]
-                nsrc, ndst = np.repeat(pos[:, 0], k), neg.reshape(-1)
-            else:
-                nsrc, ndst = neg[:, 0], neg[:, 1]
-            rows = (lambda a: a) if lookup is None else (lambda a: np.searchsorted(lookup, a))
-            sp = ev.score_pairs(self.model, h, rows(pos[:, 0]), rows(pos[:, 1]), self.device)
-            sn = ev.score_pairs(self.model, h, rows(nsrc), rows(ndst), self.device)
-            if per_source:
-                sn = sn.view(pos.shape[0], -1)
-            out[f"{s}_{self.metric}"] = ev.link_metric(name, self.metric, sp, sn)
-        return out
+        return self.parts.sampled_outputs(ids)
 
     # ------------------------------------------------------------------ reporting
     def _summary(self, history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -432,8 +303,8 @@ class Trainer:
             "mean_epoch_seconds": float(np.mean(times)) if times else None,
             "seconds_this_process": seconds,
             "num_parameters": int(n_params),
-            "eval_mode": self.eval_mode,
-            "options": self.options,
+            "eval_mode": self.parts.eval_mode,
+            "options": self.parts.options,
             "device": str(self.device),
             "features": self.config.features,
             "host_allocator_retains": self.host_allocator_applied,

@@ -1,0 +1,36 @@
+"""``train(config)``: one process, or one rank of a data-parallel run started by ``torchrun`` or
+``gnnsys train --nproc N`` (the trainer itself knows nothing of how processes are started).
+
+    from gnnsys.train import TrainConfig, train
+    summary = train(TrainConfig(dataset="cora", root="data/planetoid", epochs=50, out="runs/cora"))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..distributed import init_distributed, shutdown
+from .config import TrainConfig
+from .dist_trainer import DistributedTrainer
+from .trainer import Trainer
+
+
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train as ``config`` says and return the run's summary (also written to ``summary.json``).
+
+    Args:
+        config: the run's configuration.
+        resume: continue the run in ``config.out`` from its ``checkpoint.pt``; the folder's
+            ``config.json`` must describe the same run (CheckpointError otherwise).
+        overwrite: allow starting a fresh run in a folder that already holds one.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1`` in the environment) this process joins the process
+    group and trains as one rank of a data-parallel run (see :mod:`gnnsys.train.dist_trainer`).
+    """
+    ctx = init_distributed(config.device)
+    if not ctx.enabled:
+        return Trainer(config, resume=resume, overwrite=overwrite).fit()
+    try:
+        return DistributedTrainer(config, ctx, resume=resume, overwrite=overwrite).fit()
+    finally:
+        shutdown(ctx)

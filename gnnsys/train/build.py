@@ -1,0 +1,313 @@
+"""Assemble once: one builder turns a :class:`TrainConfig` into every part of a run.
+
+    parts = assemble(config)                   # dataset, task, metric, sampler, features, model
+    loader = parts.train_loader()              # the training loader (or a rank's shard of it)
+    logits = parts.outputs(parts.dataset.splits["valid"])
+
+The trainer, the distributed trainer, ``predict`` / ``load_run`` and scripts that only want the
+pipeline all call :func:`assemble`; nothing else turns options into parts. Everything a model
+needs beyond the defaults comes from its :class:`~gnnsys.models.registry.ModelSpec` hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.registry import resolve
+from ..errors import ConfigError, DatasetError, DeviceUnavailableError, GnnsysError
+from ..features.factory import dataset_store
+from ..loader import LinkLoader, NodeLoader
+from ..models.embedding import FeatureFreeEncoder
+from ..models.link import LinkModel, make_decoder, supports_inference
+from ..models.registry import ModelSpec, get_model_spec, resolve_options
+from . import evaluate as ev
+from .config import TrainConfig, parse_metric
+
+
+@dataclass
+class Assembly:
+    """The parts of one run, built from its config by :func:`assemble`.
+
+    Attributes:
+        config: the validated config (``prefetch`` resolved).
+        device: where the model runs.
+        dataset: the opened :class:`~gnnsys.data.GraphDataset`.
+        task: ``"node"`` or ``"link"``.
+        spec: the model's registry entry; ``options``: its resolved options.
+        metric: the metric of the valid/test splits (``acc``, ``hits@K``, ``mrr``).
+        sampler: training sampler (``sample_from_nodes`` / ``sample_from_edges``).
+        features: the feature store, or ``None`` (no features: a learnable embedding).
+        aggregate_first_hop: the loaders hand GraphSAGE its first layer's mean (``Batch.x_agg``).
+        model: the seeded model, on ``device``.
+        eval_mode: ``"full"`` (layer-wise inference over all nodes) or ``"sampled"``.
+        train_batch_size, shard: this process's share of the training batches: the whole batch
+            and every item for one process; a rank of a data-parallel run takes its part.
+    """
+
+    config: TrainConfig
+    device: torch.device
+    dataset: Any
+    task: str
+    spec: ModelSpec
+    options: dict[str, Any]
+    metric: str
+    sampler: Any
+    features: Any
+    aggregate_first_hop: bool
+    model: torch.nn.Module
+    eval_mode: str
+    train_batch_size: int
+    shard: tuple[int, int] | None = None
+    _eval_sampler: Any = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ loaders
+    def train_loader(self):
+        """The shuffled training loader over the ``train`` split (node) or ``train_pos`` (link)."""
+        c = self.config
+        transform = make_transform(self.spec, self.options, True)
+        common = dict(features=self.features, shuffle=True, drop_last=False, prefetch=c.prefetch,
+                      seed=c.seed, transform=transform, shard=self.shard,
+                      aggregate_first_hop=self.aggregate_first_hop,
+                      **worker_threads(c.num_workers, c.prefetch))
+        if self.task == "node":
+            return NodeLoader(self.sampler, self.dataset.splits["train"], self.train_batch_size,
+                              labels=self.dataset.labels, **common)
+        return LinkLoader(self.sampler, self.dataset.splits["train_pos"], self.train_batch_size,
+                          neg=c.neg, num_neg=c.num_neg, exclude_target_edges=c.exclude_target_edges,
+                          **common)
+
+    def eval_sampler(self):
+        """The sampler of sampled evaluation (``eval_fanouts``; default: the training one)."""
+        if self.config.eval_fanouts is None:
+            return self.sampler
+        if self._eval_sampler is None:
+            self._eval_sampler = build_sampler(self.spec, self.dataset, self.options, self.config.seed,
+                                               fanouts=self.config.eval_fanouts)
+        return self._eval_sampler
+
+    def eval_loader(self, ids: np.ndarray):
+        """An unshuffled node loader over ``ids`` for sampled evaluation (loader epoch 0, seed
+        ``seed + 1``: the same neighbourhoods at every evaluation)."""
+        c = self.config
+        # the mean over the sampler's last hop is the first layer's only when the hops and the
+        # layers are as many (GraphSAGE ignores evaluation hops beyond its layers)
+        same_depth = c.eval_fanouts is None or len(c.eval_fanouts) == self.options.get("num_layers")
+        return NodeLoader(self.eval_sampler(), ids, c.eval_batch_size or c.batch_size,
+                          features=self.features, shuffle=False, drop_last=False, prefetch=c.prefetch,
+                          seed=c.seed + 1, transform=make_transform(self.spec, self.options, False),
+                          aggregate_first_hop=self.aggregate_first_hop and same_depth,
+                          **worker_threads(c.num_workers, c.prefetch))
+
+    # ------------------------------------------------------------------ outputs
+    def full_outputs(self) -> Tensor:
+        """``[N, out]`` float32 outputs of every node by layer-wise full-neighbourhood inference."""
+        return ev.full_outputs(self.model, ev.all_features(self.dataset), self.dataset.graph, self.device)
+
+    def sampled_outputs(self, ids: np.ndarray) -> Tensor:
+        """``[len(ids), out]`` float32 outputs of ``ids`` from sampled neighbourhoods."""
+        return ev.sampled_outputs(self.model, self.eval_loader(ids), self.device)
+
+
+def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
+             shared_host: bool = False, train_batch_size: int | None = None,
+             shard: tuple[int, int] | None = None) -> Assembly:
+    """Build every part of a run from ``config`` (every user mistake surfaces here as a
+    :class:`~gnnsys.errors.GnnsysError`).
+
+    Args:
+        config: the run's configuration.
+        run_dir: the run folder (a feature table converted for ``mmap`` is written there).
+        shared_host: other processes on this host read the same tables (local ranks).
+        train_batch_size, shard: this process's share of the training batches (default: the
+            config's batch size over every item).
+    """
+    config.validate()
+    if config.prefetch is None:  # see TrainConfig.prefetch
+        config = config.replace(prefetch=1 if shared_host else 2)
+    device = resolve_device(config.device)
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    dataset = resolve(config.dataset, root=config.root, home=config.home)
+    task = resolve_task(config, dataset)
+    spec = get_model_spec(config.model)
+    options = model_options(config, spec)
+    metric = resolve_metric(config, dataset, task)
+    sampler = build_sampler(spec, dataset, options, config.seed)
+    features = build_features(spec, dataset, options, config, device, run_dir, shared_host)
+    in_dim = None if features is None else int(features.dim)
+    model = build_model(spec, options, config, dataset, task, in_dim).to(device)
+    return Assembly(config=config, device=device, dataset=dataset, task=task, spec=spec,
+                    options=options, metric=metric, sampler=sampler, features=features,
+                    aggregate_first_hop=aggregates_first_hop(options, features), model=model,
+                    eval_mode=resolve_eval_mode(config, spec, model),
+                    train_batch_size=train_batch_size or config.batch_size, shard=shard)
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps, each usable on its own
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device`` for ``cpu``/``cuda``; DeviceUnavailableError when CUDA is asked for but
+    absent."""
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA GPU is visible")
+            raise DeviceUnavailableError(f"--device cuda: CUDA is not available ({why}); use --device cpu")
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def resolve_task(config: TrainConfig, dataset: Any) -> str:
+    """The run's task: the config's, which must match what the dataset provides."""
+    task = config.task or dataset.task
+    if task == "node" and (dataset.labels is None or "train" not in dataset.splits):
+        raise ConfigError(f"--task node: dataset {dataset.name!r} has no node labels / train split "
+                          f"(it is a {dataset.task} dataset)")
+    if task == "link" and "train_pos" not in dataset.splits:
+        raise ConfigError(f"--task link: dataset {dataset.name!r} has no train_pos edge split "
+                          f"(it is a {dataset.task} dataset)")
+    return task
+
+
+def resolve_metric(config: TrainConfig, dataset: Any, task: str) -> str:
+    """The config's metric, or the dataset's default one; it must fit the task."""
+    metric = config.metric or ev.default_metric(dataset, task)
+    kind, _ = parse_metric(metric)
+    if (kind == "acc") != (task == "node"):
+        raise ConfigError(f"metric {metric!r} does not fit a {task} task")
+    if kind == "mrr" and dataset.meta.get("neg_layout") != "per_source":
+        raise ConfigError("metric mrr needs per-source negatives (a citation2-style dataset)")
+    return metric
+
+
+def resolve_eval_mode(config: TrainConfig, spec: ModelSpec, model: torch.nn.Module) -> str:
+    """``full`` when asked for or (``auto``) when the model has layer-wise inference and no
+    per-batch transform; ``sampled`` otherwise."""
+    full_ok = supports_inference(model) and spec.make_transform is None
+    if config.eval_mode == "full" and not full_ok:
+        raise ConfigError(f"eval_mode full: model {config.model!r} has no layer-wise "
+                          "inference; use eval_mode sampled")
+    if config.eval_mode == "auto":
+        return "full" if full_ok else "sampled"
+    return config.eval_mode
+
+
+def model_options(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
+    """The model's options: spec defaults < ``model_options`` < ``fanouts``. Giving fanouts but
+    no ``num_layers`` sets the layer count to the number of hops. ``batch_size`` is the largest
+    batch the model will see (training or evaluation), so that size limits (exact attention over
+    a whole mini-batch) are checked now rather than at the first oversized batch."""
+    opts = dict(config.model_options)
+    opts.setdefault("batch_size", max(config.batch_size, config.eval_batch_size or 0))
+    if config.fanouts is not None:
+        opts["fanouts"] = list(config.fanouts)
+        if "num_layers" in spec.defaults and "num_layers" not in opts:
+            opts["num_layers"] = len(config.fanouts)
+    resolved = resolve_options(spec, opts)
+    if config.eval_fanouts is not None and spec.make_sampler is not None:
+        # build_sampler hands a model's own sampler hook its options with the evaluation fanouts
+        # (LargeGT refuses any): check those now rather than at the first evaluation
+        resolve_options(spec, {**opts, "fanouts": list(config.eval_fanouts)})
+    return resolved
+
+
+def build_sampler(spec: ModelSpec, dataset: Any, options: dict[str, Any], seed: int,
+                  fanouts: list[int] | None = None):
+    """The model's sampler (``spec.make_sampler``) or a NeighborSampler over ``fanouts``
+    (default ``options["fanouts"]``)."""
+    if fanouts is not None:
+        options = {**options, "fanouts": list(fanouts)}
+    try:
+        if spec.make_sampler is not None:
+            return spec.make_sampler(dataset, options, seed)
+        from samplers import NeighborSampler
+
+        if "fanouts" not in options:
+            raise ConfigError(f"model {spec.name!r} needs fanouts (--fanouts 15,10,5)")
+        return NeighborSampler(dataset.graph, options["fanouts"], seed=seed)
+    except GnnsysError:
+        raise
+    except ValueError as e:  # SamplerInputError and friends: a bad option
+        raise ConfigError(f"sampler: {e}") from None
+
+
+def build_features(spec: ModelSpec, dataset: Any, options: dict[str, Any], config: TrainConfig,
+                   device: torch.device, run_dir: str | os.PathLike | None, shared_host: bool = False):
+    """The feature store feeding the loaders (the model's ``make_features`` hook, or
+    :func:`~gnnsys.features.factory.dataset_store`), or ``None`` for a dataset without features."""
+    placement = config.features
+    if shared_host and placement == "cpu":
+        placement = "mmap"
+    if spec.make_features is not None:
+        return spec.make_features(dataset, options, placement, device)
+    # results alive at once: those made ahead, finished or in the making (``prefetch``, rounded up
+    # to a multiple of the workers), the consumer's current one and its previous one until the
+    # loop variable is rebound (more only costs an allocation, never an overwrite)
+    workers = max(1, config.num_workers)
+    num_buffers = workers * -(-config.prefetch // workers) + 2
+    return dataset_store(dataset, config.features, dtype=config.feature_dtype, device=device,
+                         num_buffers=num_buffers, convert_dir=run_dir, shared_host=shared_host)
+
+
+def build_model(spec: ModelSpec, options: dict[str, Any], config: TrainConfig, dataset: Any,
+                task: str, in_dim: int | None) -> torch.nn.Module:
+    """Seeded model construction: the registry model, wrapped in a learnable node embedding when
+    the dataset has no features (``in_dim is None``) and in a :class:`LinkModel` for link tasks."""
+    torch.manual_seed(config.seed)
+    if task == "node":
+        if not dataset.num_classes:
+            raise DatasetError(f"dataset {dataset.name!r}: meta.json has no num_classes")
+        out_dim = int(dataset.num_classes)
+    else:
+        out_dim = int(options.get("hidden", config.decoder_hidden))
+    emb_dim = None
+    if in_dim is None:
+        emb_dim = int(config.embedding_dim or options.get("hidden", 128))
+        in_dim = emb_dim
+    model = spec.build(in_dim, out_dim, options)
+    if emb_dim is not None:
+        model = FeatureFreeEncoder(model, dataset.num_nodes, emb_dim)
+    if task == "link":
+        decoder = make_decoder(config.decoder, out_dim, config.decoder_hidden, config.decoder_layers,
+                               float(options.get("dropout", 0.0)))
+        model = LinkModel(model, decoder)
+    return model
+
+
+def make_transform(spec: ModelSpec, options: dict[str, Any], training: bool):
+    return None if spec.make_transform is None else spec.make_transform(options, training)
+
+
+def worker_threads(workers: int, prefetch: int) -> dict[str, Any]:
+    """Loader options for ``workers`` batch-making threads: each gets an equal share of numba's
+    threads (one worker keeps numba's default), so the workers together do not oversubscribe.
+    Without prefetching there are no worker threads: batches are made in the consumer."""
+    import numba
+
+    if workers <= 1 or prefetch == 0:
+        return {"num_workers": 1}
+    return {"num_workers": workers, "num_threads": max(1, numba.config.NUMBA_NUM_THREADS // workers)}
+
+
+def aggregates_first_hop(options: dict[str, Any], features) -> bool:
+    """Whether the loaders compute the first layer's mean in the gather (``Batch.x_agg``): the
+    model asks for it (GraphSAGE's ``aggregate_first_hop``, not with ``input_dropout``) and the
+    store can (:attr:`FeatureStore.supports_gather_mean`)."""
+    return (bool(options.get("aggregate_first_hop")) and not options.get("input_dropout")
+            and bool(getattr(features, "supports_gather_mean", False)))
+
+
+def default_out_dir(config: TrainConfig) -> Path:
+    """``runs/<model>-<dataset>-<utc time>-<pid>`` under the current folder."""
+    name = Path(config.dataset).name or "dataset"
+    return Path("runs") / f"{config.model}-{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"

@@ -4,6 +4,9 @@ conventions, checked against PyG's own loaders and utilities on the same inputs.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -329,3 +332,14 @@ def test_edge_attributes_are_named_in_a_warning():
     data = make_data(edge_attr=torch.randn(E, 3))
     with pytest.warns(UserWarning, match="edge attributes edge_attr"):
         NeighborLoader(data, [2])
+
+
+def test_example_custom_loop_runs(planetoid_root):
+    """examples/pyg_custom_loop.py: PyG's Planetoid and GraphSAGE, a hand-written loop."""
+    script = Path(__file__).resolve().parents[1] / "examples" / "pyg_custom_loop.py"
+    res = subprocess.run([sys.executable, "-W", "ignore", str(script), "--root", str(planetoid_root),
+                          "--epochs", "2"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("test acc ")
+    assert 0.0 <= float(lines[-1].split()[-1]) <= 1.0

@@ -49,6 +49,19 @@ def test_exported_from_the_package():
     assert issubclass(DeviceUnavailableError, ValueError)
 
 
+def test_loader_layer_imports_neither_models_nor_train_nor_pyg():
+    """The drop-in loaders live in the loader layer: importing them pulls in no gnnsys.models /
+    gnnsys.train (imports flow downward) and no torch_geometric until a PyG object is used."""
+    code = ("import sys, gnnsys\n"
+            "assert 'torch' not in sys.modules\n"
+            "gnnsys.NeighborLoader, gnnsys.LinkNeighborLoader\n"
+            "bad = [m for m in sys.modules if m.startswith(('gnnsys.models', 'gnnsys.train', "
+            "'torch_geometric'))]\n"
+            "assert not bad, bad\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+
+
 def test_batch_attributes_match_pygs_loader(data):
     from torch_geometric.loader import NeighborLoader as PygNeighborLoader
 
@@ -116,6 +129,13 @@ def test_every_sampled_edge_exists_and_hops_follow_pyg(data):
             lo, e0 = lo + nsn[k], e0 + nse[k]
 
 
+def test_a_fanout_above_every_degree_samples_every_neighbour(data):
+    def edges(fanouts):
+        return [set(zip(*b.n_id[b.edge_index].tolist())) for b in NeighborLoader(data, fanouts, batch_size=50)]
+
+    assert edges([10 ** 9, 10 ** 9]) == edges([-1, -1])
+
+
 def test_trim_to_layer_on_gnnsys_batches_equals_the_untrimmed_forward(data):
     torch.manual_seed(1)
     model = GraphSAGE(D, 16, 3, C).eval()
@@ -125,9 +145,7 @@ def test_trim_to_layer_on_gnnsys_batches_equals_the_untrimmed_forward(data):
             trimmed = model(batch.x, batch.edge_index, num_sampled_nodes_per_hop=batch.num_sampled_nodes,
                             num_sampled_edges_per_hop=batch.num_sampled_edges)[:batch.batch_size]
         assert trimmed.shape == (batch.batch_size, C)
-        # the same sums over the same edges in the same order; the linear layers run on fewer
-        # rows, which may change the matmul's blocking: float32 rounding is the only difference
-        torch.testing.assert_close(trimmed, full, rtol=1e-5, atol=1e-6)
+        assert torch.equal(trimmed, full)  # the same sums over the same edges in the same order
 
 
 def test_same_seed_same_batches_and_epochs_differ(data):
@@ -211,7 +229,7 @@ def test_block_layout_and_fused_first_hop_feed_pyg_layers(data):
         first = convs[0].lin_l(fused.x_agg) + convs[0].lin_r(fused.x)
         blk = plain.blocks[0]
         ref = convs[0]((plain.x[:blk.num_src], plain.x[:blk.num_dst]), blk.edge_index)
-        torch.testing.assert_close(first, ref, rtol=1e-5, atol=1e-6)  # float32 summation order
+        assert torch.equal(first, ref)  # the gather sums in the block's edge order, as PyG's mean
         assert fused.x.shape[0] == blk.num_dst and h.shape == (plain.batch_size, C)
 
 
@@ -326,6 +344,29 @@ def test_bad_data_and_unknown_dataset_split(tiny):
         NeighborLoader(tiny, [2], input_nodes="dev")
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
         NeighborLoader(tiny, [2], bogus=1)
+
+
+def test_inconsistent_data_is_refused():
+    data = make_data()
+    data.num_nodes = N + 10  # more nodes than rows of x
+    with pytest.raises(GnnsysError, match=f"data.x has {N} rows but the graph has {N + 10} nodes"):
+        NeighborLoader(data, [2])
+    data = make_data()
+    data.edge_index = data.edge_index.clone()
+    data.edge_index[0, 5] = N + 3
+    with pytest.raises(GnnsysError, match=f"data.edge_index: .*node id {N + 3}"):
+        NeighborLoader(data, [2])
+
+
+def test_weight_attr_samples_only_weighted_edges():
+    data = make_data()
+    data.edge_weight = (torch.arange(E) % 2 == 0).float()  # odd-numbered edges never sampled
+    heavy = {(int(s), int(d)) for s, d, w in zip(*data.edge_index, data.edge_weight) if w > 0}
+    light = _edge_set(data) - heavy
+    seen = set()
+    for batch in NeighborLoader(data, [3, 3], batch_size=64, weight_attr="edge_weight"):
+        seen |= set(zip(*batch.n_id[batch.edge_index].tolist()))
+    assert seen and seen <= heavy and not seen & light
 
 
 def test_edge_attributes_are_named_in_a_warning():

@@ -5,6 +5,10 @@ Public entry points::
     from gnnsys import load_dataset, DatasetError
     from gnnsys.data import synthetic, build_csc, save_dataset
     from samplers import NeighborSampler
+    from gnnsys import NeighborLoader, LinkNeighborLoader   # PyG's loaders, one import away
+
+``NeighborLoader`` and ``LinkNeighborLoader`` (:mod:`gnnsys.loader.pyg_compat`) are imported on
+first use, so that ``import gnnsys`` stays free of torch.
 """
 
 from .data import CSCGraph, GraphDataset, build_csc, load_dataset, save_dataset, validate_dataset
@@ -20,7 +24,22 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+_LAZY = {"NeighborLoader": "gnnsys.loader.pyg_compat", "LinkNeighborLoader": "gnnsys.loader.pyg_compat"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gnnsys' has no attribute {name!r}")
+
+
 __all__ = [
+    "NeighborLoader",
+    "LinkNeighborLoader",
     "CSCGraph",
     "GraphDataset",
     "build_csc",

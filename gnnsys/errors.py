@@ -24,8 +24,11 @@ class FeatureStoreError(GnnsysError, ValueError):
     """A feature table or an id array handed to a :class:`~gnnsys.features.FeatureStore` is invalid."""
 
 
-class DeviceUnavailableError(GnnsysError, RuntimeError):
-    """The requested device or placement needs something this machine lacks (CUDA, cupy, a GPU)."""
+class DeviceUnavailableError(GnnsysError, RuntimeError, ValueError):
+    """The requested device or placement needs something this machine lacks (CUDA, cupy, a GPU).
+
+    Also a ``ValueError``: the device is an argument, and code that catches bad arguments with
+    ``except ValueError`` catches this one too."""
 
 
 class TrainingError(GnnsysError, RuntimeError):

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 import torch
 
-from gnnsys.errors import ConfigError
+from gnnsys.errors import ConfigError, GnnsysError
 from gnnsys.loader.batch import Batch
 from gnnsys.loader.prefetch import BackgroundIterator
 from samplers._rng import stream_key
@@ -50,18 +50,31 @@ def check_int(value: Any, name: str, minimum: int) -> int:
     return int(value)
 
 
-def check_features(features: Any, num_nodes: int) -> None:
+def check_features(features: Any, num_nodes: int) -> Any:
+    """The loader's feature source: ``None``, an object with ``gather(ids) -> Tensor``, or a
+    feature table (NumPy array, memory map or CPU tensor ``[N, D]``), which gets a
+    :class:`~gnnsys.features.FeatureStore` from the placement factory (``mmap`` for a memory map,
+    ``cpu`` otherwise). Raises :class:`ConfigError` for anything else or too few rows."""
     if features is None:
-        return
+        return None
+    if isinstance(features, (np.ndarray, torch.Tensor)):
+        from gnnsys.features.factory import store_for_placement  # noqa: PLC0415 - tables only
+
+        mapped = isinstance(features, np.memmap)
+        try:
+            features = store_for_placement(features, "mmap" if mapped else "cpu")
+        except GnnsysError as e:
+            raise ConfigError(f"features: {e}") from None
     if not callable(getattr(features, "gather", None)):
-        raise ConfigError(f"features must have a gather(ids) -> Tensor method, got "
-                          f"{type(features).__name__}")
+        raise ConfigError(f"features must be a [N, D] array, memory map or tensor, or have a "
+                          f"gather(ids) -> Tensor method, got {type(features).__name__}")
     rows = getattr(features, "num_rows", None)
     if rows is None:
         shape = getattr(getattr(features, "array", None), "shape", None)
         rows = shape[0] if shape else None
     if rows is not None and int(rows) < num_nodes:
         raise ConfigError(f"features has {rows} rows but the graph has {num_nodes} nodes")
+    return features
 
 
 def _check_shard(shard: Any) -> tuple[int, int]:
@@ -145,8 +158,7 @@ class BaseLoader(ABC):
                               f"{numba.config.NUMBA_NUM_THREADS}")
         if transform is not None and not callable(transform):
             raise ConfigError(f"transform must be callable, got {type(transform).__name__}")
-        check_features(features, sampler.num_nodes)
-        self.features = features
+        self.features = check_features(features, sampler.num_nodes)
         self.aggregate_first_hop = bool(aggregate_first_hop)
         if self.aggregate_first_hop and not getattr(features, "supports_gather_mean", False):
             raise ConfigError("aggregate_first_hop needs features with gather_mean() (a FeatureStore over a "

@@ -34,7 +34,8 @@ class LinkLoader(BaseLoader):
         sampler: a :class:`samplers.NeighborSampler` (``sample_from_edges`` and ``num_nodes``).
         edges: int ``[E, 2]`` positive pairs, or a ``(src, dst)`` pair of ``[E]`` arrays.
         batch_size: positive edges per batch.
-        features: object with ``gather(ids int64) -> Tensor``, or ``None``.
+        features: object with ``gather(ids int64) -> Tensor``, a ``[N, D]`` feature table (array,
+            memory map or CPU tensor), or ``None``.
         neg: ``"uniform"``, ``"per_source"``, ``"exclude_existing"`` or ``None``.
         num_neg: negatives per positive.
         exclude_target_edges: remove the batch's positive pairs (both directions) from its

@@ -23,8 +23,11 @@ class NodeLoader(BaseLoader):
             ``sample_from_nodes(seeds, batch_seed=...)``).
         seeds: int ``[S]`` node ids to iterate over (e.g. a training split).
         batch_size: seeds per batch (``>= 1``).
-        features: object with ``gather(ids int64) -> Tensor [n, D]``, or ``None``.
-        labels: int64 ``[N]`` labels indexed by global id (``batch.y = labels[seeds]``), or None.
+        features: object with ``gather(ids int64) -> Tensor [n, D]``, a ``[N, D]`` feature table
+            (array, memory map or CPU tensor: gathered by a ``cpu`` / ``mmap``
+            :class:`~gnnsys.features.FeatureStore`), or ``None``.
+        labels: integer ``[N]`` labels indexed by global id (array, memory map or tensor;
+            ``batch.y = labels[seeds]``), or None.
         shuffle: permute the seeds each epoch (seeded by ``(seed, epoch)``).
         drop_last: drop the last incomplete batch.
         prefetch: batches prepared ahead by a background thread (0 = no thread).
@@ -57,7 +60,7 @@ class NodeLoader(BaseLoader):
             raise ConfigError(str(exc)) from exc
         self.labels = None
         if labels is not None:
-            lab = np.asarray(labels)
+            lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
             if lab.ndim != 1 or lab.dtype.kind not in "iu" or lab.shape[0] < sampler.num_nodes:
                 raise ConfigError(f"labels must be an integer array [num_nodes = "
                                   f"{sampler.num_nodes}], got {lab.dtype} {lab.shape}")

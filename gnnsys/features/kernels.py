@@ -99,6 +99,11 @@ def require_cuda(placement: str, need_cupy: bool) -> ModuleType | None:
     elif not torch.cuda.is_available():
         missing.append("torch.cuda.is_available() is False (no visible CUDA GPU or driver)")
     cupy = None
+    if need_cupy and not missing:
+        # torch and cupy built for different CUDA majors fail at the first kernel: say so now
+        from gnnsys.features.cuda_versions import check_cuda_agreement  # noqa: PLC0415
+
+        check_cuda_agreement()
     if need_cupy:
         try:
             import cupy  # noqa: PLC0415 - optional dependency

@@ -76,13 +76,13 @@ def test_cli_refuses_a_mismatch_at_start_up(monkeypatch, capsys, tiny, tmp_path)
     line on stderr, exit 2, before any dataset is opened or device used."""
     monkeypatch.setattr(cuda_versions, "probe_torch", _torch())
     monkeypatch.setattr(cuda_versions, "probe_cupy", _cupy(("cupy-cuda12x", "14.2.0", 12)))
-    code = cli.main(["train", "--dataset", str(tiny), "--device", "cuda", "--features", "uva",
+    code = cli.main(["train", "--dataset", str(tiny.path), "--device", "cuda", "--features", "uva",
                      "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("gnnsys: error: torch 2.11.0+cu130 is built for CUDA 13")
     assert "pip install cupy-cuda13x nvidia-cuda-nvrtc" in err
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run" / "config.json").exists()  # no run was started
 
 
 def test_nproc_above_the_gpu_count_is_refused(monkeypatch, capsys, tiny, tmp_path):
@@ -91,7 +91,7 @@ def test_nproc_above_the_gpu_count_is_refused(monkeypatch, capsys, tiny, tmp_pat
     check_gpu_ranks(2, "cuda", device_count=lambda: 2)
     check_gpu_ranks(8, "cpu", device_count=lambda: 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    code = cli.main(["train", "--dataset", str(tiny), "--device", "cuda", "--nproc", "2",
+    code = cli.main(["train", "--dataset", str(tiny.path), "--device", "cuda", "--nproc", "2",
                      "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
@@ -123,7 +123,7 @@ def test_gnnsys_imports_and_builds_without_ogb(tiny, tmp_path):
         "import sys; sys.modules['ogb'] = None\n"
         "import gnnsys, gnnsys.train, gnnsys.features.cuda_backends, gnnsys.loader.gpu_sampler\n"
         "from gnnsys.train import TrainConfig, train\n"
-        f"s = train(TrainConfig(dataset={str(tiny)!r}, epochs=1, eval_every=0, batch_size=256, "
+        f"s = train(TrainConfig(dataset={str(tiny.path)!r}, epochs=1, eval_every=0, batch_size=256, "
         f"progress=False, out={str(tmp_path / 'run')!r}))\n"
         "import json; print(json.dumps({'loss': s['final']['loss']}))\n"
     )
@@ -131,3 +131,17 @@ def test_gnnsys_imports_and_builds_without_ogb(tiny, tmp_path):
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads(res.stdout.strip().splitlines()[-1])["loss"] > 0
+
+
+def test_gpu_check_reports_every_failing_step_and_ends_with_json():
+    """The check's parent without a GPU (a hidden test flag): each GPU step fails in its own
+    process, is reported with its reason, and the next one still runs; the last line is JSON."""
+    res = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--without-gpu",
+                          "--only", "versions,sampler", "--scale", "0.01"], capture_output=True, text=True, timeout=240,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert res.returncode == 1 and summary["ok"] is False
+    assert summary["steps"]["versions"]["torch"] == torch.__version__
+    sampler = summary["steps"]["sampler"]
+    assert sampler["ok"] is False and "needs a CUDA GPU" in sampler["error"]
+    assert set(summary["goals"]) == {"zero_copy_vs_memcpy", "uva_epoch_speedup_vs_cpu"}

@@ -18,10 +18,9 @@ Terms used throughout:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -272,11 +271,6 @@ def default_runtime() -> TorchCupyRuntime:
 
 def resolve_runtime(runtime: CudaRuntime | None) -> CudaRuntime:
     return default_runtime() if runtime is None else runtime
-
-
-@contextlib.contextmanager
-def no_op_context() -> Iterator[None]:
-    yield
 
 
 __all__ = [

@@ -33,7 +33,6 @@ import psutil
 
 from gnnsys.errors import DeviceUnavailableError
 from gnnsys.features.cuda_runtime import (
-    ATTR_CAN_USE_HOST_POINTER,
     ATTR_HOST_REGISTER_READ_ONLY,
     ATTR_HOST_REGISTER_SUPPORTED,
     HOST_REGISTER_MAPPED,

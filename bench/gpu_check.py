@@ -15,7 +15,8 @@ and the next one still runs:
 3. ``gather``: the zero-copy gather (``uva``) in GB/s against a pinned ``cudaMemcpy`` of the same
    bytes and against CPU gather + copy (placement ``cpu`` on the GPU) and the resident ``gpu``
    placement; float32 and float16 rows of 100 (goal: zero-copy >= 0.85x the memcpy);
-4. ``sampler``: the GPU sampler against the CPU one (same samples; time per batch);
+4. ``dataset`` (the products-like subset, generated once) and ``sampler``: the GPU sampler
+   against the CPU one (same samples; time per batch);
 5. ``train``: 2 epochs on a products-like subset with ``--features uva``, ``gpu`` and ``cpu``
    (plain gather + copy, and with the first hop aggregated in the gather), losses compared
    (goal: a ``uva`` epoch >= 1.3x faster than ``cpu`` gathering + copy).
@@ -40,7 +41,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 #: seconds the whole check may take, and each step's share.
 TOTAL_S = 345
-STEP_S = {"versions": 45, "gpu_tests": 150, "gather": 60, "sampler": 45, "train": 120}
+STEP_S = {"versions": 45, "gpu_tests": 130, "gather": 60, "dataset": 60, "sampler": 45, "train": 120}
 GOAL_ZERO_COPY = 0.85
 GOAL_EPOCH_SPEEDUP = 1.3
 #: losses of the placements agree within this relative difference (same data and model; the GPU
@@ -216,6 +217,13 @@ def _dataset(root: Path, scale: float):
     return synthetic.generate("products-1m", path, seed=0, scale=scale)
 
 
+def step_dataset(args) -> dict:
+    """Generate the products-like subset (products-1m's preset at ``--scale``) for the next steps."""
+    ds = _dataset(Path(args.work), args.scale)
+    return {"path": str(ds.path), "nodes": ds.num_nodes, "edges": int(ds.graph.indices.size),
+            "dim": int(ds.features.shape[1]), "ok": True}
+
+
 def step_sampler(args) -> dict:
     import numpy as np
     import torch
@@ -289,7 +297,7 @@ def step_train(args) -> dict:
 
 
 STEPS = {"versions": step_versions, "gpu_tests": step_gpu_tests, "gather": step_gather,
-         "sampler": step_sampler, "train": step_train}
+         "dataset": step_dataset, "sampler": step_sampler, "train": step_train}
 
 
 def run_step(name: str, args) -> int:

@@ -14,6 +14,11 @@
 //   * Every lane moves one vector of V bytes per step. V (16, 8, 4, 2 or 1 byte) is the widest
 //     width that divides the table base, the output base and the row size, chosen by the host
 //     (gnnsys/features/launch_plan.py) and selected through the kernel name suffix _w16 ... _w1.
+//   * When that width is below 16 bytes but rows are long (e.g. float16 rows of 100 elements:
+//     200 bytes, so every other row starts 8 bytes off a 16-byte boundary), the _w16sS kernels
+//     read the 16-byte-aligned body of every row with 16-byte loads and only its head and tail
+//     (under 16 bytes each) with S-byte vectors (S: the width above). A 16-byte value is stored
+//     whole where its destination is 16-byte aligned, else as 16 / S pieces.
 //   * A group reads its row through windows of span = lanes * V bytes. The first window starts
 //     at the row start shifted down to the 128-byte boundary (or, when span < 128, down to the
 //     span boundary, which lies inside that 128-byte segment); lanes whose vector lies outside
@@ -57,6 +62,86 @@ __device__ __forceinline__ void gnnsys_copy_row(const unsigned char* __restrict_
     }
 }
 
+// Store the 16 bytes `v` at `dst`, which is aligned to sizeof(S): whole where `dst` is 16-byte
+// aligned, else as 16 / sizeof(S) streaming stores of S.
+template <typename S>
+__device__ __forceinline__ void gnnsys_store16(unsigned char* dst, const uint4 v)
+{
+    if ((((gnnsys_u64)dst) & 15ull) == 0ull) {
+        __stcs(reinterpret_cast<uint4*>(dst), v);
+        return;
+    }
+    union {
+        uint4 whole;
+        S part[16 / sizeof(S)];
+    } pieces;
+    pieces.whole = v;
+    for (unsigned k = 0; k < 16u / (unsigned)sizeof(S); ++k)
+        __stcs(reinterpret_cast<S*>(dst) + k, pieces.part[k]);
+}
+
+// Copy one row with 16-byte loads over its 16-byte-aligned body [body_lo, body_hi) (through
+// aligned windows, as gnnsys_copy_row) and S-byte vectors over its head and tail.
+// sizeof(S) divides src, dst and row_bytes.
+template <typename S>
+__device__ __forceinline__ void gnnsys_copy_row_wide(const unsigned char* __restrict__ src,
+                                                     unsigned char* __restrict__ dst,
+                                                     gnnsys_i64 row_bytes, unsigned lane,
+                                                     unsigned lanes_log2)
+{
+    const gnnsys_u64 start = (gnnsys_u64)src;
+    const gnnsys_u64 end = start + (gnnsys_u64)row_bytes;
+    const gnnsys_u64 body_lo = (start + 15ull) & ~15ull;
+    const gnnsys_u64 body_hi = end & ~15ull;
+    if (body_hi <= body_lo) {  // no whole aligned 16 bytes in this row
+        gnnsys_copy_row<S>(src, dst, row_bytes, lane, lanes_log2);
+        return;
+    }
+    const gnnsys_u64 w = sizeof(S);
+    const unsigned lanes = 1u << lanes_log2;
+    const unsigned head = (unsigned)((body_lo - start) / w);
+    const unsigned tail = (unsigned)((end - body_hi) / w);
+    for (unsigned k = lane; k < head; k += lanes) {
+        const gnnsys_u64 addr = start + k * w;
+        __stcs(reinterpret_cast<S*>(dst + (addr - start)), __ldg(reinterpret_cast<const S*>(addr)));
+    }
+    for (unsigned k = lane; k < tail; k += lanes) {
+        const gnnsys_u64 addr = body_hi + k * w;
+        __stcs(reinterpret_cast<S*>(dst + (addr - start)), __ldg(reinterpret_cast<const S*>(addr)));
+    }
+    const gnnsys_u64 span = 16ull << lanes_log2;
+    const gnnsys_u64 align = span < 128ull ? span : 128ull;
+    for (gnnsys_u64 window = body_lo & ~(align - 1ull); window < body_hi; window += span) {
+        const gnnsys_u64 addr = window + (gnnsys_u64)lane * 16ull;
+        if (addr >= body_lo && addr < body_hi)
+            gnnsys_store16<S>(dst + (addr - start), __ldg(reinterpret_cast<const uint4*>(addr)));
+    }
+}
+
+// Row copy policies of the kernels below: gnnsys_plain_copy<V> moves V-byte vectors,
+// gnnsys_wide_copy<S> 16-byte body loads and S-byte head and tail.
+template <typename V>
+struct gnnsys_plain_copy {
+    static __device__ __forceinline__ void row(const unsigned char* __restrict__ src,
+                                               unsigned char* __restrict__ dst,
+                                               gnnsys_i64 row_bytes, unsigned lane,
+                                               unsigned lanes_log2)
+    {
+        gnnsys_copy_row<V>(src, dst, row_bytes, lane, lanes_log2);
+    }
+};
+
+template <typename S>
+struct gnnsys_wide_copy {
+    static __device__ __forceinline__ void row(const unsigned char* __restrict__ src,
+                                               unsigned char* __restrict__ dst,
+                                               gnnsys_i64 row_bytes, unsigned lane,
+                                               unsigned lanes_log2)
+    {
+        gnnsys_copy_row_wide<S>(src, dst, row_bytes, lane, lanes_log2);
+    }
+};
+
 // Position of this thread's group and its lane inside the group.
 __device__ __forceinline__ void gnnsys_group_of_thread(unsigned lanes_log2, gnnsys_i64* group,
                                                        gnnsys_i64* groups, unsigned* lane)
@@ -68,7 +153,7 @@ __device__ __forceinline__ void gnnsys_group_of_thread(unsigned lanes_log2, gnns
 }
 
 // Plain gather: every row comes from `table` (host memory through UVA, or device memory).
-template <typename V>
+template <typename COPY>
 __device__ __forceinline__ void gnnsys_gather_rows(const unsigned char* __restrict__ table,
                                                    unsigned char* __restrict__ out,
                                                    const gnnsys_i64* __restrict__ ids,
@@ -85,14 +170,13 @@ __device__ __forceinline__ void gnnsys_gather_rows(const unsigned char* __restri
             if (lane == 0) atomicMin(bad, (gnnsys_u64)i);
             continue;
         }
-        gnnsys_copy_row<V>(table + row * row_bytes, out + i * row_bytes, row_bytes, lane,
-                           lanes_log2);
+        COPY::row(table + row * row_bytes, out + i * row_bytes, row_bytes, lane, lanes_log2);
     }
 }
 
 // Cached gather: rows with slots[row] >= 0 come from the device-resident `cache`
 // (cache row = slots[row]); the others are read by zero-copy from the host `table`.
-template <typename V>
+template <typename COPY>
 __device__ __forceinline__ void gnnsys_gather_rows_cached(const unsigned char* __restrict__ table,
                                                           const unsigned char* __restrict__ cache,
                                                           const int* __restrict__ slots,
@@ -114,17 +198,17 @@ __device__ __forceinline__ void gnnsys_gather_rows_cached(const unsigned char* _
         const int slot = __ldg(slots + row);
         const unsigned char* src =
             slot >= 0 ? cache + (gnnsys_i64)slot * row_bytes : table + row * row_bytes;
-        gnnsys_copy_row<V>(src, out + i * row_bytes, row_bytes, lane, lanes_log2);
+        COPY::row(src, out + i * row_bytes, row_bytes, lane, lanes_log2);
     }
 }
 
-#define GNNSYS_DEFINE_GATHER(SUFFIX, V)                                                          \
+#define GNNSYS_DEFINE_GATHER(SUFFIX, COPY)                                                      \
     extern "C" __global__ void __launch_bounds__(256) gnnsys_gather_##SUFFIX(                   \
         const unsigned char* __restrict__ table, unsigned char* __restrict__ out,               \
         const gnnsys_i64* __restrict__ ids, gnnsys_i64 n, gnnsys_i64 row_bytes,                 \
         gnnsys_i64 num_rows, unsigned lanes_log2, gnnsys_u64* bad)                              \
     {                                                                                           \
-        gnnsys_gather_rows<V>(table, out, ids, n, row_bytes, num_rows, lanes_log2, bad);        \
+        gnnsys_gather_rows<COPY>(table, out, ids, n, row_bytes, num_rows, lanes_log2, bad);     \
     }                                                                                           \
     extern "C" __global__ void __launch_bounds__(256) gnnsys_gather_cached_##SUFFIX(            \
         const unsigned char* __restrict__ table, const unsigned char* __restrict__ cache,       \
@@ -132,14 +216,18 @@ __device__ __forceinline__ void gnnsys_gather_rows_cached(const unsigned char* _
         const gnnsys_i64* __restrict__ ids, gnnsys_i64 n, gnnsys_i64 row_bytes,                 \
         gnnsys_i64 num_rows, unsigned lanes_log2, gnnsys_u64* bad)                              \
     {                                                                                           \
-        gnnsys_gather_rows_cached<V>(table, cache, slots, out, ids, n, row_bytes, num_rows,     \
-                                     lanes_log2, bad);                                          \
+        gnnsys_gather_rows_cached<COPY>(table, cache, slots, out, ids, n, row_bytes, num_rows,  \
+                                        lanes_log2, bad);                                       \
     }
 
-GNNSYS_DEFINE_GATHER(w16, uint4)
-GNNSYS_DEFINE_GATHER(w8, uint2)
-GNNSYS_DEFINE_GATHER(w4, unsigned int)
-GNNSYS_DEFINE_GATHER(w2, unsigned short)
-GNNSYS_DEFINE_GATHER(w1, unsigned char)
+GNNSYS_DEFINE_GATHER(w16, gnnsys_plain_copy<uint4>)
+GNNSYS_DEFINE_GATHER(w8, gnnsys_plain_copy<uint2>)
+GNNSYS_DEFINE_GATHER(w4, gnnsys_plain_copy<unsigned int>)
+GNNSYS_DEFINE_GATHER(w2, gnnsys_plain_copy<unsigned short>)
+GNNSYS_DEFINE_GATHER(w1, gnnsys_plain_copy<unsigned char>)
+GNNSYS_DEFINE_GATHER(w16s8, gnnsys_wide_copy<uint2>)
+GNNSYS_DEFINE_GATHER(w16s4, gnnsys_wide_copy<unsigned int>)
+GNNSYS_DEFINE_GATHER(w16s2, gnnsys_wide_copy<unsigned short>)
+GNNSYS_DEFINE_GATHER(w16s1, gnnsys_wide_copy<unsigned char>)
 
 #undef GNNSYS_DEFINE_GATHER

@@ -100,9 +100,11 @@ def _cmd_train(args) -> int:
     if args.nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # start the local ranks (each runs main)
-        from .launch import launch_train
+        from .launch import check_gpu_ranks, launch_train
 
-        return launch_train(args.nproc, config_from_args(args), resume=args.resume,
+        config = config_from_args(args)
+        check_gpu_ranks(args.nproc, config.device)
+        return launch_train(args.nproc, config, resume=args.resume,
                             overwrite=args.overwrite, entry=main)
     return run_train(args)
 

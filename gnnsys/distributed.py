@@ -144,6 +144,12 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"environment variable {name}={v!r} is not an integer") from None
 
 
+def backend_for(device: str) -> str:
+    """The collective backend of a device: ``nccl`` for ``cuda`` (GPU tensors, NVLink/PCIe),
+    ``gloo`` for the CPU."""
+    return "nccl" if device == "cuda" else "gloo"
+
+
 def init_distributed(device: str = "cpu", timeout_s: float | None = None) -> DistContext:
     """Join the process group described by the environment (torchrun's variables).
 
@@ -164,8 +170,12 @@ def init_distributed(device: str = "cpu", timeout_s: float | None = None) -> Dis
     for var in ("MASTER_ADDR", "MASTER_PORT"):
         if not os.environ.get(var):
             raise ConfigError(f"WORLD_SIZE={world} but {var} is not set (launch with torchrun or --nproc)")
-    backend = "nccl" if device == "cuda" else "gloo"
+    backend = backend_for(device)
     if device == "cuda":
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise ConfigError(f"LOCAL_RANK={local_rank} with --device cuda needs GPU {local_rank}, but "
+                              f"this host has {count} GPU(s): start at most {count} ranks per host")
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         try:

@@ -35,6 +35,21 @@ RANK_PRELOAD = ("torch", "torch.distributed", "torch.nn.parallel", "torch.optim"
                 "gnnsys._jit_warmup")
 
 
+def check_gpu_ranks(nproc: int, device: str, device_count: Callable[[], int] | None = None) -> None:
+    """``--nproc N --device cuda`` puts one rank on each of ``N`` GPUs: refuse more ranks than
+    GPUs (NCCL cannot put two ranks on one GPU) before any rank starts.
+
+    Raises:
+        ConfigError: one line naming both counts.
+    """
+    if device != "cuda":
+        return
+    count = int((device_count or torch.cuda.device_count)())
+    if nproc > count:
+        raise ConfigError(f"--nproc {nproc} with --device cuda needs {nproc} GPUs (one per rank, nccl), "
+                          f"but this machine has {count}: use --nproc {max(count, 1)} or fewer")
+
+
 def launch_train(nproc: int, config, *, resume: bool, overwrite: bool,
                  entry: Callable[[list[str]], int]) -> int:
     """Train ``config`` (a :class:`~gnnsys.train.TrainConfig`) as ``nproc`` local ranks, each

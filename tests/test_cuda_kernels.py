@@ -8,7 +8,8 @@
    output must equal NumPy fancy indexing bit for bit, and the recorded loads must follow the
    access pattern the kernels promise (aligned 128-byte windows, coalesced lanes, each row byte
    read exactly once, nothing outside the table).
-3. With a GPU (``-m gpu``), the kernels also run for real through ``FeatureStore``.
+3. With a GPU (``-m gpu``), the kernels also run for real through ``FeatureStore``: see
+   ``tests/test_gpu.py`` (kept free of hypothesis, which the GPU machines lack).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +30,9 @@ from gnnsys.features.launch_plan import (
     SEGMENT_BYTES,
     VECTOR_WIDTHS,
     GatherPlan,
+    all_gather_kernels,
     plan_gather,
+    vector_bytes_for,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,9 +73,8 @@ def test_nvrtc_compiles(cu: Path, arch: str):
     pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
     ptx = nvrtc_compile_ptx(cu.read_text(), cu.name, arch)
     if cu.name == GATHER_SOURCE:
-        for width in VECTOR_WIDTHS:
-            assert f".entry gnnsys_gather_w{width}(" in ptx
-            assert f".entry gnnsys_gather_cached_w{width}(" in ptx
+        for name in all_gather_kernels():
+            assert f".entry {name}(" in ptx
         # the 16-byte path really issues 16-byte loads and stores
         assert "ld.global.nc.v4.u32" in ptx and "st.global.cs.v4.u32" in ptx
 
@@ -100,12 +101,12 @@ def emu(tmp_path_factory) -> ctypes.CDLL:
     assert res.returncode == 0, res.stderr
     dll = ctypes.CDLL(str(lib))
     vp, i64, u32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint32
-    for width in VECTOR_WIDTHS:
-        fn = getattr(dll, f"emu_gnnsys_gather_w{width}")
-        fn.argtypes = [u32, u32, vp, vp, vp, i64, i64, i64, u32, vp]
-        fn.restype = ctypes.c_int
-        fn = getattr(dll, f"emu_gnnsys_gather_cached_w{width}")
-        fn.argtypes = [u32, u32, vp, vp, vp, vp, vp, i64, i64, i64, u32, vp]
+    for name in all_gather_kernels():
+        fn = getattr(dll, f"emu_{name}")
+        if "cached" in name:
+            fn.argtypes = [u32, u32, vp, vp, vp, vp, vp, i64, i64, i64, u32, vp]
+        else:
+            fn.argtypes = [u32, u32, vp, vp, vp, i64, i64, i64, u32, vp]
         fn.restype = ctypes.c_int
     dll.emu_allow_read.argtypes = [vp, i64]
     dll.emu_allow_write.argtypes = [vp, i64]
@@ -184,18 +185,42 @@ def check_access_pattern(plan: GatherPlan, trace: np.ndarray, source: np.ndarray
     mine = (addr >= lo) & (addr < hi)
     addr, size, thread = addr[mine], size[mine], thread[mine]
     w = plan.vector_bytes
+    assert np.all(addr + size <= hi)
+    # no byte is fetched twice and none is skipped: total equals the gathered bytes
+    assert int(size.sum()) == expected_bytes
+    if plan.edge_bytes is not None:
+        check_wide_pattern(plan, addr, size, thread, source)
+        return
     # the vector width the plan chose is the width of every load
     assert np.all(size == w)
     assert np.all(addr % w == 0)
-    assert np.all(addr + size <= hi)
     # lane k of a group reads the k-th vector of an aligned window: the window a group reads in
     # one step starts on a 128-byte boundary (or, for spans under 128 B, on a span boundary
     # inside one 128-byte segment), so every request is an aligned 128 B read (or part of one)
     lane = thread % plan.lanes
     window = addr - lane * w
     assert np.all(window % min(SEGMENT_BYTES, plan.span) == 0)
-    # no byte is fetched twice and none is skipped: total equals the gathered bytes
-    assert int(size.sum()) == expected_bytes
+
+
+def check_wide_pattern(plan: GatherPlan, addr, size, thread, source: np.ndarray) -> None:
+    """A wide kernel's loads: 16-byte loads cover exactly the 16-byte-aligned body of every row
+    they touch, through aligned windows; edge-width loads only the head and tail (under 16 bytes)."""
+    base, row_bytes = source.ctypes.data, source.shape[1] * source.itemsize
+    row = (addr - base) // row_bytes
+    start = base + row * row_bytes
+    body_lo, body_hi = (start + 15) // 16 * 16, (start + row_bytes) // 16 * 16
+    wide = size == 16
+    has_body = body_hi > body_lo
+    assert np.all(has_body[wide]), "16-byte loads only in rows with an aligned body"
+    assert np.all((addr[wide] >= body_lo[wide]) & (addr[wide] + 16 <= body_hi[wide]))
+    assert np.all(addr[wide] % 16 == 0)
+    window = addr[wide] - (thread[wide] % plan.lanes) * 16
+    assert np.all(window % min(SEGMENT_BYTES, plan.span) == 0)
+    narrow = ~wide
+    assert np.all(size[narrow] == plan.edge_bytes)
+    assert np.all(addr[narrow] % plan.edge_bytes == 0)
+    in_edges = (addr[narrow] < body_lo[narrow]) | (addr[narrow] >= body_hi[narrow])
+    assert np.all(in_edges | ~has_body[narrow]), "edge-width loads only in a row's head or tail"
 
 
 def make_cache(table: np.ndarray, hot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -226,8 +251,8 @@ def test_emulated_gather_bit_exact(emu, dim: int, dtype: str, misalign: int, cac
         plan = plan_gather(ids.size, row_bytes, table.ctypes.data, out.ctypes.data,
                            cache_addr=None if cache is None else cache.ctypes.data,
                            max_blocks=max_blocks)
-        if misalign == 4:
-            assert plan.vector_bytes <= 4
+        if misalign == 4:  # 4-byte vectors at most, or 16-byte body loads with 4-byte edges
+            assert plan.vector_bytes <= 4 or plan.edge_bytes in (1, 2, 4)
         res = run_emulated(emu, plan, table, ids, out=out, cache=cache, slots=slots)
         assert res.rc == 0
         np.testing.assert_array_equal(res.out.view(np.uint8), table[ids].view(np.uint8))
@@ -262,22 +287,56 @@ def test_emulated_gather_any_shape_and_alignment(emu, dim: int, dtype: str, misa
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("dim", [3, 100, 129])
 def test_emulated_every_legal_width_and_group_size(emu, dim: int, dtype: str):
-    """All vector widths / lane counts a plan may pick are correct, not just the default."""
+    """All vector widths / lane counts a plan may pick are correct, not just the default, and so
+    are the wide kernels wherever the alignment rules out the plain 16-byte one."""
     rng = np.random.default_rng(dim)
     table = make_table(50, dim, dtype, 0, rng)
     ids = rng.integers(0, 50, 37).astype(np.int64)
     row_bytes = table.shape[1] * table.itemsize
     out = aligned_bytes(ids.size * row_bytes, 0).view(table.dtype).reshape(ids.size, dim)
-    legal = plan_gather(ids.size, row_bytes, table.ctypes.data, out.ctypes.data).vector_bytes
-    for width in [w for w in VECTOR_WIDTHS if legal % w == 0]:
-        for lanes in (1, 4, 8, 32):
-            plan = plan_gather(ids.size, row_bytes, table.ctypes.data, out.ctypes.data,
-                               vector_bytes=width, lanes=lanes, max_blocks=2)
-            out[:] = 0
-            res = run_emulated(emu, plan, table, ids, out=out)
-            assert res.rc == 0, (width, lanes)
-            np.testing.assert_array_equal(res.out, table[ids])
-            check_access_pattern(plan, res.trace, table, ids.size * row_bytes)
+    legal = vector_bytes_for(row_bytes, table.ctypes.data, out.ctypes.data)
+    plans = [plan_gather(ids.size, row_bytes, table.ctypes.data, out.ctypes.data,
+                         vector_bytes=width, lanes=lanes, max_blocks=2)
+             for width in VECTOR_WIDTHS if legal % width == 0 for lanes in (1, 4, 8, 32)]
+    if legal < 16:
+        plans += [plan_gather(ids.size, row_bytes, table.ctypes.data, out.ctypes.data, lanes=lanes,
+                              max_blocks=2, wide=True) for lanes in (1, 4, 8, 32)]
+    for plan in plans:
+        out[:] = 0
+        res = run_emulated(emu, plan, table, ids, out=out)
+        assert res.rc == 0, plan
+        np.testing.assert_array_equal(res.out, table[ids])
+        check_access_pattern(plan, res.trace, table, ids.size * row_bytes)
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["uva", "cached"])
+@pytest.mark.parametrize("out_offset", [0, 8])
+def test_emulated_float16_width_100_uses_16_byte_loads(emu, cached: bool, out_offset: int):
+    """float16 rows of 100 elements are 200 bytes: every other row starts 8 bytes off a 16-byte
+    boundary, so the plain kernels could only use 8-byte vectors. The plan picks the wide
+    kernel: each row's aligned body (at least 176 of its 200 bytes) is read with 16-byte loads,
+    only its head and tail with 8-byte ones; the output is bit-exact."""
+    rng = np.random.default_rng(100)
+    table = make_table(64, 100, "float16", 0, rng)
+    ids = np.concatenate([rng.integers(0, 64, 90), [1, 1, 2, 63]]).astype(np.int64)
+    out = aligned_bytes(ids.size * 200, out_offset).view(np.float16).reshape(ids.size, 100)
+    cache = slots = None
+    if cached:
+        cache, slots = make_cache(table, np.array([1, 7, 8, 40], dtype=np.int64))
+    plan = plan_gather(ids.size, 200, table.ctypes.data, out.ctypes.data,
+                       cache_addr=None if cache is None else cache.ctypes.data)
+    assert (plan.vector_bytes, plan.edge_bytes) == (16, 8)
+    assert plan.kernel.endswith("_w16s8")
+    res = run_emulated(emu, plan, table, ids, out=out, cache=cache, slots=slots)
+    assert res.rc == 0
+    np.testing.assert_array_equal(res.out.view(np.uint8), table[ids].view(np.uint8))
+    hit = np.zeros(ids.size, bool) if slots is None else slots[ids] >= 0
+    check_access_pattern(plan, res.trace, table, int((~hit).sum()) * 200)
+    mine = (res.trace[:, 2] >= table.ctypes.data) & (res.trace[:, 2] < table.ctypes.data + table.nbytes)
+    sizes = res.trace[mine, 3]
+    wide_bytes = int(sizes[sizes == 16].sum())
+    assert wide_bytes >= int((~hit).sum()) * 176  # 200 bytes minus at most 8 + 16 of edges
+    assert set(np.unique(sizes)) == {8, 16}
 
 
 def test_emulated_empty_ids_touch_nothing(emu):
@@ -344,37 +403,3 @@ def test_emulator_catches_misaligned_and_stray_accesses(emu):
     res = run_emulated(emu, plan, table, np.array([0, 16], dtype=np.int64))
     assert res.rc == 700  # cudaErrorIllegalAddress
     assert BLOCK_THREADS % plan.lanes == 0
-
-
-# --------------------------------------------------------------------------------------------
-# 3. on a real GPU
-# --------------------------------------------------------------------------------------------
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-@pytest.mark.gpu
-@gpu
-@pytest.mark.parametrize("placement", ["uva", "gpu", "cached"])
-def test_gpu_gather_bit_exact(placement: str):
-    """The real kernels (and the `gpu` placement) on a GPU, for the same cases as the emulation."""
-    pytest.importorskip("cupy")
-    from gnnsys.features import FeatureStore
-
-    for dim in ROW_WIDTHS:
-        for dtype in DTYPES:
-            for misalign in (0, 4):
-                rng = np.random.default_rng(dim)
-                table = make_table(997, dim, dtype, misalign, rng)
-                ids = np.concatenate([rng.integers(0, 997, 3000), [5, 5, 5]]).astype(np.int64)
-                declared = "bfloat16" if dtype == "bfloat16" else None
-                kw = {}
-                if placement == "cached":
-                    kw = {"cache_rows": 100, "row_scores": rng.random(997)}
-                with FeatureStore(table, placement=placement, device="cuda", dtype=declared,
-                                  **kw) as fs:
-                    got = fs.gather(ids)
-                    assert got.device.type == "cuda" and got.shape == (ids.size, dim)
-                    bits = got.cpu().contiguous().view(torch.uint8).numpy()
-                    np.testing.assert_array_equal(bits, table[ids].view(np.uint8),
-                                                  err_msg=f"{dim} {dtype} {misalign}")
-                    assert fs.gather(np.empty(0, np.int64)).shape == (0, dim)

@@ -230,7 +230,7 @@ _CAN_COUNT_REFS = hasattr(torch._C, "_storage_Use_Count")
 
 
 class BufferRing:
-    """A pool of ``num_buffers`` reusable output buffers (pinned when CUDA is present).
+    """A pool of ``num_buffers`` reusable output buffers (pinned when they are copied to a GPU).
 
     ``take(n)`` returns a ``[n, D]`` view of a buffer that no earlier result still uses: buffers
     are visited in round-robin order and one is skipped while any tensor (a view handed out
@@ -246,16 +246,26 @@ class BufferRing:
     A buffer grows (to ``1.25 x`` the request) when a larger batch arrives. Reusing buffers avoids
     the page faults of a fresh allocation, which otherwise dominate the cost of a large gather.
     When a buffer is the source of an asynchronous host-to-device copy, :meth:`set_pending`
-    records the copy's CUDA event and :meth:`take` waits for it before the buffer is written again.
+    records an event recorded after the copy, and :meth:`take` waits for it before the buffer is
+    handed out (and written) again.
+
+    Args:
+        allocate: ``allocate(shape, dtype) -> Tensor`` for the buffers (e.g. a runtime's
+            ``pinned_empty``); default ``torch.empty``.
+        pin: shorthand for ``allocate`` = pinned ``torch.empty``.
     """
 
-    def __init__(self, num_buffers: int, dim: int, ftype: FeatureDType, pin: bool = False):
+    def __init__(self, num_buffers: int, dim: int, ftype: FeatureDType, pin: bool = False,
+                 allocate=None):
         if num_buffers < 1:
             raise ValueError("num_buffers must be >= 1")
         self.num_buffers = num_buffers
         self.dim = dim
         self.ftype = ftype
-        self.pin = pin
+        self.pin = pin or allocate is not None
+        if allocate is None:
+            allocate = (lambda shape, dtype: torch.empty(shape, dtype=dtype, pin_memory=pin))
+        self._allocate_fn = allocate
         self._buffers: list[torch.Tensor | None] = [None] * num_buffers
         self._free_refs = [0] * num_buffers  # use count of each buffer's storage when unreferenced
         self._pending: list[torch.cuda.Event | None] = [None] * num_buffers
@@ -264,7 +274,7 @@ class BufferRing:
         self.allocations = 0
 
     def _allocate(self, slot: int, rows: int) -> torch.Tensor:
-        buf = torch.empty((rows, self.dim), dtype=self.ftype.torch_storage, pin_memory=self.pin)
+        buf = self._allocate_fn((rows, self.dim), self.ftype.torch_storage)
         self._buffers[slot] = buf
         self._free_refs[slot] = _storage_refs(buf) if _CAN_COUNT_REFS else 0
         self._pending[slot] = None

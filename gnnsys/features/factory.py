@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from gnnsys.data.format import float32_to_bfloat16_bits
 from gnnsys.features.hot import in_degree_cache
@@ -28,8 +29,9 @@ def store_for_placement(table: Any, placement: str, *, dtype: str | None = None,
         table: ``[N, D]`` feature table.
         placement: ``cpu``, ``mmap``, ``uva``, ``gpu`` or ``cached``.
         dtype: the table's element type name (``None``: inferred; ``"bfloat16"`` for uint16 bits).
-        device: the device the model runs on. The GPU placements gather into it; ``cpu`` and
-            ``mmap`` always return host tensors (the training step moves the batch).
+        device: the device the model runs on; the store returns tensors there. On a GPU the
+            ``cpu`` and ``mmap`` placements gather on the CPU into pooled pinned buffers and copy
+            them on a side stream (each buffer reused only after its copy's event).
         num_buffers: reusable output buffers of the CPU placements.
         indptr: int64 ``[N + 1]`` CSC offsets: the ``cached`` placement keeps the tenth of the
             rows with the highest in-degree on the GPU.
@@ -39,7 +41,8 @@ def store_for_placement(table: Any, placement: str, *, dtype: str | None = None,
         if indptr is None:
             raise ValueError("placement 'cached' needs the graph's indptr to rank rows by in-degree")
         kwargs = in_degree_cache(indptr)
-    dev = device if placement in GPU_PLACEMENTS else None
+    on_gpu = device is not None and torch.device(device).type == "cuda"
+    dev = device if placement in GPU_PLACEMENTS or on_gpu else None
     return FeatureStore(table, placement=placement, device=dev, dtype=dtype, num_buffers=num_buffers,
                         **kwargs)
 

@@ -15,6 +15,18 @@ VECTOR_WIDTHS = (16, 8, 4, 2, 1)
 #: bytes of one aligned PCIe / L2 segment.
 SEGMENT_BYTES = 128
 WARP_LANES = 32
+#: edge widths of the wide kernels ``_w16s{S}`` (16-byte body loads, S-byte head and tail).
+EDGE_WIDTHS = (8, 4, 2, 1)
+#: rows at least this long use the wide kernels when their alignment rules out the plain 16-byte
+#: one (a row of 64 bytes or more holds at least three aligned 16-byte vectors).
+WIDE_MIN_ROW_BYTES = 64
+
+
+def all_gather_kernels() -> tuple[str, ...]:
+    """Every extern "C" kernel of ``cuda/gather.cu`` (plain and ``cached``, every width)."""
+    suffixes = [f"w{w}" for w in VECTOR_WIDTHS] + [f"w16s{s}" for s in EDGE_WIDTHS]
+    return tuple(f"{prefix}_{suffix}" for prefix in ("gnnsys_gather", "gnnsys_gather_cached")
+                 for suffix in suffixes)
 
 
 @dataclass(frozen=True)
@@ -23,10 +35,13 @@ class GatherPlan:
 
     Attributes:
         kernel: extern "C" kernel name in ``gather.cu`` (e.g. ``"gnnsys_gather_w16"``).
-        vector_bytes: bytes each lane moves per step (the kernel's V).
+        vector_bytes: bytes each lane moves per step (the kernel's V; 16 for a wide kernel).
         lanes: lanes per row group (power of two dividing 32).
         grid: blocks to launch (0: nothing to do).
         block: threads per block.
+        edge_bytes: wide kernels (``_w16s{S}``): the width S of the head and tail vectors of a
+            row whose 16-byte-aligned body is read with 16-byte loads; ``None`` for the plain
+            kernels.
     """
 
     kernel: str
@@ -34,6 +49,7 @@ class GatherPlan:
     lanes: int
     grid: int
     block: int = BLOCK_THREADS
+    edge_bytes: int | None = None
 
     @property
     def lanes_log2(self) -> int:
@@ -73,7 +89,8 @@ def lanes_for(row_bytes: int, vector_bytes: int) -> int:
 
 def plan_gather(n: int, row_bytes: int, table_addr: int, out_addr: int,
                 cache_addr: int | None = None, max_blocks: int = 65535,
-                vector_bytes: int | None = None, lanes: int | None = None) -> GatherPlan:
+                vector_bytes: int | None = None, lanes: int | None = None,
+                wide: bool | None = None) -> GatherPlan:
     """Plan a gather of ``n`` rows of ``row_bytes`` bytes.
 
     Args:
@@ -85,9 +102,24 @@ def plan_gather(n: int, row_bytes: int, table_addr: int, out_addr: int,
             vector alignment too.
         max_blocks: grid cap (e.g. 8 blocks per multiprocessor); the kernel loops grid-stride.
         vector_bytes, lanes: force a width / group size (tests); they must be legal.
+        wide: use a wide kernel (16-byte loads over each row's aligned body, ``legal``-byte
+            head and tail) when the widest legal width is below 16. ``None``: for rows of
+            :data:`WIDE_MIN_ROW_BYTES` or more and no forced ``vector_bytes``.
     """
     addrs = [table_addr, out_addr] + ([cache_addr] if cache_addr is not None else [])
     legal = vector_bytes_for(row_bytes, *addrs)
+    prefix = "gnnsys_gather_cached" if cache_addr is not None else "gnnsys_gather"
+    if wide is None:
+        wide = vector_bytes is None and legal < 16 and row_bytes >= WIDE_MIN_ROW_BYTES
+    if wide:
+        if legal >= 16:
+            raise ValueError("a wide kernel is for rows whose alignment rules out 16-byte vectors")
+        lanes = lanes_for(row_bytes, 16) if lanes is None else lanes
+        if lanes not in (1, 2, 4, 8, 16, 32):
+            raise ValueError(f"lanes={lanes} must be a power of two dividing 32")
+        grid = 0 if n == 0 or row_bytes == 0 else min(max_blocks, -(-n // (BLOCK_THREADS // lanes)))
+        return GatherPlan(kernel=f"{prefix}_w16s{legal}", vector_bytes=16, lanes=lanes, grid=grid,
+                          edge_bytes=legal)
     if vector_bytes is None:
         vector_bytes = legal
     elif vector_bytes not in VECTOR_WIDTHS or legal % vector_bytes:
@@ -98,6 +130,5 @@ def plan_gather(n: int, row_bytes: int, table_addr: int, out_addr: int,
         raise ValueError(f"lanes={lanes} must be a power of two dividing 32")
     groups_per_block = BLOCK_THREADS // lanes
     grid = 0 if n == 0 or row_bytes == 0 else min(max_blocks, -(-n // groups_per_block))
-    prefix = "gnnsys_gather_cached" if cache_addr is not None else "gnnsys_gather"
     return GatherPlan(kernel=f"{prefix}_w{vector_bytes}", vector_bytes=vector_bytes,
                       lanes=lanes, grid=grid)

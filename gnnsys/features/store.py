@@ -18,11 +18,12 @@ from gnnsys.features.cpu_gather import (
     gather_mean_into,
     gather_rows_into,
 )
+from gnnsys.features.cuda_runtime import ATTR_CAN_USE_HOST_POINTER, CudaRuntime, resolve_runtime
 from gnnsys.features.hot import in_degree_cache, select_hot_rows
 from gnnsys.features.hugepages import MIN_HUGE_BYTES, advise_huge
 from gnnsys.features.ids import check_ids
-from gnnsys.features.kernels import require_cuda
 from gnnsys.features.pending import PendingGather
+from gnnsys.features.registration import PinPlan, pinnable_bytes, plan_pinning
 from gnnsys.features.table import HostTable, TableLike, open_table
 from gnnsys.features.validate import ValidationReport, find_nonfinite_rows
 
@@ -30,21 +31,22 @@ PLACEMENTS = ("cpu", "mmap", "uva", "gpu", "cached")
 GPU_PLACEMENTS = ("uva", "gpu", "cached")
 
 
-def _resolve_device(placement: str, device: Any) -> torch.device:
+def _resolve_device(placement: str, device: Any, runtime: CudaRuntime) -> tuple[torch.device, bool]:
+    """``(device, on_gpu)``: where gathered tensors live and whether that is a GPU (through
+    ``runtime``; a stand-in runtime may allocate its "GPU" tensors on the CPU)."""
     if placement in GPU_PLACEMENTS:
-        dev = torch.device("cuda" if device is None else device)
-        if dev.type != "cuda":
+        requested = torch.device("cuda" if device is None else device)
+        if requested.type != "cuda":
             raise ConfigError(f"placement={placement!r} produces CUDA tensors; device={device!r} is not a CUDA device")
-        require_cuda(placement, need_cupy=placement != "gpu")
-    else:
-        dev = torch.device("cpu" if device is None else device)
-        if dev.type not in ("cpu", "cuda"):
-            raise ConfigError(f"device={device!r} is not supported (use 'cpu' or 'cuda')")
-        if dev.type == "cuda":
-            require_cuda(f"{placement} (device='cuda')", need_cupy=False)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
-    return dev
+        runtime.require(placement, need_cupy=placement != "gpu")
+        return runtime.device(requested), True
+    requested = torch.device("cpu" if device is None else device)
+    if requested.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={device!r} is not supported (use 'cpu' or 'cuda')")
+    if requested.type == "cuda":
+        runtime.require(f"{placement} (device='cuda')", need_cupy=False)
+        return runtime.device(requested), True
+    return requested, False
 
 
 def _open(table: TableLike, placement: str, dtype: Any) -> HostTable:
@@ -78,6 +80,11 @@ class FeatureStore:
         ``cached``: the ``cache_rows`` hottest rows resident on the GPU, the rest zero-copy;
             :attr:`hit_rate` reports the fraction of requested rows served from the GPU.
 
+    A ``uva``/``cached`` table is pinned whole, or in chunks when it is large; one larger than
+    what can be pinned is served by gathering the rows on the CPU into a pinned staging buffer
+    and copying them (the hot rows of ``cached`` still on the GPU): :attr:`pin_plan` says which,
+    and a ``RuntimeWarning`` says so when it is not ``whole``.
+
     Args:
         table: ``[N, D]`` C-contiguous NumPy array / ``np.memmap`` / CPU tensor, or a ``.npy`` path.
             bfloat16 tables are stored as ``uint16`` and need ``dtype="bfloat16"``. ``cpu`` reads
@@ -104,6 +111,11 @@ class FeatureStore:
             allocations already have them). ``None``: for tables of 64 MiB and more. Changes
             only the kernel's mapping of the memory, never the data or its address.
         debug: GPU kernels also bound-check every id and the gather waits to report a bad one.
+        pin_limit_bytes: ``uva``/``cached``: the most bytes that may be pinned (default
+            :func:`~gnnsys.features.registration.pinnable_bytes`); a larger table is served
+            through a pinned staging path instead (see :attr:`pin_plan`).
+        runtime: the CUDA calls (:class:`~gnnsys.features.cuda_runtime.CudaRuntime`); the
+            default is the real one, tests pass a recording stand-in.
 
     Raises:
         ConfigError: unknown placement or options that do not fit it.
@@ -120,7 +132,8 @@ class FeatureStore:
                  hot_ids: np.ndarray | None = None, row_scores: np.ndarray | None = None,
                  num_buffers: int = 4, sort_ids: bool | None = None,
                  num_threads: int | None = None, huge_pages: bool | None = None,
-                 debug: bool = False):
+                 debug: bool = False, pin_limit_bytes: int | None = None,
+                 runtime: CudaRuntime | None = None):
         if placement not in PLACEMENTS:
             raise ConfigError(f"placement={placement!r} is unknown; choose one of {PLACEMENTS}")
         if placement != "cached" and (cache_rows is not None or hot_ids is not None
@@ -135,7 +148,11 @@ class FeatureStore:
         if huge_pages and placement != "cpu":
             raise ConfigError("huge_pages only applies to placement='cpu' (an in-RAM table)")
         self._placement = placement
-        self._device = _resolve_device(placement, device)
+        self._runtime = resolve_runtime(runtime) if (placement in GPU_PLACEMENTS or device is not None) else runtime
+        if self._runtime is None:
+            self._device, self._on_gpu = torch.device("cpu"), False
+        else:
+            self._device, self._on_gpu = _resolve_device(placement, device, self._runtime)
         self._table = _open(table, placement, dtype)
         self._num_buffers = int(num_buffers)
         self._num_threads = None if num_threads is None else int(num_threads)
@@ -143,6 +160,9 @@ class FeatureStore:
         self._lock = threading.Lock()
         self._backend = None
         self._ring: BufferRing | None = None
+        self._copier = None  # CPU placements gathering for a GPU: the side stream of the copies
+        #: ``uva``/``cached``: how the table is pinned or staged (see registration.py); else None
+        self.pin_plan: PinPlan | None = None
         if sort_ids is None:
             sort_ids = placement == "mmap" and self._table.nbytes > psutil.virtual_memory().available
         self._sort_ids = bool(sort_ids)
@@ -152,23 +172,42 @@ class FeatureStore:
             self.huge_pages = advise_huge(self._table.array, min_bytes=0 if huge_pages else MIN_HUGE_BYTES)
         if placement in ("cpu", "mmap"):
             self._words = as_words(self._table.array)
+            # pinned only when this store copies its results to a GPU itself (with events);
+            # results handed out on the host are pageable, so a caller's own copy of them is
+            # never a race with the next gather
+            allocate = self._runtime.pinned_empty if self._on_gpu else None
             self._ring = BufferRing(self._num_buffers, self._table.dim, self._table.dtype,
-                                    pin=torch.cuda.is_available())
+                                    allocate=allocate)
+            if self._on_gpu:
+                from gnnsys.features.cuda_backends import SideStream  # noqa: PLC0415
+
+                self._copier = SideStream(self._runtime, self._device)
         else:
-            self._backend = self._make_gpu_backend(cache_rows, hot_ids, row_scores)
+            self._backend = self._make_gpu_backend(cache_rows, hot_ids, row_scores,
+                                                   pin_limit_bytes)
             self._finalizer = weakref.finalize(self, self._backend.close)
 
     # -- construction helpers -------------------------------------------------------------
-    def _make_gpu_backend(self, cache_rows, hot_ids, row_scores):
+    def _make_gpu_backend(self, cache_rows, hot_ids, row_scores, pin_limit_bytes):
         from gnnsys.features import cuda_backends as cb  # noqa: PLC0415 - needs CUDA
 
+        rt = self._runtime
         if self._placement == "gpu":
-            return cb.GpuBackend(self._table, self._device)
-        cupy = require_cuda(self._placement, need_cupy=True)
+            return cb.GpuBackend(self._table, self._device, rt)
+        hot = (self._hot_rows(cache_rows, hot_ids, row_scores) if self._placement == "cached"
+               else np.empty(0, np.int64))
+        limit = pinnable_bytes() if pin_limit_bytes is None else int(pin_limit_bytes)
+        can_split = bool(rt.device_attribute(ATTR_CAN_USE_HOST_POINTER, self._device))
+        self.pin_plan = plan_pinning(self._table.nbytes, limit, can_split)
+        if self.pin_plan.mode != "whole":
+            warnings.warn(f"placement {self._placement!r}: {self.pin_plan.message}", RuntimeWarning,
+                          stacklevel=3)
+        if self.pin_plan.mode == "staged":
+            return cb.StagedBackend(self._table, self._device, rt, self.pin_plan, hot,
+                                    num_threads=self._num_threads)
         if self._placement == "uva":
-            return cb.UvaBackend(self._table, self._device, cupy, self._debug)
-        hot = self._hot_rows(cache_rows, hot_ids, row_scores)
-        return cb.CachedBackend(self._table, self._device, cupy, self._debug, hot)
+            return cb.UvaBackend(self._table, self._device, rt, self._debug, self.pin_plan)
+        return cb.CachedBackend(self._table, self._device, rt, self._debug, self.pin_plan, hot)
 
     def _hot_rows(self, cache_rows, hot_ids, row_scores) -> np.ndarray:
         n = self._table.num_rows
@@ -229,6 +268,16 @@ class FeatureStore:
         return self._device
 
     @property
+    def on_gpu(self) -> bool:
+        """Whether :meth:`gather` returns GPU tensors (every placement with ``device="cuda"``)."""
+        return self._on_gpu
+
+    @property
+    def runtime(self) -> CudaRuntime | None:
+        """The CUDA calls this store makes (``None`` for a CPU-only store)."""
+        return self._runtime
+
+    @property
     def num_buffers(self) -> int:
         """How many tensors returned by :meth:`gather` (CPU placements) stay valid at once."""
         return self._num_buffers
@@ -262,10 +311,11 @@ class FeatureStore:
                 to write into (then it is returned).
 
         Returns:
-            For the CPU placements without ``out``, a view into a pool of reusable output
-            buffers: a buffer is reused only once no tensor references the result that it holds
-            (keeping a result is safe; it merely costs a new buffer). GPU placements return a
-            fresh tensor, already ordered before later work on the current stream.
+            For the CPU placements on the CPU without ``out``, a view into a pool of reusable
+            output buffers: a buffer is reused only once no tensor references the result that it
+            holds (keeping a result is safe; it merely costs a new buffer). On a GPU (any
+            placement with ``device="cuda"``) a fresh tensor, already ordered before later work
+            on the current stream.
 
         Raises:
             FeatureStoreError: float/negative/out-of-range ids, or a mismatching ``out``.
@@ -275,9 +325,10 @@ class FeatureStore:
     def gather_async(self, ids: Any, out: torch.Tensor | None = None) -> PendingGather:
         """Like :meth:`gather`, but returns a :class:`~gnnsys.features.pending.PendingGather`.
 
-        For the GPU placements the gather runs on the store's side stream; call ``.wait()`` on
-        the consuming side (it makes the current stream wait on the gather's event, without
-        blocking the host) so that gathering batch ``i + 1`` overlaps training on batch ``i``.
+        On a GPU the gather (or, for the CPU placements, the copy of the gathered rows) runs on
+        the store's side stream; call ``.wait()`` on the consuming side (it makes the current
+        stream wait on the gather's event, without blocking the host) so that gathering batch
+        ``i + 1`` overlaps training on batch ``i``.
         """
         idx = check_ids(ids, self.num_rows)
         if out is not None:
@@ -287,11 +338,14 @@ class FeatureStore:
                 pending = self._backend.gather(idx)
                 if out is None:
                     return pending
-                out.copy_(pending.wait())
-                return PendingGather(out)
+                side = self._backend.side
+                side.runtime.wait_event(side.stream, pending.event)
+                result = pending.tensor
+                side.runtime.run(side.stream, "copy into out", lambda: out.copy_(result))
+                return PendingGather(out, side.finish(), side.runtime)
         # CPU placements: only taking a buffer is serialised; concurrent gathers (several loader
         # workers) copy rows in parallel into their own buffers
-        return PendingGather(self._gather_cpu(idx, out))
+        return self._gather_cpu(idx, out)
 
     def _check_out(self, out: torch.Tensor, n: int) -> None:
         want = (n, self.dim)
@@ -305,12 +359,11 @@ class FeatureStore:
         if out.device.type != self._device.type:
             raise FeatureStoreError(f"out is on {out.device}, the store returns tensors on {self._device}")
 
-    def _gather_cpu(self, idx: np.ndarray, out: torch.Tensor | None) -> torch.Tensor:
+    def _gather_cpu(self, idx: np.ndarray, out: torch.Tensor | None) -> PendingGather:
         n = idx.shape[0]
         storage = self._table.dtype.torch_storage
-        to_device = self._device.type == "cuda"
         slot = None
-        if out is not None and not to_device:
+        if out is not None and not self._on_gpu:
             target = out.view(storage)
         else:
             with self._lock:
@@ -318,12 +371,9 @@ class FeatureStore:
         gather_rows_into(self._words, idx, as_words(target.numpy()), sort_ids=self._sort_ids,
                          num_threads=self._num_threads)
         result = target.view(self._table.dtype.torch_dtype)
-        if to_device:
-            result = self._copy_to_device(slot, result)
-            if out is not None:
-                out.copy_(result)
-                result = out
-        return result
+        if self._on_gpu:
+            return self._copy_to_device(slot, result, out)
+        return PendingGather(result)
 
     @property
     def supports_gather_mean(self) -> bool:
@@ -331,6 +381,13 @@ class FeatureStore:
         return self._backend is None and self._table.dtype.name == "float32"
 
     def gather_mean(self, ids: Any, ptr: Any, src: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`gather_mean_async`, waited for on the current stream: ``(x, mean)``."""
+        x, mean, pending = self.gather_mean_async(ids, ptr, src)
+        pending.wait()
+        return x, mean
+
+    def gather_mean_async(self, ids: Any, ptr: Any, src: Any
+                          ) -> tuple[torch.Tensor, torch.Tensor, PendingGather]:
         """The first layer's input of a mean-aggregating GNN, read straight from the table.
 
         For the ``n = len(ptr) - 1`` destinations ``ids[:n]``: their rows, and the mean of the
@@ -345,9 +402,10 @@ class FeatureStore:
             src: int ``[E]`` positions in ``ids`` (``0 <= src < n_all``).
 
         Returns:
-            ``(x, mean)``, float32 ``[n, D]`` each, on :attr:`device`; views of one pooled buffer
-            (the same reuse rule as :meth:`gather`). The mean sums in CSR order in float32 and
-            divides by the count; a destination without edges gets zeros.
+            ``(x, mean, pending)``: float32 ``[n, D]`` each, on :attr:`device`, views of one
+            pooled buffer (the same reuse rule as :meth:`gather`), and the handle to ``wait()``
+            on before reading them on a GPU. The mean sums in CSR order in float32 and divides
+            by the count; a destination without edges gets zeros.
 
         Raises:
             ConfigError: the store is not a float32 table on ``cpu``/``mmap``
@@ -371,19 +429,22 @@ class FeatureStore:
         out = target.view(torch.float32)
         gather_mean_into(self._table.array, idx, ptr, pos, out[:n].numpy(), out[n:].numpy(),
                          num_threads=self._num_threads)
-        if self._device.type == "cuda":
-            out = self._copy_to_device(slot, out)
-        return out[:n], out[n:]
+        if self._on_gpu:
+            pending = self._copy_to_device(slot, out, None)
+            return pending.tensor[:n], pending.tensor[n:], pending
+        return out[:n], out[n:], PendingGather(out)
 
-    def _copy_to_device(self, slot: int, host: torch.Tensor) -> torch.Tensor:
-        """An asynchronous copy of pooled buffer ``slot``'s ``host`` view to the device; the
-        buffer is not written again before the copy has completed."""
-        result = host.to(self._device, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
+    def _copy_to_device(self, slot: int, host: torch.Tensor, out: torch.Tensor | None) -> PendingGather:
+        """Enqueue the copy of pooled pinned buffer ``slot``'s ``host`` view to the device on the
+        copy side stream; the buffer returns to the pool only after the event recorded after the
+        copy has completed (:meth:`BufferRing.set_pending`)."""
+        side = self._copier
+        dev = side.empty(tuple(host.shape), host.dtype) if out is None else out
+        side.runtime.copy(dev, host, side.stream)
+        event = side.finish()
         with self._lock:
             self._ring.set_pending(slot, event)
-        return result
+        return PendingGather(dev, event, side.runtime)
 
     # -- checks and lifetime --------------------------------------------------------------
     def validate(self, raise_on_nonfinite: bool = False,
@@ -406,6 +467,8 @@ class FeatureStore:
         """Release GPU resources (unpin the table, free the device copy). Idempotent."""
         if self._backend is not None:
             self._finalizer()
+        if self._copier is not None:
+            self._copier.runtime.synchronize_stream(self._copier.stream)
 
     def __enter__(self) -> "FeatureStore":
         return self

@@ -139,7 +139,7 @@ class BaseLoader(ABC):
                  shuffle: bool, drop_last: bool, prefetch: int, seed: int,
                  transform: Transform | None, num_threads: int | None,
                  shard: tuple[int, int] | None = None, num_workers: int = 1,
-                 aggregate_first_hop: bool = False) -> None:
+                 aggregate_first_hop: bool = False, transfer: Callable[..., Batch] | None = None) -> None:
         self.sampler = sampler
         self.rank, self.world_size = _check_shard(shard)
         self._total_items = int(num_items)
@@ -166,6 +166,10 @@ class BaseLoader(ABC):
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.transform = transform
+        if transfer is not None and not callable(transfer):
+            raise ConfigError(f"transfer must be callable, got {type(transfer).__name__}")
+        self.transfer = transfer
+        self._features_on_gpu = bool(getattr(features, "on_gpu", False))
         self._num_items = num_items
         if self.drop_last and num_items < self.batch_size:
             raise ConfigError(f"drop_last=True with {num_items} items and batch_size "
@@ -239,9 +243,16 @@ class BaseLoader(ABC):
         batch = self._sample(self._items(order, index), self.batch_seed(epoch, index))
         t1 = time.perf_counter()
         if self.aggregate_first_hop:
-            batch.x, batch.x_agg = _gather_first_hop(self.features, batch.subgraph)
+            batch.x, batch.x_agg, pending = _gather_first_hop(self.features, batch.subgraph)
+            batch.pending.append(pending)
         elif self.features is not None:
-            batch.x = self.features.gather(batch.subgraph.nodes)
+            gather_async = getattr(self.features, "gather_async", None)
+            if gather_async is None:
+                batch.x = self.features.gather(batch.subgraph.nodes)
+            else:  # on a GPU: the consumer waits on the gather's event, not this thread
+                pending = gather_async(batch.subgraph.nodes)
+                batch.x = pending.tensor
+                batch.pending.append(pending)
         batch = self._attach_targets(batch)
         t2 = time.perf_counter()
         batch.timings["sample"] = t1 - t0
@@ -249,6 +260,10 @@ class BaseLoader(ABC):
         if self.transform is not None:
             batch = self.transform(batch)
             batch.timings["transform"] = time.perf_counter() - t2
+        if self.transfer is not None:
+            t3 = time.perf_counter()
+            batch = self.transfer(batch, features_on_device=self._features_on_gpu)
+            batch.timings["transfer"] = time.perf_counter() - t3
         return batch
 
     def _finish_epoch(self, epoch: int) -> None:
@@ -265,14 +280,14 @@ class BaseLoader(ABC):
         return batch
 
 
-def _gather_first_hop(features: Any, sub: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``features.gather_mean`` over the subgraph's last hop (the first layer's block): the rows
-    of its destinations and the means of their sampled in-neighbours."""
+def _gather_first_hop(features: Any, sub: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """``features.gather_mean_async`` over the subgraph's last hop (the first layer's block): the
+    rows of its destinations, the means of their sampled in-neighbours, and the handle to wait on."""
     if not sub.hops:
         raise ConfigError("aggregate_first_hop needs a sampled subgraph with at least one hop")
     hop = sub.hops[-1]
     ptr, src = csr_by_destination(hop.edge_index, hop.num_dst)
-    return features.gather_mean(sub.nodes, ptr, src)
+    return features.gather_mean_async(sub.nodes, ptr, src)
 
 
 def as_tensor(a: np.ndarray | None) -> torch.Tensor | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -30,6 +31,14 @@ class Batch:
         edge_label: ``[M]`` float32, 1 for a positive pair and 0 for a negative one.
         extra: model-specific tensors (positional encodings, LargeGT tokens and masks, ...).
         timings: seconds spent in each pipeline stage for this batch (``sample``, ``gather``, ...).
+        blocks: on a GPU, per hop ``k``: ``(edge_index, in_degree)`` device tensors of
+            ``subgraph.hops[k]`` (int64 ``[2, E]`` and float32 ``[num_dst]``, the degrees counted
+            on the host from the sampler's output), copied with the batch; else ``None``.
+        node_ids: on a GPU, int64 ``[num_nodes]`` device copy of ``subgraph.nodes`` for a batch
+            without features (a learnable embedding reads it); else ``None``.
+        pending: handles (``wait(stream)``) of the GPU work that produced this batch's device
+            tensors (its gather, its copies); :meth:`wait` makes the consumer's stream wait on
+            them. Empty on the CPU.
     """
 
     subgraph: SampledSubgraph
@@ -41,9 +50,23 @@ class Batch:
     edge_label: torch.Tensor | None = None
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    blocks: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    node_ids: torch.Tensor | None = None
+    pending: list[Any] = field(default_factory=list)
+
+    def wait(self, stream: Any = None) -> "Batch":
+        """Order ``stream`` (default: each handle's current stream) after the GPU work that made
+        this batch (no host blocking); returns ``self``. Idempotent."""
+        pending, self.pending = self.pending, []
+        for p in pending:
+            p.wait(stream)
+        return self
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
-        """Return a copy whose tensors live on ``device`` (the subgraph's NumPy arrays stay)."""
+        """Return a copy whose tensors live on ``device`` (the subgraph's NumPy arrays stay),
+        after :meth:`wait`: tensors already there (a loader that copies batches to the GPU
+        itself) are used as they are, the consumer's stream ordered after their copies."""
+        self.wait()
 
         def mv(t):
             return None if t is None else t.to(device, non_blocking=non_blocking)
@@ -56,4 +79,7 @@ class Batch:
             edge_label_index=mv(self.edge_label_index),
             edge_label=mv(self.edge_label),
             extra={k: mv(v) for k, v in self.extra.items()},
+            blocks=None if self.blocks is None else [(mv(a), mv(b)) for a, b in self.blocks],
+            node_ids=mv(self.node_ids),
+            pending=[],
         )

@@ -45,6 +45,7 @@ class LinkLoader(BaseLoader):
             per-source evaluation tails) used instead of sampled negatives.
         shuffle, drop_last, prefetch, seed, transform, num_threads, shard, num_workers,
             aggregate_first_hop: as in :class:`~gnnsys.loader.node_loader.NodeLoader`.
+            transfer: as in :class:`~gnnsys.loader.node_loader.NodeLoader`.
 
     Yields:
         :class:`~gnnsys.loader.batch.Batch` whose first ``batch_size`` nodes are the unique
@@ -58,7 +59,8 @@ class LinkLoader(BaseLoader):
                  shuffle: bool = False, drop_last: bool = False, prefetch: int = 2, seed: int = 0,
                  transform: Transform | None = None, num_threads: int | None = None,
                  shard: tuple[int, int] | None = None,
-                 neg_dst: Any = None, num_workers: int = 1, aggregate_first_hop: bool = False) -> None:
+                 neg_dst: Any = None, num_workers: int = 1, aggregate_first_hop: bool = False,
+                 transfer: Any = None) -> None:
         if not callable(getattr(sampler, "sample_from_edges", None)):
             raise ConfigError(f"sampler must have sample_from_edges(), got {type(sampler).__name__}")
         src, dst = _split_edges(edges)
@@ -90,7 +92,8 @@ class LinkLoader(BaseLoader):
         super().__init__(sampler, int(self.src.size), batch_size, features=features,
                          shuffle=shuffle, drop_last=drop_last, prefetch=prefetch, seed=seed,
                          transform=transform, num_threads=num_threads, shard=shard,
-                         num_workers=num_workers, aggregate_first_hop=aggregate_first_hop)
+                         num_workers=num_workers, aggregate_first_hop=aggregate_first_hop,
+                         transfer=transfer)
 
     @classmethod
     def from_dataset(cls, dataset: Any, split: str, fanouts: list[int], batch_size: int,

@@ -41,6 +41,9 @@ class NodeLoader(BaseLoader):
         aggregate_first_hop: gather ``x`` for the last hop's destinations only, plus ``x_agg``,
             the mean of their sampled in-neighbours' features (``features.gather_mean``; what
             GraphSAGE's first layer computes, without gathering every sampled node).
+        transfer: ``transfer(batch, features_on_device=...) -> batch`` run last in the worker,
+            e.g. a :class:`~gnnsys.loader.transfer.DeviceTransfer` that copies the batch to the
+            GPU on a side stream (the consumer then calls ``batch.wait()`` or ``batch.to()``).
 
     Yields:
         :class:`~gnnsys.loader.batch.Batch` with ``batch_size`` = number of seeds in the batch,
@@ -51,7 +54,8 @@ class NodeLoader(BaseLoader):
                  labels: Any = None, shuffle: bool = False, drop_last: bool = False,
                  prefetch: int = 2, seed: int = 0, transform: Transform | None = None,
                  num_threads: int | None = None, shard: tuple[int, int] | None = None,
-                 num_workers: int = 1, aggregate_first_hop: bool = False) -> None:
+                 num_workers: int = 1, aggregate_first_hop: bool = False,
+                 transfer: Any = None) -> None:
         if not callable(getattr(sampler, "sample_from_nodes", None)):
             raise ConfigError(f"sampler must have sample_from_nodes(), got {type(sampler).__name__}")
         try:
@@ -68,7 +72,8 @@ class NodeLoader(BaseLoader):
         super().__init__(sampler, int(self.seeds.size), batch_size, features=features,
                          shuffle=shuffle, drop_last=drop_last, prefetch=prefetch, seed=seed,
                          transform=transform, num_threads=num_threads, shard=shard,
-                         num_workers=num_workers, aggregate_first_hop=aggregate_first_hop)
+                         num_workers=num_workers, aggregate_first_hop=aggregate_first_hop,
+                         transfer=transfer)
 
     @classmethod
     def from_dataset(cls, dataset: Any, split: str, fanouts: list[int], batch_size: int, *,

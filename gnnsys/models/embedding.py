@@ -28,7 +28,9 @@ class FeatureFreeEncoder(nn.Module):
     def forward(self, batch) -> Tensor:
         """Fill ``batch.x`` (``[num_nodes, dim]`` float32) from ``batch.subgraph.nodes``, then run
         the wrapped model; returns what it returns."""
-        ids = torch.as_tensor(batch.subgraph.nodes, dtype=torch.long, device=self.embedding.weight.device)
+        ids = getattr(batch, "node_ids", None)  # copied with the batch on a GPU (DeviceTransfer)
+        if ids is None:
+            ids = torch.as_tensor(batch.subgraph.nodes, dtype=torch.long, device=self.embedding.weight.device)
         return self.model(replace(batch, x=self.embedding(ids)))
 
     def has_inference(self) -> bool:

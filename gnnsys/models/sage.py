@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from samplers.types import csr_by_destination
 
 from ..errors import ConfigError
+from ..loader.transfer import block_degrees
 from .dropout import dropout, hashed, mask_grad_, relu_dropout_
 from .dropout import relu_dropout as _relu_dropout
 from .registry import ModelSpec
@@ -71,11 +72,13 @@ class MeanSAGEConv(nn.Module):
             self.lin_l.bias.uniform_(-1.0 / math.sqrt(fan), 1.0 / math.sqrt(fan))
             self.lin_r.weight.uniform_(-bound, bound)
 
-    def forward(self, x_src: Tensor, x_dst: Tensor, adj: Tensor) -> Tensor:
+    def forward(self, x_src: Tensor, x_dst: Tensor, adj: Tensor, deg: Tensor | None = None) -> Tensor:
         """Args:
             x_src: ``[num_src, D]`` source rows; x_dst: ``[num_dst, D]`` destination rows.
             adj: the block, either a ``[num_dst, num_src]`` sparse CSR tensor of ones (CPU:
                 :func:`block_adjacency`) or an int64 ``[2, E]`` ``(src, dst)`` edge index.
+            deg: with an edge index, optionally the destinations' in-degrees (at least 1), float
+                ``[num_dst]`` on ``x``'s device, counted on the host (see :func:`edge_mean`).
 
         Returns:
             ``[num_dst, out_channels]``; a destination without in-edges gets ``lin_r(x_v)`` plus
@@ -84,7 +87,7 @@ class MeanSAGEConv(nn.Module):
         if adj.layout == torch.sparse_csr:
             agg = csr_mean(adj, x_src)
         else:
-            agg = edge_mean(adj, x_src, x_dst.shape[0])
+            agg = edge_mean(adj, x_src, x_dst.shape[0], deg)
         return self.combine(agg, x_dst)
 
     def forward_prefix(self, x: Tensor, adj: Tensor, relu_dropout: float | None = None) -> Tensor:
@@ -206,9 +209,10 @@ class GraphSAGE(nn.Module):
             if h.device.type == "cpu":
                 adj = block_adjacency(hop.edge_index, hop.num_dst, hop.num_src)
                 h = conv.forward_prefix(x_src, adj, relu_dropout=fused)
-            else:
-                adj = torch.as_tensor(hop.edge_index, dtype=torch.long, device=h.device)
-                h = conv(x_src, h[: hop.num_dst], adj)
+            else:  # the block and its degrees, copied with the batch (or now, from pinned memory)
+                adj, deg = (batch.blocks[L - 1 - i] if batch.blocks is not None
+                            else device_block(hop, h.device))
+                h = conv(x_src, h[: hop.num_dst], adj, deg.to(h.dtype))
         return h[: batch.batch_size]
 
     def _fusable(self, i: int, h: Tensor, num_src: int) -> bool:
@@ -292,15 +296,32 @@ def block_adjacency(edge_index: np.ndarray, num_dst: int, num_src: int) -> Tenso
     return _csr(torch.from_numpy(crow), torch.from_numpy(src), (num_dst, num_src))
 
 
-def edge_mean(edge_index: Tensor, x: Tensor, num_dst: int) -> Tensor:
+def edge_mean(edge_index: Tensor, x: Tensor, num_dst: int, deg: Tensor | None = None) -> Tensor:
     """Means ``[num_dst, D]`` of ``x`` (``[num_src, D]``) over the edges ``edge_index`` (int64
     ``[2, E]``, rows ``(src, dst)``, on ``x``'s device); a destination without edges gets zeros.
-    The sum-then-divide of PyG's mean aggregation, on any device (``index_add``)."""
+    The sum-then-divide of PyG's mean aggregation, on any device (``index_add``).
+
+    ``deg``: the destinations' in-degrees clamped to at least 1 (``[num_dst]``, ``x``'s device
+    and dtype), counted on the host from the sampler's output
+    (:func:`gnnsys.loader.transfer.block_degrees`). Without it they are counted here, which on a
+    GPU makes the host wait (``bincount`` must learn the output size)."""
     src, dst = edge_index[0], edge_index[1]
     total = torch.zeros((num_dst, x.shape[1]), dtype=x.dtype, device=x.device)
     total = total.index_add(0, dst, x.index_select(0, src))
-    deg = torch.bincount(dst, minlength=num_dst).clamp_(min=1).to(x.dtype)
+    if deg is None:
+        deg = torch.bincount(dst, minlength=num_dst).clamp_(min=1).to(x.dtype)
     return total / deg.unsqueeze(1)
+
+
+def device_block(hop: Any, device: torch.device) -> tuple[Tensor, Tensor]:
+    """A sampled block's int64 edge index and float32 destination in-degrees (at least 1) on
+    ``device``: counted on the host, copied asynchronously from pinned memory (a batch that no
+    :class:`~gnnsys.loader.transfer.DeviceTransfer` copied ahead)."""
+    ei = np.ascontiguousarray(hop.edge_index, dtype=np.int64)
+    deg = block_degrees(ei, hop.num_dst)
+    # torch's pinned host allocator keeps these buffers until their copies have completed
+    return (torch.from_numpy(ei).pin_memory().to(device, non_blocking=True),
+            torch.from_numpy(deg).pin_memory().to(device, non_blocking=True))
 
 
 def csr_mean(adj: Tensor, x: Tensor) -> Tensor:

@@ -24,6 +24,7 @@ from torch import Tensor
 from ..data.registry import resolve
 from ..errors import ConfigError, DatasetError, DeviceUnavailableError, GnnsysError
 from ..features.factory import dataset_store
+from ..features.store import GPU_PLACEMENTS
 from ..loader import LinkLoader, NodeLoader
 from ..models.embedding import FeatureFreeEncoder
 from ..models.link import LinkModel, make_decoder, supports_inference
@@ -75,7 +76,7 @@ class Assembly:
         transform = make_transform(self.spec, self.options, True)
         common = dict(features=self.features, shuffle=True, drop_last=False, prefetch=c.prefetch,
                       seed=c.seed, transform=transform, shard=self.shard,
-                      aggregate_first_hop=self.aggregate_first_hop,
+                      aggregate_first_hop=self.aggregate_first_hop, transfer=self.device_transfer(),
                       **worker_threads(c.num_workers, c.prefetch))
         if self.task == "node":
             return NodeLoader(self.sampler, self.dataset.splits["train"], self.train_batch_size,
@@ -84,13 +85,23 @@ class Assembly:
                           neg=c.neg, num_neg=c.num_neg, exclude_target_edges=c.exclude_target_edges,
                           **common)
 
+    def device_transfer(self):
+        """On a GPU, the loaders' last stage: a :class:`~gnnsys.loader.transfer.DeviceTransfer`
+        copying each batch there on a side stream (``None`` on the CPU)."""
+        if self.device.type != "cuda":
+            return None
+        from ..loader.transfer import DeviceTransfer
+
+        return DeviceTransfer(self.device)
+
     def eval_sampler(self):
         """The sampler of sampled evaluation (``eval_fanouts``; default: the training one)."""
         if self.config.eval_fanouts is None:
             return self.sampler
         if self._eval_sampler is None:
             self._eval_sampler = build_sampler(self.spec, self.dataset, self.options, self.config.seed,
-                                               fanouts=self.config.eval_fanouts)
+                                               fanouts=self.config.eval_fanouts,
+                                               gpu=self.device if self.config.sampler == "gpu" else None)
         return self._eval_sampler
 
     def eval_loader(self, ids: np.ndarray):
@@ -104,7 +115,7 @@ class Assembly:
                           features=self.features, shuffle=False, drop_last=False, prefetch=c.prefetch,
                           seed=c.seed + 1, transform=make_transform(self.spec, self.options, False),
                           aggregate_first_hop=self.aggregate_first_hop and same_depth,
-                          **worker_threads(c.num_workers, c.prefetch))
+                          transfer=self.device_transfer(), **worker_threads(c.num_workers, c.prefetch))
 
     # ------------------------------------------------------------------ outputs
     def full_outputs(self) -> Tensor:
@@ -132,15 +143,23 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
     config.validate()
     if config.prefetch is None:  # see TrainConfig.prefetch
         config = config.replace(prefetch=1 if shared_host else 2)
+    if config.device == "cuda" and (config.features in GPU_PLACEMENTS or config.sampler == "gpu"):
+        # torch and cupy built for different CUDA majors: one line naming the packages, now
+        from ..features.cuda_versions import check_cuda_agreement
+
+        check_cuda_agreement()
     device = resolve_device(config.device)
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     dataset = resolve(config.dataset, root=config.root, home=config.home)
     task = resolve_task(config, dataset)
+    if config.sampler == "gpu" and task != "node":
+        raise ConfigError("sampler gpu samples node batches only; use --sampler cpu for link tasks")
     spec = get_model_spec(config.model)
     options = model_options(config, spec)
     metric = resolve_metric(config, dataset, task)
-    sampler = build_sampler(spec, dataset, options, config.seed)
+    sampler = build_sampler(spec, dataset, options, config.seed,
+                            gpu=device if config.sampler == "gpu" else None)
     features = build_features(spec, dataset, options, config, device, run_dir, shared_host)
     in_dim = None if features is None else int(features.dim)
     model = build_model(spec, options, config, dataset, task, in_dim).to(device)
@@ -222,18 +241,26 @@ def model_options(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
 
 
 def build_sampler(spec: ModelSpec, dataset: Any, options: dict[str, Any], seed: int,
-                  fanouts: list[int] | None = None):
+                  fanouts: list[int] | None = None, gpu: torch.device | None = None):
     """The model's sampler (``spec.make_sampler``) or a NeighborSampler over ``fanouts``
-    (default ``options["fanouts"]``)."""
+    (default ``options["fanouts"]``); with ``gpu`` its draws made there
+    (:class:`~gnnsys.loader.gpu_sampler.GpuNeighborSampler`, node tasks only)."""
     if fanouts is not None:
         options = {**options, "fanouts": list(fanouts)}
     try:
         if spec.make_sampler is not None:
+            if gpu is not None:
+                raise ConfigError(f"sampler gpu draws fanout neighbourhoods; model {spec.name!r} "
+                                  "brings its own sampler: use --sampler cpu")
             return spec.make_sampler(dataset, options, seed)
         from samplers import NeighborSampler
 
         if "fanouts" not in options:
             raise ConfigError(f"model {spec.name!r} needs fanouts (--fanouts 15,10,5)")
+        if gpu is not None:
+            from ..loader.gpu_sampler import GpuNeighborSampler
+
+            return GpuNeighborSampler(dataset.graph, options["fanouts"], seed=seed, device=gpu)
         return NeighborSampler(dataset.graph, options["fanouts"], seed=seed)
     except GnnsysError:
         raise

@@ -16,7 +16,8 @@ from .host_allocator import HOST_ALLOCATORS
 
 #: flag dest -> TrainConfig field, for flags that map one to one.
 _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", "epochs", "lr",
-           "weight_decay", "grad_clip", "grad_clip_per", "scheduler", "device", "features", "feature_dtype", "seed", "out",
+           "weight_decay", "grad_clip", "grad_clip_per", "scheduler", "device", "features", "sampler",
+           "feature_dtype", "seed", "out",
            "checkpoint_every", "eval_every", "eval_mode", "eval_fanouts", "eval_batch_size",
            "max_batches", "neg", "num_neg", "decoder", "embedding_dim", "metric", "num_threads",
            "num_workers", "prefetch", "host_allocator")
@@ -29,7 +30,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     parser (its ``func`` is :func:`run_train`; the command line starts ``--nproc`` ranks itself)."""
     from ..data.synthetic import DEFAULT_PRESET
     from .config import (DECODERS, EVAL_MODES, FEATURE_DTYPES, GRAD_CLIP_PER, NEG_MODES, PLACEMENTS,
-                         SCHEDULERS)
+                         SAMPLERS, SCHEDULERS)
 
     p = sub.add_parser("train", help="train a model (GraphSAGE by default) and write a run folder",
                        description="Train a GNN. With no options: GraphSAGE on the built-in "
@@ -59,6 +60,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                    metavar="KEY=JSON", help="any model option, e.g. batchnorm=true (repeatable)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=S)
     p.add_argument("--features", choices=PLACEMENTS, default=S, help="feature placement")
+    p.add_argument("--sampler", choices=SAMPLERS, default=S,
+                   help="cpu (numba, default) or gpu: the same neighbour draws by CUDA kernels that "
+                        "read the pinned graph from host memory (--device cuda, node tasks)")
     p.add_argument("--feature-dtype", dest="feature_dtype", choices=FEATURE_DTYPES, default=S,
                    help="feature precision (default: as stored)")
     p.add_argument("--seed", type=int, default=S)

@@ -22,7 +22,9 @@ SCHEDULERS = ("none", "cosine", "step")
 NEG_MODES = ("uniform", "per_source", "exclude_existing", "random_pairs")
 DECODERS = ("dot", "mlp")
 #: Fields that do not change the result of a run (excluded from :meth:`TrainConfig.fingerprint`).
-NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers", "host_allocator")
+NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers", "host_allocator",
+                "sampler")
+SAMPLERS = ("cpu", "gpu")
 #: Fields added after the first release: left out of the fingerprint while at their default, so
 #: that runs checkpointed before a field existed still resume.
 ADDED_LATER = ("grad_clip_per",)
@@ -52,6 +54,10 @@ class TrainConfig:
         scheduler: ``none``, ``cosine`` (over ``epochs``) or ``step`` (x0.5 every ``step_size`` epochs).
         device: ``cpu`` or ``cuda``.
         features: feature placement (``cpu``, ``mmap``, ``uva``, ``gpu``, ``cached``).
+        sampler: ``cpu`` (the numba sampler) or ``gpu``: the same neighbour draws made by the
+            kernels of ``cuda/sample.cu`` on the GPU, reading the pinned graph from host memory
+            (``--device cuda``; node tasks with a fanout sampler; the samples are the same, so
+            it does not change a run's result).
         feature_dtype: precision of the features as stored for training (``None``: as on disk).
         seed: the one seed of the run (model init, dropout, batch order, sampling).
         out: the run folder (``config.json``, ``metrics.jsonl``, ``checkpoint.pt``, ...).
@@ -98,6 +104,7 @@ class TrainConfig:
     step_size: int = 10
     device: str = "cpu"
     features: str = "cpu"
+    sampler: str = "cpu"
     feature_dtype: str | None = None
     seed: int = 0
     out: str | None = None
@@ -131,6 +138,9 @@ class TrainConfig:
         _choice(self, "task", TASKS, allow_none=True)
         _choice(self, "device", DEVICES)
         _choice(self, "features", PLACEMENTS)
+        _choice(self, "sampler", SAMPLERS)
+        if self.sampler == "gpu" and self.device != "cuda":
+            raise ConfigError("sampler gpu runs on the GPU: it needs --device cuda")
         _choice(self, "feature_dtype", FEATURE_DTYPES, allow_none=True)
         _choice(self, "eval_mode", EVAL_MODES)
         _choice(self, "scheduler", SCHEDULERS)

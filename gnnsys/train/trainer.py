@@ -33,6 +33,9 @@ from .run_folder import RunFolder
 
 #: Re-draw curves.png during training at most this often (drawing takes ~1 s).
 PLOT_EVERY_S = 60.0
+#: The step losses stay on the device and are read (one copy, the only wait of the host on a GPU)
+#: every this many steps, before a checkpoint and at the end of the epoch.
+LOSS_READ_EVERY = 32
 
 
 def model_parts(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -193,6 +196,7 @@ class Trainer:
         bar = _progress(c.progress, self.steps_per_epoch, start, f"epoch {epoch + 1}/{c.epochs}")
         t_epoch = time.perf_counter()
         it = iter(loader)
+        losses = _StepLosses(epoch, start)
         try:
             for i in range(start, self.steps_per_epoch):
                 t0 = time.perf_counter()
@@ -201,18 +205,12 @@ class Trainer:
                 except StopIteration:
                     break
                 t1 = time.perf_counter()
+                # on a GPU the batch arrives there already (gathered and copied on the loader's
+                # side streams): this only makes this stream wait on their events
                 batch = batch.to(self.device, non_blocking=True)
                 loss, n = self._step(batch)
-                if not math.isfinite(loss):
-                    raise TrainingError(
-                        f"loss is {loss} at epoch {epoch + 1}, batch {i + 1}: the features may hold "
-                        "NaN/Inf (check with `gnnsys info --validate` or FeatureStore.validate()) or "
-                        "the run diverged (lower --lr); the last checkpoint is left as it was")
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                t2 = time.perf_counter()
-                part["loss_sum"] += loss * n
-                part["count"] += n
+                losses.add(loss, n)
+                t2 = time.perf_counter()  # on a GPU: the time to enqueue the step
                 part["time_wait"] += t1 - t0
                 part["time_compute"] += t2 - t1
                 part["time_sample"] += float(batch.timings.get("sample", 0.0))
@@ -223,14 +221,20 @@ class Trainer:
                 del batch
                 state["global_step"] += 1
                 state["position"] = {"epoch": epoch, "batch_index": i + 1}
+                save = (c.checkpoint_every and state["global_step"] % c.checkpoint_every == 0
+                        and i + 1 < self.steps_per_epoch)
+                if save or len(losses) >= LOSS_READ_EVERY:
+                    last = losses.read_into(part)
+                    if bar is not None:
+                        el = part["time_wait"] + part["time_compute"]
+                        bar.set_postfix(loss=f"{last:.4f}",
+                                        rate=f"{part['items'] / max(el, 1e-9):,.0f} {self._unit()}/s",
+                                        refresh=False)
                 if bar is not None:
                     bar.update(1)
-                    el = part["time_wait"] + part["time_compute"]
-                    bar.set_postfix(loss=f"{loss:.4f}",
-                                    rate=f"{part['items'] / max(el, 1e-9):,.0f} {self._unit()}/s")
-                if c.checkpoint_every and state["global_step"] % c.checkpoint_every == 0 \
-                        and i + 1 < self.steps_per_epoch:
+                if save:
                     self._save(state)
+            losses.read_into(part)
         finally:
             close = getattr(it, "close", None)
             if close is not None:
@@ -254,7 +258,9 @@ class Trainer:
     def _unit(self) -> str:
         return "nodes" if self.task == "node" else "edges"
 
-    def _step(self, batch) -> tuple[float, int]:
+    def _step(self, batch) -> tuple[Tensor, int]:
+        """One optimizer step; returns the loss (a detached 0-d tensor on the device: reading it
+        would make the host wait for the step) and the number of items it averages over."""
         self.optimizer.zero_grad(set_to_none=True)
         out = self.forward_model(batch)
         if self.task == "node":
@@ -270,7 +276,7 @@ class Trainer:
             for group in groups:
                 torch.nn.utils.clip_grad_norm_(group.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        return float(loss.detach()), n
+        return loss.detach(), n
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -331,7 +337,50 @@ def _empty_partial() -> dict[str, Any]:
 
 
 def _num_pos(batch) -> int:
-    return int((batch.edge_label > 0.5).sum()) if batch.edge_label is not None else 0
+    """Positive pairs of a link batch, counted on the host (the sampler's labels)."""
+    label = batch.subgraph.edge_label
+    if label is None:
+        return 0 if batch.edge_label is None else int((batch.edge_label > 0.5).sum())
+    return int(np.count_nonzero(np.asarray(label) > 0.5))
+
+
+class _StepLosses:
+    """The loss tensors of the steps since the last read (on the device), read in one copy.
+
+    Reading adds ``loss * n`` per step, in step order, to the epoch's float64 ``loss_sum`` (the
+    same sum as reading every step), and raises :class:`TrainingError` naming the first step
+    whose loss is not finite (before anything of that model is checkpointed)."""
+
+    def __init__(self, epoch: int, first_batch: int) -> None:
+        self.epoch = epoch
+        self.next_batch = first_batch  # index of the first step not read yet
+        self._losses: list[Tensor] = []
+        self._counts: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._losses)
+
+    def add(self, loss: Tensor, n: int) -> None:
+        self._losses.append(loss)
+        self._counts.append(n)
+
+    def read_into(self, part: dict[str, Any]) -> float:
+        """Add the unread steps to ``part`` (``loss_sum``, ``count``); the last step's loss."""
+        if not self._losses:
+            return float("nan")
+        values = torch.stack([t.float().reshape(()) for t in self._losses]).cpu().tolist()
+        for j, (v, n) in enumerate(zip(values, self._counts)):
+            if not math.isfinite(v):
+                raise TrainingError(
+                    f"loss is {v} at epoch {self.epoch + 1}, batch {self.next_batch + j + 1}: the "
+                    "features may hold NaN/Inf (check with `gnnsys info --validate` or "
+                    "FeatureStore.validate()) or the run diverged (lower --lr); the last "
+                    "checkpoint is left as it was")
+            part["loss_sum"] += v * n
+            part["count"] += n
+        self.next_batch += len(values)
+        self._losses, self._counts = [], []
+        return values[-1]
 
 
 def _position_loader(loader, epoch: int, batch_index: int) -> None:

@@ -1,5 +1,6 @@
-// launcher.cpp -- builds the kernels of cuda/gather.cu for the CPU (through cuda_emu.h) and
-// exports one C entry point per kernel, loaded with ctypes by tests/test_cuda_kernels.py.
+// launcher.cpp -- builds the kernels of cuda/gather.cu and cuda/sample.cu for the CPU (through
+// cuda_emu.h) and exports one C entry point per kernel, loaded with ctypes by the tests
+// (tests/cuda_emu/build.py).
 //
 // Build: g++ -std=c++20 -O1 -shared -fPIC -I<repo>/cuda -I<repo>/tests/cuda_emu launcher.cpp
 //
@@ -11,6 +12,7 @@
 #include "cuda_emu.h"
 
 #include "gather.cu"
+#include "sample.cu"
 
 using gnnsys_ptr = const unsigned char*;
 
@@ -79,7 +81,37 @@ GNNSYS_EMU_ENTRY(w8)
 GNNSYS_EMU_ENTRY(w4)
 GNNSYS_EMU_ENTRY(w2)
 GNNSYS_EMU_ENTRY(w1)
+GNNSYS_EMU_ENTRY(w16s8)
+GNNSYS_EMU_ENTRY(w16s4)
+GNNSYS_EMU_ENTRY(w16s2)
+GNNSYS_EMU_ENTRY(w16s1)
 
 #undef GNNSYS_EMU_ENTRY
+
+int emu_gnnsys_sample_positions(unsigned grid, unsigned block, const gnnsys_i64* indptr,
+                                const gnnsys_i64* frontier, gnnsys_i64 f, const gnnsys_i64* offsets,
+                                gnnsys_i64 fanout, int with_replacement, gnnsys_u64 hop_key,
+                                gnnsys_i64* nbr, gnnsys_i64* dst_local, gnnsys_i64 dst_base,
+                                gnnsys_i64* swap_keys, gnnsys_i64* swap_vals)
+{
+    return cuda_emu::launch(dim3(grid), dim3(block), [&] {
+        gnnsys_sample_positions(indptr, frontier, f, offsets, fanout, with_replacement, hop_key,
+                                nbr, dst_local, dst_base, swap_keys, swap_vals);
+    });
+}
+
+int emu_gnnsys_positions_to_ids_i32(unsigned grid, unsigned block, const int* indices,
+                                    gnnsys_i64* nbr, gnnsys_i64 e)
+{
+    return cuda_emu::launch(dim3(grid), dim3(block),
+                            [&] { gnnsys_positions_to_ids_i32(indices, nbr, e); });
+}
+
+int emu_gnnsys_positions_to_ids_i64(unsigned grid, unsigned block, const gnnsys_i64* indices,
+                                    gnnsys_i64* nbr, gnnsys_i64 e)
+{
+    return cuda_emu::launch(dim3(grid), dim3(block),
+                            [&] { gnnsys_positions_to_ids_i64(indices, nbr, e); });
+}
 
 }  // extern "C"

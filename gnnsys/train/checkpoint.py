@@ -41,9 +41,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` through a temp file, fsync and ``os.replace``: a kill at any
     moment leaves either the previous checkpoint or the new one, never a torn file."""
+    atomic_torch_save(path, {"format": FORMAT, "version": VERSION, **state})
+
+
+def atomic_torch_save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """``torch.save(payload)`` (plain tensors, dicts, lists, numbers, strings: loadable with
+    ``weights_only=True``) to ``path`` through a temp file, fsync and ``os.replace``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    payload = {"format": FORMAT, "version": VERSION, **state}
     try:
         with open(tmp, "wb") as f:
             torch.save(payload, f)

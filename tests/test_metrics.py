@@ -17,7 +17,6 @@ from gnnsys.data import load_dataset, save_dataset
 from gnnsys.errors import ConfigError, DatasetError
 from gnnsys.train import TrainConfig, Trainer, read_metrics
 from gnnsys.train import evaluate as ev
-from gnnsys.train import metrics as sk
 from gnnsys.train.targets import node_loss, probabilities
 
 

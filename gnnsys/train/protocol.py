@@ -30,6 +30,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from .build import default_out_dir
+from .checkpoint import resume_differences
 from .config import TrainConfig
 from .run_folder import RunFolder
 
@@ -156,7 +157,7 @@ def _check_parent(folder: RunFolder, config: TrainConfig, resume: bool, overwrit
         if saved.runs == 1 and folder.checkpoint_path.exists():
             raise ConfigError(f"{folder.path}: holds a single run (checkpoint.pt), not runs in run-K "
                               "folders; resume it without --runs, or give --runs another --out")
-        diff = [k for k in config.differences(saved) if k != "epochs"]
+        diff = resume_differences(config, saved, folder.path)
         if diff:
             raise CheckpointError(f"{folder.path}: the run folder holds runs with a different config "
                                   f"(differs in: {', '.join(diff)}); resume with the same options or use "

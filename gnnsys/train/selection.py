@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, DatasetError
+from ..errors import CheckpointError, ConfigError, DatasetError
 
 BEST_FORMAT = "gnnsys-best"
 BEST_VERSION = 1
@@ -76,6 +76,20 @@ class Selection:
     def stop(self) -> bool:
         """Whether ``patience`` evaluations passed without improvement."""
         return self.patience is not None and self.bad_evals >= self.patience
+
+
+def check_patience(patience: int | None, dataset: Any, task: str) -> None:
+    """ConfigError when ``patience`` is set but the run evaluates no valid split (node: ``valid``;
+    link: ``valid_pos`` with ``valid_neg``)."""
+    if patience is None:
+        return
+    if task == "node":
+        has_valid = len(dataset.splits.get("valid", ())) > 0
+    else:
+        has_valid = "valid_pos" in dataset.splits and "valid_neg" in dataset.splits
+    if not has_valid:
+        raise ConfigError(f"--patience {patience} counts evaluations on the valid split, but dataset "
+                          f"{dataset.name!r} has none to evaluate")
 
 
 def dataset_identity(dataset: Any) -> dict[str, Any]:

@@ -28,11 +28,11 @@ from ..models.link import LinkModel
 from . import evaluate as ev
 from . import targets as tg
 from .build import Assembly, assemble, default_out_dir
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_for_resume, resume_differences, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .host_allocator import apply_host_allocator
 from .run_folder import RunFolder
-from .selection import Selection, best_payload, reconcile_best
+from .selection import Selection, best_payload, check_patience, reconcile_best
 from .tb_logger import make_logger, require_tensorboard
 
 #: Re-draw curves.png during training at most this often (drawing takes ~1 s).
@@ -91,9 +91,7 @@ class Trainer:
             require_tensorboard()  # a missing package fails now, not after the first epoch
         #: model selection on valid (best.pt, patience)
         self.selection = Selection(f"valid_{self.metric}", config.patience)
-        if config.patience is not None and not _has_valid(self.dataset, self.task):
-            raise ConfigError(f"--patience {config.patience} counts evaluations on the valid split, but "
-                              f"dataset {self.dataset.name!r} has none to evaluate")
+        check_patience(config.patience, self.dataset, self.task)
 
     # ------------------------------------------------------------------ setup helpers
     def _shares_host_tables(self) -> bool:
@@ -102,14 +100,7 @@ class Trainer:
 
     def _check_folder(self, resume: bool, overwrite: bool) -> None:
         if resume:
-            saved = self.run.read_config()
-            diff = self.config.differences(saved)
-            if "epochs" in diff:  # continuing (or shortening) a run: see _resume_checkpoint
-                diff.remove("epochs")
-                if self.config.scheduler == "cosine":
-                    raise ConfigError(f"{self.run.path}: --epochs cannot change on --resume with --scheduler "
-                                      f"cosine (its learning-rate schedule spans the {saved.epochs} epochs); "
-                                      "resume with the same --epochs")
+            diff = resume_differences(self.config, self.run.read_config(), self.run.path)
             if diff:
                 raise CheckpointError(
                     f"{self.run.path}: the run folder holds a run with a different config "
@@ -199,21 +190,8 @@ class Trainer:
                 "history": list(ck["history"]), "global_step": int(ck["global_step"])}
 
     def _resume_checkpoint(self) -> dict[str, Any]:
-        """The checkpoint to resume from, checked against this config. ``epochs`` alone may differ
-        from the config the checkpoint was written under (``config_epochs``): a finished run goes
-        on to more epochs, exactly as if it had been started with them."""
-        path = self.run.checkpoint_path
-        ck = load_checkpoint(path)
-        saved_epochs = int(ck.get("config_epochs", self.config.epochs))
-        want = self.config.replace(epochs=saved_epochs).fingerprint()
-        if ck["fingerprint"] != want:
-            raise CheckpointError(f"{path}: checkpoint belongs to a different configuration "
-                                  f"(fingerprint {ck['fingerprint'][:12]} != {want[:12]})")
-        done = int(ck["position"]["epoch"])
-        if self.config.epochs < done:
-            raise ConfigError(f"{path}: the run already trained {done} epochs; --epochs {self.config.epochs} "
-                              f"would undo them (give at least {done})")
-        return ck
+        """The checkpoint to resume from (see :func:`~gnnsys.train.checkpoint.load_for_resume`)."""
+        return load_for_resume(self.run.checkpoint_path, self.config)
 
     def _best_payload(self) -> dict[str, Any]:
         """``best.pt``'s content for the current weights (see :mod:`gnnsys.train.selection`)."""
@@ -417,11 +395,3 @@ def _epoch_line(record: dict[str, Any]) -> str:
     parts.append(f"time {record['time_epoch']:.1f}s (sample {record['time_sample']:.1f}, "
                  f"gather {record['time_gather']:.1f}, compute {record['time_compute']:.1f})")
     return " | ".join(parts)
-
-
-def _has_valid(dataset: Any, task: str) -> bool:
-    """Whether a run on ``dataset`` evaluates a valid split (node: ``valid``; link: ``valid_pos``
-    with ``valid_neg``)."""
-    if task == "node":
-        return len(dataset.splits.get("valid", ())) > 0
-    return "valid_pos" in dataset.splits and "valid_neg" in dataset.splits

@@ -42,7 +42,7 @@ def test_event_files_hold_every_epochs_scalars(tiny, tmp_path: Path) -> None:
         assert got[tag] == [(r["epoch"], pytest.approx(r[key], rel=1e-6)) for r in hist], tag
 
 
-def test_resume_writes_each_epoch_once(tiny, tmp_path: Path) -> None:
+def test_resume_and_overwrite_write_each_epoch_once(tiny, tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(_args(tiny, out, "--epochs", "2")) == 0
     assert main(["train", "--resume", "--out", str(out), "--epochs", "4"]) == 0
@@ -50,6 +50,11 @@ def test_resume_writes_each_epoch_once(tiny, tmp_path: Path) -> None:
     hist = read_metrics(out / "metrics.jsonl")
     assert [s for s, _ in got["valid/acc"]] == [1, 2, 3, 4]
     assert [v for _, v in got["valid/acc"]] == [pytest.approx(r["valid_acc"], rel=1e-6) for r in hist]
+    # a run that replaces it hides the old run's steps
+    assert main(_args(tiny, out, "--epochs", "2", "--overwrite", "--seed", "3")) == 0
+    got = _scalars(out)
+    hist = read_metrics(out / "metrics.jsonl")
+    assert got["valid/acc"] == [(r["epoch"], pytest.approx(r["valid_acc"], rel=1e-6)) for r in hist]
 
 
 def test_missing_tensorboard_is_one_line_and_exit_2(tiny, tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ Written by ``torch.utils.tensorboard.SummaryWriter`` to ``<run>/tensorboard/`` w
 
 TensorBoard is an optional extra (``pip install tensorboard``, or ``gnnsys[tensorboard]``); asking
 for it without the package is a :class:`~gnnsys.errors.ConfigError`, raised before training starts.
-A resumed run purges the steps it is about to write again, so the curves hold each epoch once.
+Each epoch is logged just before its checkpoint, and a (resumed) run purges the steps from its
+first epoch on, so the curves hold each epoch once, also after a kill.
 """
 
 from __future__ import annotations
@@ -54,12 +55,15 @@ class TensorBoardLogger:
 
     Args:
         log_dir: the event-file folder (``<run>/tensorboard``).
-        start_epoch: epochs already finished (a resumed run): later steps are purged.
+        start_epoch: epochs already finished (a resumed run): later steps of earlier event files
+            are purged.
     """
 
     def __init__(self, log_dir: str | Path, start_epoch: int = 0) -> None:
         writer_cls = require_tensorboard()
-        self.writer = writer_cls(log_dir=str(log_dir), purge_step=start_epoch + 1 if start_epoch else None)
+        # steps from ``start_epoch + 1`` on that earlier event files hold (an epoch logged before
+        # a kill, then replayed; a replaced run's) are hidden by TensorBoard
+        self.writer = writer_cls(log_dir=str(log_dir), purge_step=start_epoch + 1)
 
     def log(self, record: dict[str, Any]) -> None:
         step = int(record["epoch"])

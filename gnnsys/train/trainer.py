@@ -145,6 +145,8 @@ class Trainer:
                     self.scheduler.step()
                 history.append(record)
                 improved = self.selection.observe(record)
+                if logger is not None:  # before the checkpoint: a replayed epoch's steps are purged
+                    logger.log(record)
                 epoch += 1
                 state["position"] = {"epoch": epoch, "batch_index": 0}
                 state["partial"] = _empty_partial()
@@ -152,8 +154,6 @@ class Trainer:
                 if improved:  # after the checkpoint: see gnnsys.train.selection
                     self.run.write_best(self._best_payload())
                 self.run.write_metrics(history)
-                if logger is not None:
-                    logger.log(record)
                 if time.perf_counter() - last_plot > PLOT_EVERY_S:
                     self._plot(history)
                     last_plot = time.perf_counter()

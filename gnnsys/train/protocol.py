@@ -84,7 +84,17 @@ def train_runs(config: TrainConfig, make_trainer: Callable[..., Any], *, resume:
         config = config.replace(out=str(_agree(ctx, str(default_out_dir(config)))))
     out = Path(config.out)
     folder = RunFolder(out)
-    _check_parent(folder, config, resume, overwrite)
+    # rank 0 checks and every rank raises its verdict (a rank checking after rank 0 wrote the
+    # config would see a folder "already holding a run")
+    verdict = None
+    if is_main:
+        try:
+            _check_parent(folder, config, resume, overwrite)
+        except (ConfigError, CheckpointError) as e:
+            verdict = (type(e).__name__, str(e))
+    verdict = _agree(ctx, verdict)
+    if verdict is not None:
+        raise {"ConfigError": ConfigError, "CheckpointError": CheckpointError}[verdict[0]](verdict[1])
     if is_main:
         folder.write_config(config)
     t0 = time.perf_counter()

@@ -6,9 +6,11 @@ Public entry points::
     from gnnsys.data import synthetic, build_csc, save_dataset
     from samplers import NeighborSampler
     from gnnsys import NeighborLoader, LinkNeighborLoader   # PyG's loaders, one import away
+    run = gnnsys.load_run("runs/cora")    # a trained run's best-valid model, config and dataset
 
-``NeighborLoader`` and ``LinkNeighborLoader`` (:mod:`gnnsys.loader.pyg_compat`) are imported on
-first use, so that ``import gnnsys`` stays free of torch.
+``NeighborLoader``, ``LinkNeighborLoader`` (:mod:`gnnsys.loader.pyg_compat`) and ``load_run``
+(:mod:`gnnsys.train.predict`) are imported on first use, so that ``import gnnsys`` stays free of
+torch.
 """
 
 from .data import CSCGraph, GraphDataset, build_csc, load_dataset, save_dataset, validate_dataset
@@ -24,11 +26,12 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-_LAZY = {"NeighborLoader": "gnnsys.loader.pyg_compat", "LinkNeighborLoader": "gnnsys.loader.pyg_compat"}
+_LAZY = {"NeighborLoader": "gnnsys.loader.pyg_compat", "LinkNeighborLoader": "gnnsys.loader.pyg_compat",
+         "load_run": "gnnsys.train.predict"}
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
+    if name in _LAZY:  # PEP 562: torch and the trainer load only when asked for
         import importlib
 
         value = getattr(importlib.import_module(_LAZY[name]), name)
@@ -53,4 +56,5 @@ __all__ = [
     "DeviceUnavailableError",
     "CheckpointError",
     "TrainingError",
+    "load_run",
 ]

@@ -3,7 +3,9 @@
     gnnsys prepare [NAME] [--root DIR] [--out DIR] [--seed S] [--scale F]
     gnnsys prepare --edges FILE [--features F] [--labels F] [--split train=F ...] --out DIR
     gnnsys info [NAME_OR_PATH] [--validate]
-    gnnsys train [--dataset NAME_OR_PATH] [--model sage|gps|largegt] [--nproc N] ...
+    gnnsys train [--dataset NAME_OR_PATH] [--model sage|gps|largegt] [--nproc N] [--runs N] ...
+    gnnsys predict --run RUN_DIR [--split NAME | --nodes FILE | --pairs FILE] --out FILE.npy
+    gnnsys embed --run RUN_DIR --out FILE.npy
 
 User mistakes (unknown names, corrupt files, bad options) print one line ``gnnsys: error: ...``
 and exit with code 2; they never end in a traceback.
@@ -111,12 +113,15 @@ def _cmd_train(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .train.command import add_train_parser
+    from .train.predict_command import add_embed_parser, add_predict_parser
 
     parser = argparse.ArgumentParser(prog="gnnsys", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_prepare(sub)
     _add_info(sub)
     add_train_parser(sub).set_defaults(func=_cmd_train)
+    add_predict_parser(sub)
+    add_embed_parser(sub)
     return parser
 
 

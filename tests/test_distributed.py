@@ -319,6 +319,32 @@ def test_sampled_evaluation_is_split_over_ranks_and_gathered(cora, tmp_path):
     assert res[0]["rows"] == [1000, 7]  # Cora's public test split, 7 classes
 
 
+def test_runs_patience_and_best_model_on_two_ranks(tiny, tmp_path):
+    """``--runs 2 --patience 1`` as two data-parallel ranks: rank 0's metrics decide for both (a
+    rank deciding alone would hang the other in its next collective), rank 0 writes each run's
+    best.pt, and the parent summary prints OGB's lines last."""
+    import torch
+
+    out = tmp_path / "runs"
+    r = subprocess.run([sys.executable, "-m", "gnnsys", "train", "--dataset", str(tiny.path), "--out", str(out),
+                        "--epochs", "8", "--batch-size", "64", "--fanouts", "5,5", "--hidden", "16", "--lr", "0.3",
+                        "--runs", "2", "--patience", "1", "--num-threads", "1", "--no-progress", "--nproc", "2"],
+                       capture_output=True, text=True, timeout=900, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert r.stdout.strip().splitlines()[-1] == summary["lines"][-1]
+    assert summary["lines"][-1].startswith("   Final Test: ")
+    for k in range(2):
+        run = out / f"run-{k}"
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        s = json.loads((run / "summary.json").read_text())
+        assert all(x["world_size"] == 2 for x in rows) and s["seed"] == k
+        valid = [x["valid_acc"] for x in rows]
+        assert s["best_epoch"] == valid.index(max(valid)) + 1
+        assert len(rows) == 8 or (s["stopped_by_patience"] and len(rows) == s["best_epoch"] + 1)
+        assert torch.load(run / "best.pt", weights_only=True)["epoch"] == s["best_epoch"]
+
+
 def _rollup(pid: int) -> dict[str, int]:
     """KiB fields of /proc/<pid>/smaps_rollup."""
     out = {}

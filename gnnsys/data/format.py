@@ -8,6 +8,7 @@ Layout of a dataset folder::
     graph/edge_ids.npy        int64 [num_edges]        optional: CSC position -> input edge row
     features.npy              float32 | float16 [N, D] (bfloat16 stored as uint16, named in meta.json)
     labels.npy                int64 [N]                node tasks; -1 marks an unlabelled node
+                              or int64 [N, T]          multi-label targets in {0, 1}; -1: unknown entry
     split/{train,valid,test}.npy                 node tasks: int64 node ids
     split/{train,valid,test}_{pos,neg}.npy       link tasks: int64 [E, 2] pairs; a per-source negative
                                                  table is int64 [E, K] tails (meta: ``neg_layout``)
@@ -54,7 +55,8 @@ class GraphDataset:
         indices: int32/int64 ``[num_edges]`` source ids grouped by destination.
         edge_ids: optional int64 ``[num_edges]``.
         features: ``[num_nodes, D]`` float32/float16, or uint16 holding bfloat16; or ``None``.
-        labels: int64 ``[num_nodes]`` (-1 = unlabelled) or ``None``.
+        labels: int64 ``[num_nodes]`` (-1 = unlabelled), int64 ``[num_nodes, T]`` multi-label
+            targets in ``{0, 1}`` (-1 = unknown entry), or ``None``.
         splits: split name -> int64 array (node ids, or ``[E, 2]`` / ``[E, K]`` for link splits).
     """
 
@@ -120,7 +122,9 @@ class GraphDataset:
             "num_classes": self.num_classes,
             "splits": {k: list(v.shape) for k, v in self.splits.items()},
         }
-        if self.labels is not None and self.num_classes:
+        if self.labels is not None and self.labels.ndim == 2:
+            out["num_tasks"] = int(self.labels.shape[1])
+        elif self.labels is not None and self.num_classes:
             lab = np.asarray(self.labels)
             lab = lab[lab >= 0]
             if lab.size:
@@ -305,7 +309,8 @@ def save_dataset(
             meta["feature_shape"] = list(feats.shape)
             meta["feature_dtype"] = fdt
         if labels is not None:
-            w.write("labels.npy", np.asarray(labels, dtype=np.int64).reshape(-1))
+            labels = np.asarray(labels, dtype=np.int64)
+            w.write("labels.npy", labels if labels.ndim == 2 else labels.reshape(-1))
         for k, v in splits.items():
             w.write(f"split/{k}.npy", np.asarray(v, dtype=np.int64))
         meta.update(extra_meta or {})
@@ -482,7 +487,7 @@ def load_dataset(path: str | os.PathLike, validate: str | bool = "auto") -> Grap
     labels = None
     if "labels.npy" in meta["files"]:
         labels = _open(path, "labels.npy", meta)
-        _expect(labels, path / "labels.npy", (n,), (np.int64,))
+        _expect(labels, path / "labels.npy", (n,) if labels.ndim < 2 else (n, None), (np.int64,))
     splits = {}
     for name in meta["splits"]:
         if not isinstance(name, str) or "/" in name or name.startswith("."):
@@ -537,13 +542,12 @@ def validate_dataset(ds: GraphDataset, checksums: bool = False) -> None:
         if int(ds.edge_ids.min()) < 0:
             raise DatasetError(f"{p / 'graph/edge_ids.npy'}: negative edge id")
     if ds.labels is not None:
-        hi = ds.num_classes if ds.num_classes is not None else None
+        hi = 2 if ds.labels.ndim == 2 else ds.num_classes  # multi-label entries: {-1, 0, 1}
         if ds.labels.size:
             lo_v, hi_v = int(ds.labels.min()), int(ds.labels.max())
             if lo_v < -1 or (hi is not None and hi_v >= hi):
-                raise DatasetError(
-                    f"{p / 'labels.npy'}: labels span [{lo_v}, {hi_v}] outside [-1, num_classes={hi})"
-                )
+                bound = "multi-label entries {-1, 0, 1}" if ds.labels.ndim == 2 else f"[-1, num_classes={hi})"
+                raise DatasetError(f"{p / 'labels.npy'}: labels span [{lo_v}, {hi_v}] outside {bound}")
     if ds.task == "node":
         seen = np.zeros(n, dtype=np.bool_)
         for name, ids in ds.splits.items():

@@ -26,8 +26,8 @@ class NodeLoader(BaseLoader):
         features: object with ``gather(ids int64) -> Tensor [n, D]``, a ``[N, D]`` feature table
             (array, memory map or CPU tensor: gathered by a ``cpu`` / ``mmap``
             :class:`~gnnsys.features.FeatureStore`), or ``None``.
-        labels: integer ``[N]`` labels indexed by global id (array, memory map or tensor;
-            ``batch.y = labels[seeds]``), or None.
+        labels: integer ``[N]`` labels (or ``[N, T]`` multi-label targets) indexed by global id
+            (array, memory map or tensor; ``batch.y = labels[seeds]``), or None.
         shuffle: permute the seeds each epoch (seeded by ``(seed, epoch)``).
         drop_last: drop the last incomplete batch.
         prefetch: batches prepared ahead by a background thread (0 = no thread).
@@ -47,7 +47,7 @@ class NodeLoader(BaseLoader):
 
     Yields:
         :class:`~gnnsys.loader.batch.Batch` with ``batch_size`` = number of seeds in the batch,
-        ``x`` ``[num_nodes, D]``, ``y`` int64 ``[batch_size]``, and timings.
+        ``x`` ``[num_nodes, D]``, ``y`` int64 ``[batch_size]`` (``[batch_size, T]``), and timings.
     """
 
     def __init__(self, sampler: Any, seeds: Any, batch_size: int, *, features: Any = None,
@@ -65,9 +65,9 @@ class NodeLoader(BaseLoader):
         self.labels = None
         if labels is not None:
             lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-            if lab.ndim != 1 or lab.dtype.kind not in "iu" or lab.shape[0] < sampler.num_nodes:
+            if lab.ndim not in (1, 2) or lab.dtype.kind not in "iu" or lab.shape[0] < sampler.num_nodes:
                 raise ConfigError(f"labels must be an integer array [num_nodes = "
-                                  f"{sampler.num_nodes}], got {lab.dtype} {lab.shape}")
+                                  f"{sampler.num_nodes}] or [num_nodes, tasks], got {lab.dtype} {lab.shape}")
             self.labels = lab
         super().__init__(sampler, int(self.seeds.size), batch_size, features=features,
                          shuffle=shuffle, drop_last=drop_last, prefetch=prefetch, seed=seed,

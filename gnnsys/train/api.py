@@ -12,6 +12,7 @@ from typing import Any
 from ..distributed import init_distributed, shutdown
 from .config import TrainConfig
 from .dist_trainer import DistributedTrainer
+from .protocol import train_runs
 from .trainer import Trainer
 
 
@@ -26,11 +27,19 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
 
     Under ``torchrun`` (``WORLD_SIZE > 1`` in the environment) this process joins the process
     group and trains as one rank of a data-parallel run (see :mod:`gnnsys.train.dist_trainer`).
+    With ``config.runs > 1`` the runs are trained one after the other, each in ``out/run-K``, and
+    the summary is theirs together (see :mod:`gnnsys.train.protocol`).
     """
     ctx = init_distributed(config.device)
     if not ctx.enabled:
-        return Trainer(config, resume=resume, overwrite=overwrite).fit()
+        def make(cfg, resume, overwrite):
+            return Trainer(cfg, resume=resume, overwrite=overwrite)
+    else:
+        def make(cfg, resume, overwrite):
+            return DistributedTrainer(cfg, ctx, resume=resume, overwrite=overwrite)
     try:
-        return DistributedTrainer(config, ctx, resume=resume, overwrite=overwrite).fit()
+        if config.runs > 1:
+            return train_runs(config, make, resume=resume, overwrite=overwrite, ctx=ctx)
+        return make(config, resume, overwrite).fit()
     finally:
         shutdown(ctx)

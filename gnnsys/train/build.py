@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..data.registry import resolve
-from ..errors import ConfigError, DatasetError, DeviceUnavailableError, GnnsysError
+from ..errors import ConfigError, DeviceUnavailableError, GnnsysError
 from ..features.factory import dataset_store
 from ..features.store import GPU_PLACEMENTS
 from ..loader import LinkLoader, NodeLoader
@@ -30,6 +30,7 @@ from ..models.embedding import FeatureFreeEncoder
 from ..models.link import LinkModel, make_decoder, supports_inference
 from ..models.registry import ModelSpec, get_model_spec, resolve_options
 from . import evaluate as ev
+from . import targets as tg
 from .config import TrainConfig, parse_metric
 
 
@@ -43,7 +44,10 @@ class Assembly:
         dataset: the opened :class:`~gnnsys.data.GraphDataset`.
         task: ``"node"`` or ``"link"``.
         spec: the model's registry entry; ``options``: its resolved options.
-        metric: the metric of the valid/test splits (``acc``, ``hits@K``, ``mrr``).
+        metric: the metric of the valid/test splits, which selects the model (``acc``,
+            ``rocauc``, ``ap``, ``f1-macro``, ``f1-micro``, ``hits@K``, ``mrr``).
+        targets: the kind of a node task's targets (``multiclass``, ``binary``, ``multilabel``;
+            see :mod:`gnnsys.train.targets`); ``None`` for a link task.
         sampler: training sampler (``sample_from_nodes`` / ``sample_from_edges``).
         features: the feature store, or ``None`` (no features: a learnable embedding).
         aggregate_first_hop: the loaders hand GraphSAGE its first layer's mean (``Batch.x_agg``).
@@ -67,6 +71,7 @@ class Assembly:
     eval_mode: str
     train_batch_size: int
     shard: tuple[int, int] | None = None
+    targets: str | None = None
     _eval_sampler: Any = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ loaders
@@ -158,6 +163,7 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
     spec = get_model_spec(config.model)
     options = model_options(config, spec)
     metric = resolve_metric(config, dataset, task)
+    targets = tg.target_kind(dataset) if task == "node" else None
     sampler = build_sampler(spec, dataset, options, config.seed,
                             gpu=device if config.sampler == "gpu" else None)
     features = build_features(spec, dataset, options, config, device, run_dir, shared_host)
@@ -167,7 +173,8 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
                     options=options, metric=metric, sampler=sampler, features=features,
                     aggregate_first_hop=aggregates_first_hop(options, features), model=model,
                     eval_mode=resolve_eval_mode(config, spec, model),
-                    train_batch_size=train_batch_size or config.batch_size, shard=shard)
+                    train_batch_size=train_batch_size or config.batch_size, shard=shard,
+                    targets=targets)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,13 +206,23 @@ def resolve_task(config: TrainConfig, dataset: Any) -> str:
 
 
 def resolve_metric(config: TrainConfig, dataset: Any, task: str) -> str:
-    """The config's metric, or the dataset's default one; it must fit the task."""
+    """The config's metric (lower case), or the dataset's default one; it must fit the task and
+    the targets (see :func:`gnnsys.train.targets.check_metric_fits`)."""
     metric = config.metric or ev.default_metric(dataset, task)
-    kind, _ = parse_metric(metric)
-    if (kind == "acc") != (task == "node"):
-        raise ConfigError(f"metric {metric!r} does not fit a {task} task")
+    kind, k = parse_metric(metric)
+    metric = kind if k is None else f"hits@{k}"
+    if task == "node":
+        if kind in ("hits", "mrr"):
+            raise ConfigError(f"metric {metric!r} does not fit a node task")
+        tg.check_metric_fits(metric, tg.target_kind(dataset), dataset)
+        return metric
+    if kind in ("acc", "f1-macro", "f1-micro"):
+        raise ConfigError(f"metric {metric!r} does not fit a link task")
     if kind == "mrr" and dataset.meta.get("neg_layout") != "per_source":
         raise ConfigError("metric mrr needs per-source negatives (a citation2-style dataset)")
+    if kind in ("rocauc", "ap") and not any(f"{s}_neg" in dataset.splits for s in ("valid", "test")):
+        raise ConfigError(f"metric {metric} needs explicit negative pairs (valid_neg / test_neg splits); "
+                          f"dataset {dataset.name!r} has none")
     return metric
 
 
@@ -292,9 +309,7 @@ def build_model(spec: ModelSpec, options: dict[str, Any], config: TrainConfig, d
     the dataset has no features (``in_dim is None``) and in a :class:`LinkModel` for link tasks."""
     torch.manual_seed(config.seed)
     if task == "node":
-        if not dataset.num_classes:
-            raise DatasetError(f"dataset {dataset.name!r}: meta.json has no num_classes")
-        out_dim = int(dataset.num_classes)
+        out_dim = tg.output_dim(dataset, tg.target_kind(dataset))
     else:
         out_dim = int(options.get("hidden", config.decoder_hidden))
     emb_dim = None

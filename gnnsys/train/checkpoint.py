@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 
 FORMAT = "gnnsys-checkpoint"
 VERSION = 1
@@ -41,9 +41,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` through a temp file, fsync and ``os.replace``: a kill at any
     moment leaves either the previous checkpoint or the new one, never a torn file."""
+    atomic_torch_save(path, {"format": FORMAT, "version": VERSION, **state})
+
+
+def atomic_torch_save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """``torch.save(payload)`` (plain tensors, dicts, lists, numbers, strings: loadable with
+    ``weights_only=True``) to ``path`` through a temp file, fsync and ``os.replace``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    payload = {"format": FORMAT, "version": VERSION, **state}
     try:
         with open(tmp, "wb") as f:
             torch.save(payload, f)
@@ -94,3 +99,37 @@ def load_checkpoint(path: str | os.PathLike, fingerprint: str | None = None,
         raise CheckpointError(f"{path}: checkpoint belongs to a different configuration "
                               f"(fingerprint {state['fingerprint'][:12]} != {fingerprint[:12]})")
     return state
+
+
+def load_for_resume(path: str | os.PathLike, config: Any) -> dict[str, Any]:
+    """The checkpoint at ``path``, checked against ``config`` (a TrainConfig) for ``--resume``.
+
+    ``epochs`` alone may differ from the config the checkpoint was written under (its
+    ``config_epochs``; checkpoints without it were written under ``config.epochs``): a run goes on
+    to more epochs exactly as if it had been started with them, but may not drop epochs it has
+    already trained (ConfigError). Any other difference is a CheckpointError.
+    """
+    ck = load_checkpoint(path)
+    want = config.replace(epochs=int(ck.get("config_epochs", config.epochs))).fingerprint()
+    if ck["fingerprint"] != want:
+        raise CheckpointError(f"{path}: checkpoint belongs to a different configuration "
+                              f"(fingerprint {ck['fingerprint'][:12]} != {want[:12]})")
+    done = int(ck["position"]["epoch"])
+    if config.epochs < done:
+        raise ConfigError(f"{path}: the run already trained {done} epochs; --epochs {config.epochs} "
+                          f"would undo them (give at least {done})")
+    return ck
+
+
+def resume_differences(config: Any, saved: Any, where: Path) -> list[str]:
+    """The options of ``config`` that ``--resume`` refuses against the run's saved config: every
+    result-determining one but ``epochs`` (see :func:`load_for_resume`), which may not change
+    under a cosine schedule (its learning-rate curve spans the epochs)."""
+    diff = config.differences(saved)
+    if "epochs" in diff:
+        diff.remove("epochs")
+        if config.scheduler == "cosine":
+            raise ConfigError(f"{where}: --epochs cannot change on --resume with --scheduler cosine (its "
+                              f"learning-rate schedule spans the {saved.epochs} epochs); resume with the "
+                              "same --epochs")
+    return diff

@@ -20,7 +20,7 @@ _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", 
            "feature_dtype", "seed", "out",
            "checkpoint_every", "eval_every", "eval_mode", "eval_fanouts", "eval_batch_size",
            "max_batches", "neg", "num_neg", "decoder", "embedding_dim", "metric", "num_threads",
-           "num_workers", "prefetch", "host_allocator")
+           "num_workers", "prefetch", "host_allocator", "runs", "patience", "logger")
 #: flags that set a model option.
 _MODEL = ("hidden", "num_layers", "dropout")
 
@@ -29,8 +29,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     """Register the ``train`` subcommand on an ``argparse`` subparsers object and return its
     parser (its ``func`` is :func:`run_train`; the command line starts ``--nproc`` ranks itself)."""
     from ..data.synthetic import DEFAULT_PRESET
-    from .config import (DECODERS, EVAL_MODES, FEATURE_DTYPES, GRAD_CLIP_PER, NEG_MODES, PLACEMENTS,
-                         SAMPLERS, SCHEDULERS)
+    from .config import (DECODERS, EVAL_MODES, FEATURE_DTYPES, GRAD_CLIP_PER, LOGGERS, NEG_MODES,
+                         PLACEMENTS, SAMPLERS, SCHEDULERS)
 
     p = sub.add_parser("train", help="train a model (GraphSAGE by default) and write a run folder",
                        description="Train a GNN. With no options: GraphSAGE on the built-in "
@@ -83,7 +83,18 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--decoder", choices=DECODERS, default=S, help="link task: pair decoder")
     p.add_argument("--embedding-dim", dest="embedding_dim", type=int, default=S,
                    help="learnable node embedding width for datasets without features")
-    p.add_argument("--metric", default=S, help="link metric: hits@K or mrr (default: OGB's)")
+    p.add_argument("--metric", default=S,
+                   help="the valid/test metric, which selects the model: node tasks acc, rocauc, ap, "
+                        "f1-macro, f1-micro; link tasks hits@K, mrr, rocauc, ap (default: OGB's for "
+                        "the dataset)")
+    p.add_argument("--runs", type=int, default=S,
+                   help="independent runs with seeds seed, seed+1, ... in OUT/run-K, reported as "
+                        "mean ± std at each run's best valid evaluation, as OGB does (default 1)")
+    p.add_argument("--patience", type=int, default=S,
+                   help="stop a run after this many evaluations without a better valid score")
+    p.add_argument("--logger", choices=LOGGERS, default=S,
+                   help="tensorboard: also write TensorBoard scalars to OUT/tensorboard "
+                        "(pip install tensorboard)")
     p.add_argument("--num-threads", dest="num_threads", type=int, default=S)
     p.add_argument("--prefetch", type=int, default=S,
                    help="batches made ahead (default: 2; 1 for the ranks of --nproc / torchrun on one host)")
@@ -95,7 +106,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                         "system: leave malloc alone; auto (default): retain for one process, "
                         "system for the ranks of --nproc / torchrun on one host")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=S)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (--epochs may be raised to "
+                        "train a finished run on)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--nproc", type=int, default=1,
                    help="data-parallel processes on this host (torch.distributed; gloo on CPU, "
@@ -156,6 +169,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     summary = train(config_from_args(args), resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") != "0":
+        return 0
+    if "per_run" in summary:  # --runs N: the statistics, OGB's lines last
+        print(json.dumps({k: summary[k] for k in ("dataset", "model", "metric", "runs", "seeds",
+                                                  "mean_epoch_seconds", "run_folder")}))
+        print("\n".join(summary["lines"]), flush=True)
         return 0
     print(json.dumps({k: summary[k] for k in ("dataset", "model", "metric", "epochs", "best_epoch",
                                               "best_valid", "test_at_best_valid", "mean_epoch_seconds",

@@ -23,12 +23,16 @@ NEG_MODES = ("uniform", "per_source", "exclude_existing", "random_pairs")
 DECODERS = ("dot", "mlp")
 #: Fields that do not change the result of a run (excluded from :meth:`TrainConfig.fingerprint`).
 NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers", "host_allocator",
-                "sampler")
+                "sampler", "runs", "logger")
 SAMPLERS = ("cpu", "gpu")
 #: Fields added after the first release: left out of the fingerprint while at their default, so
 #: that runs checkpointed before a field existed still resume.
-ADDED_LATER = ("grad_clip_per",)
+ADDED_LATER = ("grad_clip_per", "patience")
 GRAD_CLIP_PER = ("model", "part")
+LOGGERS = ("none", "tensorboard")
+#: Node-task metrics (``--metric``); link tasks take ``hits@K``, ``mrr``, ``rocauc`` or ``ap``.
+NODE_METRICS = ("acc", "rocauc", "ap", "f1-macro", "f1-micro")
+LINK_METRICS = ("hits@K", "mrr", "rocauc", "ap")
 
 
 @dataclass
@@ -71,7 +75,17 @@ class TrainConfig:
         neg, num_neg, exclude_target_edges: link-task negative sampling.
         decoder, decoder_hidden, decoder_layers: link-task pair decoder.
         embedding_dim: width of the learnable node embedding used when the dataset has no features.
-        metric: link metric (``hits@K`` or ``mrr``); ``None`` picks OGB's for the dataset.
+        metric: the metric of the valid/test splits, which also selects the model: node tasks
+            ``acc``, ``rocauc``, ``ap``, ``f1-macro``, ``f1-micro``; link tasks ``hits@K``,
+            ``mrr``, ``rocauc``, ``ap``; ``None`` picks OGB's for the dataset (see
+            :mod:`gnnsys.train.metrics`).
+        runs: independent runs with seeds ``seed, seed + 1, ...``, each in ``out/run-K/``, and
+            their mean and standard deviation as OGB reports them (see
+            :mod:`gnnsys.train.protocol`); 1: one run in ``out`` itself.
+        patience: stop a run after this many evaluations without a better valid score
+            (``None``: train every epoch).
+        logger: ``tensorboard`` also writes TensorBoard scalars to ``out/tensorboard/``
+            (needs the optional ``tensorboard`` package); ``none``: ``metrics.jsonl`` only.
         num_threads: torch intra-op threads (``None``: leave as is).
         prefetch: batches prepared ahead by the loader's workers (``None``: 2 for a process alone
             on its host, 1 for the ranks of a multi-process run on one host, where the ranks keep
@@ -127,6 +141,9 @@ class TrainConfig:
     num_workers: int = 1
     progress: bool = True
     host_allocator: str = "auto"
+    runs: int = 1
+    patience: int | None = None
+    logger: str = "none"
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -148,13 +165,14 @@ class TrainConfig:
         _choice(self, "neg", NEG_MODES)
         _choice(self, "decoder", DECODERS)
         _choice(self, "host_allocator", HOST_ALLOCATORS)
+        _choice(self, "logger", LOGGERS)
         _str(self, "model")
         for k, lo in (("batch_size", 1), ("epochs", 1), ("step_size", 1), ("checkpoint_every", 0),
                       ("eval_every", 0), ("num_neg", 1), ("decoder_hidden", 1), ("decoder_layers", 1),
-                      ("num_workers", 1), ("seed", 0)):
+                      ("num_workers", 1), ("seed", 0), ("runs", 1)):
             _int(self, k, lo)
         for k, lo in (("eval_batch_size", 1), ("max_batches", 1), ("embedding_dim", 1), ("num_threads", 1),
-                      ("prefetch", 0)):
+                      ("prefetch", 0), ("patience", 1)):
             if getattr(self, k) is not None:
                 _int(self, k, lo)
         for k in ("lr", "weight_decay"):
@@ -172,6 +190,9 @@ class TrainConfig:
             raise ConfigError(f"model_options must be a JSON object, got {self.model_options!r}")
         if self.metric is not None:
             parse_metric(self.metric)
+        if self.patience is not None and self.eval_every == 0:
+            raise ConfigError(f"patience {self.patience} counts evaluations, but eval_every is 0 (no "
+                              "evaluation): set --eval-every N or drop --patience")
         for k in ("exclude_target_edges", "progress"):
             if not isinstance(getattr(self, k), bool):
                 raise ConfigError(f"{k} must be true or false, got {getattr(self, k)!r}")
@@ -222,7 +243,8 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def differences(self, other: "TrainConfig") -> list[str]:
-        """Names of the result-determining options that differ from ``other``."""
+        """Names of the result-determining options that differ from ``other`` (an
+        :data:`ADDED_LATER` field absent from ``other``'s file reads as its default)."""
         a, b = self.to_dict(), other.to_dict()
         return sorted(k for k in a if k not in NON_SEMANTIC and a[k] != b.get(k))
 
@@ -272,9 +294,10 @@ def check_fanouts(value: Any, name: str = "fanouts") -> list[int] | None:
 
 
 def parse_metric(metric: str) -> tuple[str, int | None]:
-    """``"hits@20"`` -> ``("hits", 20)``, ``"mrr"`` -> ``("mrr", None)``, ``"acc"`` -> ``("acc", None)``."""
+    """``"hits@20"`` -> ``("hits", 20)``; ``"mrr"``, ``"acc"``, ``"rocauc"``, ``"ap"``,
+    ``"f1-macro"``, ``"f1-micro"`` -> ``(name, None)``."""
     m = str(metric).lower()
-    if m in ("mrr", "acc"):
+    if m in ("mrr", "acc", "rocauc", "ap", "f1-macro", "f1-micro"):
         return m, None
     if m.startswith("hits@"):
         try:
@@ -283,4 +306,5 @@ def parse_metric(metric: str) -> tuple[str, int | None]:
             k = 0
         if k >= 1:
             return "hits", k
-    raise ConfigError(f"metric must be 'acc', 'mrr' or 'hits@K' with K >= 1, got {metric!r}")
+    raise ConfigError(f"metric must be one of {', '.join(NODE_METRICS)} (node tasks) or hits@K with "
+                      f"K >= 1, mrr, rocauc, ap (link tasks), got {metric!r}")

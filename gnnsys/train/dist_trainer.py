@@ -10,8 +10,8 @@ Used by :func:`gnnsys.train.train` when the process was started by ``torchrun`` 
   covers the same global batch as a one-process run with ``batch_size``;
 - the epoch's loss and throughput are all-reduced; sampled evaluation is split: each rank computes
   the outputs of its contiguous share of the evaluated nodes and the shares are all-gathered, so
-  every rank scores the same outputs and agrees on every metric and on the best epoch (full
-  layer-wise inference runs on every rank);
+  every rank scores the same outputs (full layer-wise inference runs on every rank), and rank 0's
+  metrics are broadcast, so every rank takes the same best epoch and the same patience stop;
 - the graph and the feature tables are the dataset's memory-mapped files, one copy per host in
   the page cache for all local ranks (the ``cpu`` feature placement gathers from the mapped
   file rather than a private copy when several ranks share the host);
@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..distributed import DistContext, run_collective
 from ..errors import CheckpointError, ConfigError
 from .build import default_out_dir
-from .checkpoint import load_checkpoint, rng_state, set_rng_state
+from .checkpoint import rng_state, set_rng_state
 from .config import TrainConfig
 from .trainer import Trainer
 
@@ -60,6 +60,7 @@ class DistributedTrainer(Trainer):
             raise ConfigError(f"batch_size {config.batch_size} is smaller than the number of ranks "
                               f"({ctx.world_size}): every rank needs at least one seed per step")
         self.ctx = ctx
+        self.is_main = ctx.is_main
         if config.out is None:  # every rank must agree on the default folder: take rank 0's
             obj = [str(default_out_dir(config)) if ctx.is_main else None]
             run_collective(dist.broadcast_object_list, obj, src=0)
@@ -118,6 +119,13 @@ class DistributedTrainer(Trainer):
         record["world_size"] = self.ctx.world_size
         return record
 
+    def evaluate(self) -> dict[str, float]:
+        """The metrics (see :meth:`Trainer.evaluate`) as rank 0 computed them, on every rank: model
+        selection and early stopping then decide alike everywhere by construction."""
+        obj = [super().evaluate()]
+        run_collective(dist.broadcast_object_list, obj, src=0)
+        return obj[0]
+
     def _sampled(self, ids):
         lo, hi = self.ctx.shard_bounds(len(ids))
         part = super()._sampled(ids[lo:hi]) if hi > lo else None
@@ -141,7 +149,7 @@ class DistributedTrainer(Trainer):
     def _initial_state(self) -> dict[str, Any]:
         st = super()._initial_state()
         if self.resume:
-            ck = load_checkpoint(self.run.checkpoint_path, fingerprint=self.config.fingerprint())
+            ck = self._resume_checkpoint()
             saved = int(ck.get("world_size", 1))
             if saved != self.ctx.world_size:
                 raise CheckpointError(f"{self.run.checkpoint_path}: written by a run with {saved} rank(s); "

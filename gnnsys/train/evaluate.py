@@ -1,11 +1,13 @@
 """Evaluation: model outputs for the nodes of a split (full-neighbourhood layer-wise inference or
 sampled), pair scores for link splits, and metrics computed by OGB's ``Evaluator``.
 
-Every metric goes through ``ogb``'s evaluators so that numbers are comparable with the OGB
+OGB's metrics go through ``ogb``'s evaluators so that numbers are comparable with the OGB
 leaderboards: accuracy with the ``ogbn-*`` evaluator, Hits@K with the ``ogbl-*`` Hits evaluator
 (``K`` set explicitly), MRR with ogbl-citation2's (one positive ranked against its own row of
-negatives). For a real OGB dataset the dataset's own evaluator is used; for Planetoid and the
-synthetic presets an evaluator of the same metric is used.
+negatives), and an ``ogbn-*`` dataset's own metric (ogbn-proteins' ROC-AUC) with its evaluator.
+For a real OGB dataset the dataset's own evaluator is used; for Planetoid and the synthetic
+presets an evaluator of the same metric is used. ROC-AUC, AP and F1 elsewhere are scikit-learn's
+(:mod:`gnnsys.train.metrics`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from . import metrics as sk
 from .config import parse_metric
 
 os.environ.setdefault("OUTDATED_IGNORE", "1")  # ogb's import-time version check thread
@@ -37,11 +40,16 @@ _LINK_METRICS = {"ogbl-ddi": "hits@20", "ddi-like": "hits@20", "ogbl-collab": "h
 
 
 def default_metric(dataset: Any, task: str) -> str:
-    """The metric a dataset is scored with: ``acc`` for node tasks, OGB's choice for ``ogbl-*``,
-    ``mrr`` for per-source negatives, ``hits@50`` otherwise."""
-    if task == "node":
-        return "acc"
+    """The metric a dataset is scored with: for node tasks an ``ogbn-*`` dataset's own (``acc``,
+    ogbn-proteins' ``rocauc``), ``rocauc`` for other multi-label targets, ``acc`` otherwise;
+    for link tasks OGB's choice for ``ogbl-*``, ``mrr`` for per-source negatives, ``hits@50``
+    otherwise."""
     name = str(dataset.meta.get("name", ""))
+    if task == "node":
+        ev = _ogb_node_evaluator(name)
+        if ev is not None and ev.eval_metric in ("acc", "rocauc"):
+            return ev.eval_metric
+        return "rocauc" if np.ndim(getattr(dataset, "labels", None)) == 2 else "acc"
     if dataset.meta.get("neg_layout") == "per_source":
         return "mrr"
     return _LINK_METRICS.get(name, _LINK_METRICS.get(name.split("-x")[0], "hits@50"))
@@ -66,6 +74,17 @@ def _evaluator(dataset_name: str, kind: str, k: int | None = None):
     if k is not None:
         ev.K = k
     return ev
+
+
+@functools.lru_cache(maxsize=32)
+def _ogb_node_evaluator(dataset_name: str):
+    """OGB's node evaluator of an ``ogbn-*`` dataset (``None`` for any other name)."""
+    if not dataset_name.startswith("ogbn-"):
+        return None
+    try:
+        return _ogb_evaluator_class("nodeproppred")(dataset_name)
+    except (ValueError, KeyError):
+        return None
 
 
 def _ogb_evaluator_class(package: str) -> type:
@@ -115,16 +134,39 @@ def mrr(dataset_name: str, pos: Tensor, neg: Tensor) -> float:
     return float(out["mrr_list"].mean())
 
 
+def node_metric(dataset_name: str, metric: str, kind: str, logits: Tensor, y: Tensor) -> float:
+    """Score node outputs ``[n, C]`` / ``[n, T]`` against labels ``[n]`` / ``[n, T]``
+    (``-1``: unlabelled, left out) with ``metric``: accuracy by OGB's evaluator, an ``ogbn-*``
+    dataset's own metric by its evaluator, anything else by scikit-learn
+    (:func:`gnnsys.train.metrics.node_metric`); ``kind`` is the targets' kind
+    (:mod:`gnnsys.train.targets`)."""
+    if y.dim() == 1:
+        known = y >= 0
+        if not bool(known.all()):
+            logits, y = logits[known], y[known]
+    if metric == "acc":
+        return accuracy(dataset_name, logits, y)
+    ev = _ogb_node_evaluator(dataset_name)
+    if ev is not None and ev.eval_metric == metric and y.dim() == 2 and y.shape[1] == ev.num_tasks:
+        y_true = y.cpu().numpy().astype(np.float64)
+        y_true[y_true < 0] = np.nan  # OGB's "unlabelled" is NaN
+        return float(ev.eval({"y_true": y_true, "y_pred": logits.float().cpu().numpy()})[metric])
+    return sk.node_metric(metric, kind, logits, y)
+
+
 def link_metric(dataset_name: str, metric: str, pos: Tensor, neg: Tensor) -> float:
-    """Score link predictions with ``metric`` (``hits@K`` or ``mrr``)."""
+    """Score link predictions with ``metric``: ``hits@K`` or ``mrr`` (OGB's evaluators), or
+    ``rocauc`` / ``ap`` of positives against the negatives (scikit-learn)."""
     kind, k = parse_metric(metric)
+    if kind in sk.CURVE_METRICS:
+        return sk.pair_metric(kind, pos, neg)
     if kind == "hits":
         return hits_at_k(dataset_name, pos, neg, k)
     if kind == "mrr":
         if neg.dim() != 2 or neg.shape[0] != pos.shape[0]:
             raise ConfigError(f"metric mrr needs per-source negatives [P, K]; got negatives of shape {tuple(neg.shape)}")
         return mrr(dataset_name, pos, neg)
-    raise ConfigError(f"metric {metric!r} is not a link-prediction metric (use hits@K or mrr)")
+    raise ConfigError(f"metric {metric!r} is not a link-prediction metric (use hits@K, mrr, rocauc or ap)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,8 +254,20 @@ def _evaluate_node(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict[
         if ids.size == 0:
             continue
         pred = logits[torch.from_numpy(ids)] if logits is not None else sampled(ids)
-        out[f"{s}_acc"] = accuracy(ds.name, pred, labels[torch.from_numpy(ids)])
+        y = labels[torch.from_numpy(ids)]
+        if s == "train" and parts.metric != "acc" and not _defined(parts.metric, parts.targets, y):
+            continue  # e.g. ROC-AUC of a train split holding one class: valid/test are checked up front
+        out[f"{s}_{parts.metric}"] = node_metric(ds.name, parts.metric, parts.targets, pred, y)
     return out
+
+
+def _defined(metric: str, kind: str, y: Tensor) -> bool:
+    """Whether ROC-AUC / AP is defined on labels ``y`` (both classes among the known ones, in
+    at least one task)."""
+    if metric not in sk.CURVE_METRICS:
+        return True
+    y = y.view(y.shape[0], -1)
+    return bool((((y == 0).any(dim=0)) & ((y == 1).any(dim=0))).any())
 
 
 def _evaluate_link(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict[str, float]:

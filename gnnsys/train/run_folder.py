@@ -1,5 +1,7 @@
-"""The run folder: ``config.json``, ``metrics.jsonl``, ``checkpoint.pt``, ``summary.json``,
-``curves.png``. Every file is written through a temp name and an atomic rename."""
+"""The run folder: ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` (the last state, to
+resume), ``best.pt`` (the weights of the best-valid evaluation), ``summary.json``, ``curves.png``
+and, with ``--logger tensorboard``, ``tensorboard/``. Every file is written through a temp name
+and an atomic rename."""
 
 from __future__ import annotations
 
@@ -39,6 +41,14 @@ class RunFolder:
         return self.path / "checkpoint.pt"
 
     @property
+    def best_path(self) -> Path:
+        return self.path / "best.pt"
+
+    @property
+    def tensorboard_path(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
     def summary_path(self) -> Path:
         return self.path / "summary.json"
 
@@ -62,6 +72,12 @@ class RunFolder:
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         """Rewrite ``metrics.jsonl`` with one JSON line per finished epoch."""
         atomic_write_text(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in history))
+
+    def write_best(self, payload: dict[str, Any]) -> None:
+        """Write ``best.pt`` atomically (see :mod:`gnnsys.train.selection`)."""
+        from .checkpoint import atomic_torch_save
+
+        atomic_torch_save(self.best_path, payload)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")

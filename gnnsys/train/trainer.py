@@ -1,5 +1,6 @@
 """The training loop: node classification and link prediction for any registry model, with
-per-epoch evaluation, a run folder and exact resume.
+per-epoch evaluation, model selection on valid (``best.pt``, ``patience``), a run folder and exact
+resume.
 
     from gnnsys.train import TrainConfig, train
     summary = train(TrainConfig(dataset="cora", root="data/planetoid", epochs=50, out="runs/cora"))
@@ -25,11 +26,14 @@ from ..errors import CheckpointError, ConfigError, TrainingError
 from ..models.embedding import FeatureFreeEncoder
 from ..models.link import LinkModel
 from . import evaluate as ev
+from . import targets as tg
 from .build import Assembly, assemble, default_out_dir
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_for_resume, resume_differences, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .host_allocator import apply_host_allocator
 from .run_folder import RunFolder
+from .selection import Selection, best_payload, check_patience, reconcile_best
+from .tb_logger import make_logger, require_tensorboard
 
 #: Re-draw curves.png during training at most this often (drawing takes ~1 s).
 PLOT_EVERY_S = 60.0
@@ -52,6 +56,9 @@ def model_parts(model: torch.nn.Module) -> list[torch.nn.Module]:
 class Trainer:
     """One run. Construction resolves the dataset, model, sampler, features and loaders (every
     user mistake surfaces here as a GnnsysError); :meth:`fit` trains."""
+
+    #: whether this process writes the run folder (rank 0 of a data-parallel run)
+    is_main: bool = True
 
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False) -> None:
         config.validate()
@@ -83,6 +90,11 @@ class Trainer:
         # the first step: whether glibc now keeps freed blocks for reuse (``host_allocator``)
         self.host_allocator_applied = apply_host_allocator(config.host_allocator,
                                                            shared_host=self._shares_host_tables())
+        if config.logger == "tensorboard" and self.is_main:
+            require_tensorboard()  # a missing package fails now, not after the first epoch
+        #: model selection on valid (best.pt, patience)
+        self.selection = Selection(f"valid_{self.metric}", config.patience)
+        check_patience(config.patience, self.dataset, self.task)
 
     # ------------------------------------------------------------------ setup helpers
     def _shares_host_tables(self) -> bool:
@@ -91,8 +103,7 @@ class Trainer:
 
     def _check_folder(self, resume: bool, overwrite: bool) -> None:
         if resume:
-            saved = self.run.read_config()
-            diff = self.config.differences(saved)
+            diff = resume_differences(self.config, self.run.read_config(), self.run.path)
             if diff:
                 raise CheckpointError(
                     f"{self.run.path}: the run folder holds a run with a different config "
@@ -125,25 +136,35 @@ class Trainer:
         t_start = time.perf_counter()
         epoch = state["position"]["epoch"]
         last_plot = time.perf_counter()
-        while epoch < c.epochs:
-            record = self._train_epoch(epoch, state)
-            if c.eval_every and ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
-                t0 = time.perf_counter()
-                record.update(self.evaluate())
-                record["time_eval"] = time.perf_counter() - t0
-            if self.scheduler is not None:
-                self.scheduler.step()
-            history.append(record)
-            epoch += 1
-            state["position"] = {"epoch": epoch, "batch_index": 0}
-            state["partial"] = _empty_partial()
-            self._save(state)
-            self.run.write_metrics(history)
-            if time.perf_counter() - last_plot > PLOT_EVERY_S:
-                self._plot(history)
-                last_plot = time.perf_counter()
-            if c.progress:
-                print(_epoch_line(record), flush=True)
+        logger = make_logger(c.logger, self.run.tensorboard_path, epoch) if self.is_main else None
+        try:
+            while epoch < c.epochs and not self.selection.stop:
+                record = self._train_epoch(epoch, state)
+                if c.eval_every and ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
+                    t0 = time.perf_counter()
+                    record.update(self.evaluate())
+                    record["time_eval"] = time.perf_counter() - t0
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                history.append(record)
+                improved = self.selection.observe(record)
+                if logger is not None:  # before the checkpoint: a replayed epoch's steps are purged
+                    logger.log(record)
+                epoch += 1
+                state["position"] = {"epoch": epoch, "batch_index": 0}
+                state["partial"] = _empty_partial()
+                self._save(state)
+                if improved:  # after the checkpoint: see gnnsys.train.selection
+                    self.run.write_best(self._best_payload())
+                self.run.write_metrics(history)
+                if time.perf_counter() - last_plot > PLOT_EVERY_S:
+                    self._plot(history)
+                    last_plot = time.perf_counter()
+                if c.progress:
+                    print(_epoch_line(record), flush=True)
+        finally:
+            if logger is not None:
+                logger.close()
         if history:
             self._plot(history)
         summary = self._summary(history, time.perf_counter() - t_start)
@@ -154,7 +175,7 @@ class Trainer:
         if not self.resume:
             return {"position": {"epoch": 0, "batch_index": 0}, "partial": _empty_partial(),
                     "history": [], "global_step": 0}
-        ck = load_checkpoint(self.run.checkpoint_path, fingerprint=self.config.fingerprint())
+        ck = self._resume_checkpoint()
         try:
             self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
@@ -165,12 +186,26 @@ class Trainer:
             raise CheckpointError(f"{self.run.checkpoint_path}: does not fit this model/optimizer "
                                   f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
         self.run.write_metrics(ck["history"])  # drop lines written after the checkpoint
+        self.selection = Selection.replay(self.selection.key, self.config.patience, list(ck["history"]))
+        if self.is_main:
+            reconcile_best(self.run, self.selection, ck, self._best_payload)
         return {"position": dict(ck["position"]), "partial": dict(ck["partial"]),
                 "history": list(ck["history"]), "global_step": int(ck["global_step"])}
+
+    def _resume_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint to resume from (see :func:`~gnnsys.train.checkpoint.load_for_resume`)."""
+        return load_for_resume(self.run.checkpoint_path, self.config)
+
+    def _best_payload(self) -> dict[str, Any]:
+        """``best.pt``'s content for the current weights (see :mod:`gnnsys.train.selection`)."""
+        s = self.selection
+        return best_payload(self.model, s.best_epoch, self.metric, s.best_value, self.config.fingerprint(),
+                            self.dataset)
 
     def _save(self, state: dict[str, Any]) -> None:
         save_checkpoint(self.run.checkpoint_path, {
             "fingerprint": self.config.fingerprint(),
+            "config_epochs": int(self.config.epochs),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {} if self.scheduler is None else self.scheduler.state_dict(),
@@ -264,7 +299,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         out = self.forward_model(batch)
         if self.task == "node":
-            loss = F.cross_entropy(out.float(), batch.y)
+            loss = tg.node_loss(out, batch.y, self.parts.targets)
             n = int(batch.y.shape[0])
         else:
             logits = self.model.score(out, batch.edge_label_index)
@@ -290,9 +325,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ reporting
     def _summary(self, history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-        key_valid, key_test = f"valid_{self._metric_key()}", f"test_{self._metric_key()}"
-        evals = [r for r in history if key_valid in r]
-        best = max(evals, key=lambda r: r[key_valid]) if evals else None
+        key_test = f"test_{self._metric_key()}"
+        best = next((r for r in history if r["epoch"] == self.selection.best_epoch), None)
+        scores = lambda r: {k: v for k, v in r.items() if k.startswith(("train_", "valid_", "test_"))}  # noqa: E731
         times = [r["time_epoch"] for r in history if r.get("resumed_at_batch") is None]
         n_params = sum(p.numel() for p in self.model.parameters())
         return {
@@ -301,9 +336,15 @@ class Trainer:
             "model": self.config.model,
             "metric": self._metric_key(),
             "epochs": len(history),
+            "seed": self.config.seed,
             "best_epoch": None if best is None else best["epoch"],
-            "best_valid": None if best is None else best[key_valid],
+            "best_valid": self.selection.best_value,
             "test_at_best_valid": None if best is None else best.get(key_test),
+            "at_best_valid": {} if best is None else scores(best),
+            "highest": {k: max(r[k] for r in history if k in r)
+                        for k in sorted({k for r in history for k in scores(r)})},
+            "best_model": None if best is None else str(self.run.best_path),
+            "stopped_by_patience": bool(self.selection.stop and len(history) < self.config.epochs),
             "final": {k: v for k, v in history[-1].items() if k == "loss" or k.startswith(("train_", "valid_", "test_"))}
             if history else {},
             "mean_epoch_seconds": float(np.mean(times)) if times else None,

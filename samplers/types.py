@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -85,8 +86,28 @@ class SampledSubgraph:
             return np.empty((2, 0), dtype=np.int64)
         return np.concatenate([h.edge_index for h in self.hops], axis=1)
 
-    def to_pyg(self):
-        """A ``torch_geometric.data.Data`` view of this sample (see :func:`samplers.pyg.to_pyg`)."""
-        from samplers.pyg import to_pyg
+    def to_pyg(self) -> Any:
+        """Return a ``torch_geometric.data.Data`` in the layout of PyG's ``NeighborLoader``.
 
-        return to_pyg(self)
+        Fields: ``edge_index`` int64 ``[2, E]`` (all hops, hop 1 first; row 0 = source, row 1 =
+        destination, local ids), ``n_id`` int64 ``[num_nodes]`` global ids, ``num_nodes``,
+        ``batch_size`` (number of seeds), ``num_sampled_nodes`` / ``num_sampled_edges`` (lists, as
+        ``trim_to_layer`` expects), and for link batches ``edge_label_index`` / ``edge_label``;
+        every ``extra`` array is attached as a tensor under its own name. Tensors share memory with
+        the NumPy arrays. No features are attached (``x`` comes from the feature store).
+        """
+        import torch
+        from torch_geometric.data import Data
+
+        data = Data(edge_index=torch.from_numpy(self.edge_index), num_nodes=self.num_nodes)
+        data.n_id = torch.from_numpy(self.nodes)
+        data.batch_size = self.num_seeds
+        data.num_sampled_nodes = list(self.num_sampled_nodes)
+        data.num_sampled_edges = list(self.num_sampled_edges)
+        if self.edge_label_index is not None:
+            data.edge_label_index = torch.from_numpy(self.edge_label_index)
+        if self.edge_label is not None:
+            data.edge_label = torch.from_numpy(self.edge_label)
+        for name, arr in self.extra.items():
+            data[name] = torch.from_numpy(arr)
+        return data

@@ -32,6 +32,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
+from .atomic import (
+    WriterLock,
+    is_disk_full,
+    remove_stale_siblings,
+    swap_into_place,
+    temp_sibling,
+)
 from .csc import CSCGraph, index_dtype
 
 FORMAT_NAME = "gnnsys-dataset"
@@ -185,12 +192,45 @@ class DatasetWriter:
 
     def __init__(self, path: str | os.PathLike, overwrite: bool = False):
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise DatasetError(f"{self.path}: already exists (pass overwrite=True to replace it)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        self.tmp.mkdir()
+        try:
+            if self.path.exists() and not self.path.is_dir():
+                raise DatasetError(f"{self.path}: exists and is not a folder; choose another output path")
+            if self.path.exists() and not overwrite:
+                raise DatasetError(f"{self.path}: already exists (pass overwrite=True / --overwrite to replace it)")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatasetError(f"{self.path}: cannot create the output folder ({e.strerror or e}); "
+                               "choose a writable path") from None
+        self._lock = WriterLock(self.path, "dataset").acquire()
+        try:
+            # writers that died (killed, disk full) left these; the lock says none is alive
+            remove_stale_siblings(self.path, "tmp", keep_complete="meta.json")
+            self.tmp = temp_sibling(self.path, "tmp")
+            self.tmp.mkdir()
+        except OSError as e:
+            self._lock.release()
+            raise DatasetError(f"{self.path}: cannot write next to it ({e.strerror or e}); "
+                               "choose a writable path") from None
+        except BaseException:
+            self._lock.release()
+            raise
+        self.existed = self.path.is_dir()
         self._files: list[str] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """On an exception: remove the temporary folder (the existing dataset is untouched), and
+        turn "no space left on device" into one DatasetError line."""
+        if exc is None:
+            return
+        self.abort()
+        if is_disk_full(exc) and not isinstance(exc, DatasetError):
+            kept = f"; the existing {self.path.name} is unchanged" if self.existed else ""
+            raise DatasetError(f"{self.path}: disk full while writing the dataset (No space left on "
+                               f"device); the partial files were removed{kept}. Free space or "
+                               "choose another --out") from None
 
     def create(self, rel: str, shape: tuple[int, ...], dtype) -> np.memmap:
         """Create ``rel`` (e.g. ``"graph/indices.npy"``) as a writable memory map."""
@@ -232,7 +272,9 @@ class DatasetWriter:
             f.truncate(offset + int(length) * dtype.itemsize)
 
     def abort(self) -> None:
+        """Remove the temporary folder and release the lock (the existing dataset is untouched)."""
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self._lock.release()
 
     def commit(self, meta: dict[str, Any], checksums: bool = True) -> GraphDataset:
         """Record file sizes (and checksums), write ``meta.json``, rename into place, reopen."""
@@ -251,14 +293,17 @@ class DatasetWriter:
             json.dump(meta, f, indent=2, default=_json_default)
             f.flush()
             os.fsync(f.fileno())
-        old = None
-        if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(self.path, old)
-        os.replace(self.tmp, self.path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return load_dataset(self.path)
+        # validate the new dataset where it is: an invalid one never replaces anything
+        try:
+            staged = load_dataset(self.tmp, validate=False)
+            validate_dataset(staged, checksums=False)
+        except DatasetError as e:
+            kept = f"; the existing {self.path} is unchanged" if self.existed else ""
+            raise DatasetError(str(e).replace(str(self.tmp), str(self.path)) + f" (nothing written{kept})") from None
+        del staged
+        swap_into_place(self.tmp, self.path)
+        self._lock.release()
+        return load_dataset(self.path, validate=False)
 
 
 def save_dataset(
@@ -285,8 +330,7 @@ def save_dataset(
     if task not in ("node", "link"):
         raise DatasetError(f"task must be 'node' or 'link', got {task!r}")
     splits = dict(splits or {})
-    w = DatasetWriter(path, overwrite=overwrite)
-    try:
+    with DatasetWriter(path, overwrite=overwrite) as w:
         n = int(graph.num_nodes)
         w.write("graph/indptr.npy", np.asarray(graph.indptr, dtype=np.int64))
         w.write("graph/indices.npy", np.asarray(graph.indices, dtype=index_dtype(n)))
@@ -315,9 +359,6 @@ def save_dataset(
             w.write(f"split/{k}.npy", np.asarray(v, dtype=np.int64))
         meta.update(extra_meta or {})
         return w.commit(meta)
-    except BaseException:
-        w.abort()
-        raise
 
 
 def _convert_features(features, feature_dtype: str | None) -> tuple[np.ndarray, str]:

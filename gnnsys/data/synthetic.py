@@ -160,8 +160,7 @@ def generate(
     rng_nodes, rng_feat_means, rng_split = _streams(seed, 3)
     labels, theta = _node_attributes(p, rng_nodes)
     model = _EdgeModel(labels, theta, p.num_classes, p.homophily)
-    w = DatasetWriter(out_dir, overwrite=overwrite)
-    try:
+    with DatasetWriter(out_dir, overwrite=overwrite) as w:
         # 1. edges, chunk by chunk, into scratch memory maps (not part of the dataset)
         nchunks = max(1, -(-p.num_edges // EDGE_CHUNK))
         streams = _streams(seed + 1, nchunks)
@@ -220,9 +219,6 @@ def generate(
             **extra_meta,
         }
         return w.commit(meta)
-    except BaseException:
-        w.abort()
-        raise
 
 
 def _write_features(p: Preset, w: DatasetWriter, labels, seed: int, rng_means) -> None:

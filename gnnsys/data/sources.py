@@ -29,10 +29,10 @@ _PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
 @contextlib.contextmanager
 def ogb_legacy_load():
-    """Let ogb's own ``torch.load`` of the graph cache it writes itself (``processed/``, made from
-    the raw CSV files) work under torch >= 2.6, for the duration of the block only. Split files
-    are read by :func:`load_ogb_split_file` instead (no pickle); our own loads always pass
-    ``weights_only`` explicitly and are unaffected."""
+    """For a user who constructs an ogb reader over a ``processed/`` cache that ogb wrote itself:
+    let ogb's own ``torch.load`` of it work under torch >= 2.6, for the duration of the block only.
+    gnnsys never uses it: :func:`from_ogb` gives ogb a root without ``processed/`` (nothing is
+    unpickled) and reads split files with :func:`load_ogb_split_file` (``weights_only=True``)."""
     key = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
     old = os.environ.get(key)
     os.environ[key] = "1"
@@ -150,9 +150,11 @@ def from_ogb(name: str, root: str | os.PathLike, out_dir: str | os.PathLike, ove
 
     Reads with ``ogb.nodeproppred.NodePropPredDataset`` / ``ogb.linkproppred.LinkPropPredDataset``
     from a private staging copy of the folder (links, without any ``processed/`` cache: see
-    :func:`ogb_staging_root`), so the only pickle ogb loads is the one it just built from the raw
-    files; without raw files ogb downloads into the staging folder if the network allows. Node graphs are
-    symmetrised, as in OGB's example scripts; link splits keep OGB's edge lists.
+    :func:`ogb_staging_root`), so ogb builds its graph from the raw files and unpickles nothing;
+    split files are read with ``weights_only=True``. Without raw files ogb downloads into the
+    staging folder when the network answers (no ``input()`` prompt); offline, a DatasetError
+    says where to put the files. Node graphs are symmetrised, as in OGB's example scripts; link
+    splits keep OGB's edge lists.
     """
     root = Path(root)
     if not name.startswith(("ogbn-", "ogbl-")):
@@ -171,27 +173,34 @@ def from_ogb(name: str, root: str | os.PathLike, out_dir: str | os.PathLike, ove
     if name not in master:
         raise DatasetError(f"unknown OGB dataset {name!r}; known: {', '.join(master.keys())}")
     dir_name = name.replace("-", "_")
-    _ogb_meta_ok(root, dir_name, int(master[name]["version"]))
+    info = master[name]
+    _ogb_meta_ok(root, dir_name, int(info["version"]))
+    from .ogb_offline import ogb_without_prompts, require_ogb_raw
+
+    require_ogb_raw(name, root, dir_name, info)  # offline and no raw files: where to put them
     with ogb_staging_root(root, dir_name) as staging:
         try:
-            with ogb_legacy_load():
+            # ogb finds no processed/ cache in the staging root: it reads the raw files and never
+            # torch.loads a pickle; it may not prompt on stdin either
+            with ogb_without_prompts(name, root, dir_name, info):
                 if name.startswith("ogbn-"):
                     ds = NodePropPredDataset(name=name, root=str(staging))
                 else:
                     ds = LinkPropPredDataset(name=name, root=str(staging))
+        except DatasetError:
+            raise
         except (OSError, EOFError) as e:
             raise DatasetError(f"could not read or download {name} under {root}: {e}") from None
         except Exception as e:  # urllib errors when offline, zip errors, ...
             raise DatasetError(f"could not read or download {name} under {root}: {type(e).__name__}: {e}") from None
-        with ogb_legacy_load():
-            return _from_ogb_reader(ds, name, out_dir, overwrite, feature_dtype)
+        return _from_ogb_reader(ds, name, out_dir, overwrite, feature_dtype)
 
 
 def from_ogb_reader(ds, out_dir, overwrite: bool = False, feature_dtype: str | None = None) -> GraphDataset:
     """Convert an already constructed OGB reader object (``NodePropPredDataset`` or
-    ``LinkPropPredDataset``)."""
-    with ogb_legacy_load():
-        return _from_ogb_reader(ds, ds.name, out_dir, overwrite, feature_dtype)
+    ``LinkPropPredDataset``). Its split files are read by :func:`load_ogb_split_file`
+    (``weights_only=True``), never by ogb's ``torch.load``."""
+    return _from_ogb_reader(ds, ds.name, out_dir, overwrite, feature_dtype)
 
 
 def _from_ogb_reader(ds, name, out_dir, overwrite, feature_dtype) -> GraphDataset:
@@ -243,7 +252,9 @@ def _ogb_link_splits(split: dict) -> tuple[dict[str, np.ndarray], dict[str, Any]
 def from_planetoid(name: str, root: str | os.PathLike, out_dir: str | os.PathLike,
                    overwrite: bool = False) -> GraphDataset:
     """Convert Planetoid ``Cora``/``CiteSeer``/``PubMed`` from PyG's raw layout
-    (``root/<Name>/raw/ind.<name>.*``) with the public split. Never downloads."""
+    (``root/<Name>/raw/ind.<name>.*``) with the public split. Never downloads, writes nothing
+    under ``root``, and reads the raw pickles with a restricted unpickler
+    (:mod:`gnnsys.data.safe_pickle`): a file naming anything but NumPy/SciPy arrays is refused."""
     key = name.lower()
     if key not in PLANETOID_NAMES:
         raise DatasetError(f"unknown Planetoid dataset {name!r}; choose one of {sorted(PLANETOID_NAMES.values())}")
@@ -252,12 +263,9 @@ def from_planetoid(name: str, root: str | os.PathLike, out_dir: str | os.PathLik
     missing = [f"ind.{key}.{s}" for s in _PLANETOID_FILES if not (raw / f"ind.{key}.{s}").is_file()]
     if missing:
         raise DatasetError(f"{raw}: Planetoid raw files missing: {', '.join(missing)}")
-    from torch_geometric.datasets import Planetoid
+    from .safe_pickle import read_planetoid_raw
 
-    try:
-        data = Planetoid(str(root), proper)[0]
-    except Exception as e:
-        raise DatasetError(f"{raw}: could not read Planetoid {proper}: {type(e).__name__}: {e}") from None
+    data = read_planetoid_raw(raw, key)  # no code from the pickles runs (restricted unpickler)
     return from_pyg(data, out_dir, name=proper, overwrite=overwrite)
 
 

@@ -43,10 +43,10 @@ class SparseFeatures:
 
     matrix: object
     path: Path
-    chunk_bytes: int = CHUNK_BYTES
+    chunk_bytes: int | None = None  # None: the module's CHUNK_BYTES
 
     @classmethod
-    def load(cls, path: Path, chunk_bytes: int = CHUNK_BYTES) -> SparseFeatures:
+    def load(cls, path: Path, chunk_bytes: int | None = None) -> SparseFeatures:
         """Read ``path`` (``scipy.sparse.save_npz`` output); DatasetError naming it otherwise."""
         import zipfile
 
@@ -84,7 +84,8 @@ class SparseFeatures:
                 f"({human_bytes(min(self.dense_bytes('float32'), self.rows_per_chunk() * d * 4))} at a time)")
 
     def rows_per_chunk(self) -> int:
-        return max(1, self.chunk_bytes // max(1, self.shape[1] * 4))
+        chunk = CHUNK_BYTES if self.chunk_bytes is None else self.chunk_bytes
+        return max(1, chunk // max(1, self.shape[1] * 4))
 
     def write_dense(self, out: np.ndarray, dtype: str) -> None:
         """Fill ``out`` (``[N, D]``, e.g. a writable memory map) block by block in ``dtype``."""

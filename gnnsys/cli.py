@@ -40,8 +40,23 @@ def _add_prepare(sub) -> None:
     p.add_argument("--features", help="with --edges: node features (.npy or CSV, [N, D])")
     p.add_argument("--labels", help="with --edges: node labels (.npy or CSV, [N])")
     p.add_argument("--split", action="append", default=[], metavar="NAME=FILE",
-                   help="with --edges: a split file, e.g. train=train_ids.npy (repeatable)")
-    p.add_argument("--directed", action="store_true", help="with --edges: keep edges directed")
+                   help="with --edges: a node split: node ids, a boolean mask [N] or masks [N, S] "
+                        "(S split sets), e.g. train=train_ids.npy; a name given again adds a split "
+                        "set (repeatable; see docs/datasets.md)")
+    p.add_argument("--split-edges", dest="split_edges", action="append", default=[], metavar="NAME=FILE",
+                   help="with --edges: link split train/valid/test ([P, 2] pairs, edge-list rows or a "
+                        "row mask) or valid_neg/test_neg ([Q, 2] pairs or [P, K] per-source tails)")
+    p.add_argument("--keep-eval-edges", dest="keep_eval_edges", action="store_true",
+                   help="with --split-edges: leave valid/test positives in the message-passing graph "
+                        "(they are removed by default: keeping them inflates the scores)")
+    p.add_argument("--neg-layout", dest="neg_layout", choices=("auto", "pairs", "per_source"),
+                   default="auto", help="with --split-edges: how negatives are laid out (auto: [Q, 2] "
+                                        "pairs, [P, K != 2] per-source)")
+    p.add_argument("--task", choices=("node", "link"), default=None,
+                   help="with --edges: the default task of a dataset holding labels and link splits")
+    p.add_argument("--directed", action="store_true",
+                   help="with --edges: keep edges as given (default: undirected, each edge stored in "
+                        "both directions, as from_pyg)")
     p.set_defaults(func=_cmd_prepare)
 
 
@@ -53,14 +68,28 @@ def _cmd_prepare(args) -> int:
     if args.edges:
         if not args.out:
             raise GnnsysError("--edges needs --out DIR")
-        splits = {}
+        import warnings
+
+        splits: dict[str, list[str]] = {}
         for item in args.split:
-            if "=" not in item:
-                raise GnnsysError(f"--split expects NAME=FILE, got {item!r}")
-            k, v = item.split("=", 1)
-            splits[k] = v
-        ds = from_edge_list(args.edges, args.out, features=args.features, labels=args.labels,
-                            splits=splits, undirected=not args.directed, overwrite=args.overwrite)
+            k, v = _name_file("--split", item)
+            splits.setdefault(k, []).append(v)
+        edge_splits: dict[str, str] = {}
+        for item in args.split_edges:
+            k, v = _name_file("--split-edges", item)
+            if k in edge_splits:
+                raise GnnsysError(f"--split-edges {k} given twice ({edge_splits[k]}, {v})")
+            edge_splits[k] = v
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = from_edge_list(args.edges, args.out, features=args.features, labels=args.labels,
+                                splits=splits, undirected=not args.directed, overwrite=args.overwrite,
+                                edge_splits=edge_splits, keep_eval_edges=args.keep_eval_edges,
+                                neg_layout=args.neg_layout, task=args.task,
+                                on_feature_size=lambda line: print(f"gnnsys: {line}", file=sys.stderr,
+                                                                   flush=True))
+        for w in caught:
+            sys.stderr.write(f"gnnsys: warning: {w.message}\n")
     else:
         out = args.out or prepared_path(args.name, args.home, args.seed, args.scale)
         ds = prepare(args.name, root=args.root, out=out, home=args.home, seed=args.seed,
@@ -69,6 +98,13 @@ def _cmd_prepare(args) -> int:
     info["seconds"] = round(time.perf_counter() - t, 2)
     print(json.dumps(info, indent=2))
     return 0
+
+
+def _name_file(flag: str, item: str) -> tuple[str, str]:
+    if "=" not in item or not item.split("=", 1)[0].strip() or not item.split("=", 1)[1]:
+        raise GnnsysError(f"{flag} expects NAME=FILE, got {item!r}")
+    k, v = item.split("=", 1)
+    return k.strip(), v
 
 
 def _add_info(sub) -> None:

@@ -348,10 +348,13 @@ def test_from_pyg_with_split_columns(tmp_path):
                 val_mask=torch.roll(masks, 1, 1), test_mask=torch.roll(masks, 2, 1))
     from gnnsys.data.sources import from_pyg
 
-    ds = from_pyg(data, tmp_path / "a", name="mine", split_column=1)
+    ds = from_pyg(data, tmp_path / "a", name="mine", split_column=1, directed=True)
     assert ds.splits["train"].tolist() == list(range(5, 10))
     assert ds.splits["valid"].tolist() == list(range(0, 5))
     assert ds.num_edges == 5 and ds.meta["directed"] is True
+    # the default, as prepare --edges: undirected (both directions stored), recorded in meta.json
+    und = from_pyg(data, tmp_path / "u", name="mine", split_column=1)
+    assert und.num_edges == 10 and und.meta["directed"] is False and und.meta["symmetrized"] is True
     with pytest.raises(DatasetError, match="split_column 3 out of range"):
         from_pyg(data, tmp_path / "b", split_column=3)
 

@@ -12,6 +12,11 @@ Layout of a dataset folder::
     split/{train,valid,test}.npy                 node tasks: int64 node ids
     split/{train,valid,test}_{pos,neg}.npy       link tasks: int64 [E, 2] pairs; a per-source negative
                                                  table is int64 [E, K] tails (meta: ``neg_layout``)
+    split/set<k>/<name>.npy   split set k >= 1 (meta ``split_sets``): the splits that differ from set 0
+
+A dataset may hold node labels with node splits and link splits together (meta ``tasks``); node
+splits are the names without a ``_pos``/``_neg`` suffix. :meth:`GraphDataset.select` gives the
+view of one task and one split set that training uses.
 
 Every array is memory-mapped on load (``mmap_mode="r"``): opening a dataset copies nothing.
 Writes go to a temporary folder that is renamed into place, so a crash never leaves a half-written
@@ -75,6 +80,42 @@ class GraphDataset:
     features: np.ndarray | None = None
     labels: np.ndarray | None = None
     splits: dict[str, np.ndarray] = field(default_factory=dict)
+    #: split sets 1..S-1 (set 0 is ``splits``): name -> array, only the splits that differ from set 0
+    split_sets: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks this dataset can train: ``meta["tasks"]``, or (older datasets) ``[task]``."""
+        t = self.meta.get("tasks")
+        return list(t) if isinstance(t, list) and t else [self.task]
+
+    @property
+    def num_split_sets(self) -> int:
+        """How many node split sets the dataset holds (PyG's ``[N, 10]`` masks: 10)."""
+        return 1 + len(self.split_sets)
+
+    def select(self, task: str | None = None, split_index: int | None = None) -> GraphDataset:
+        """The view of one task and one split set: ``task`` (default the dataset's) keeps that
+        task's splits only (node: names without ``_pos``/``_neg``; link: the others) and
+        ``split_index`` (default 0) takes split set ``K``'s splits over set 0's. Arrays are
+        shared (no copy); ``meta["task"]`` and ``meta["split_index"]`` say what was selected."""
+        import dataclasses
+
+        task = task or self.task
+        if task not in ("node", "link"):
+            raise DatasetError(f"task must be 'node' or 'link', got {task!r}")
+        k = 0 if split_index is None else int(split_index)
+        if not 0 <= k < self.num_split_sets:
+            raise DatasetError(f"{self.path}: split index {k} out of range: the dataset has "
+                               f"{self.num_split_sets} split set{'s' if self.num_split_sets > 1 else ''} "
+                               f"(0..{self.num_split_sets - 1})")
+        merged = dict(self.splits)
+        if k > 0:
+            merged.update(self.split_sets[k - 1])
+        if "tasks" in self.meta:
+            merged = {n: a for n, a in merged.items() if is_link_split(n, self.meta) == (task == "link")}
+        meta = {**self.meta, "task": task, "split_index": k}
+        return dataclasses.replace(self, meta=meta, splits=merged, split_sets=[])
 
     @property
     def name(self) -> str:
@@ -129,6 +170,12 @@ class GraphDataset:
             "num_classes": self.num_classes,
             "splits": {k: list(v.shape) for k, v in self.splits.items()},
         }
+        out["tasks"] = self.tasks
+        out["symmetrized"] = bool(self.meta.get("symmetrized", False))
+        if self.split_sets:
+            out["split_sets"] = self.num_split_sets
+        if self.meta.get("eval_edges_in_graph"):
+            out["eval_edges_in_graph"] = True
         if self.labels is not None and self.labels.ndim == 2:
             out["num_tasks"] = int(self.labels.shape[1])
         elif self.labels is not None and self.num_classes:
@@ -320,6 +367,7 @@ def save_dataset(
     directed: bool = True,
     extra_meta: dict[str, Any] | None = None,
     overwrite: bool = False,
+    split_sets: list[dict[str, np.ndarray]] | None = None,
 ) -> GraphDataset:
     """Write a complete dataset folder from in-memory arrays and return it opened.
 
@@ -347,7 +395,14 @@ def save_dataset(
             "num_classes": None if num_classes is None else int(num_classes),
             "splits": sorted(splits),
         }
-        if features is not None:
+        if features is not None and hasattr(features, "write_dense"):  # a chunked (sparse) source
+            fdt = feature_dtype or "float32"
+            if fdt not in FEATURE_DTYPES:
+                raise DatasetError(f"feature_dtype must be one of {sorted(FEATURE_DTYPES)}, got {fdt!r}")
+            features.write_dense(w.create("features.npy", tuple(features.shape), FEATURE_DTYPES[fdt]), fdt)
+            meta["feature_shape"] = list(features.shape)
+            meta["feature_dtype"] = fdt
+        elif features is not None:
             feats, fdt = _convert_features(features, feature_dtype)
             w.write("features.npy", feats)
             meta["feature_shape"] = list(feats.shape)
@@ -357,6 +412,11 @@ def save_dataset(
             w.write("labels.npy", labels if labels.ndim == 2 else labels.reshape(-1))
         for k, v in splits.items():
             w.write(f"split/{k}.npy", np.asarray(v, dtype=np.int64))
+        for i, extra_set in enumerate(split_sets or [], start=1):
+            for k, v in extra_set.items():
+                w.write(f"split/set{i}/{k}.npy", np.asarray(v, dtype=np.int64))
+        if split_sets:
+            meta["split_sets"] = 1 + len(split_sets)
         meta.update(extra_meta or {})
         return w.commit(meta)
 
@@ -445,6 +505,13 @@ def _read_meta(path: Path) -> dict[str, Any]:
         len(shape) == 2 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
     ):
         raise DatasetError(f"{mp}: feature_shape must be [num_nodes, dim] of ints >= 0, got {shape!r}")
+    tasks = meta.get("tasks")
+    if tasks is not None and (not isinstance(tasks, list) or not tasks
+                              or any(t not in ("node", "link") for t in tasks)):
+        raise DatasetError(f"{mp}: tasks must be a non-empty list of 'node'/'link', got {tasks!r}")
+    sets = meta.get("split_sets", 1)
+    if not isinstance(sets, int) or isinstance(sets, bool) or sets < 1:
+        raise DatasetError(f"{mp}: split_sets must be an int >= 1, got {sets!r}")
     if meta.get("neg_layout") not in (None, "pairs", "per_source"):
         raise DatasetError(f"{mp}: neg_layout must be 'pairs' or 'per_source', got {meta['neg_layout']!r}")
     return meta
@@ -484,6 +551,23 @@ def _expect(arr: np.ndarray, p: Path, shape: tuple | None, dtypes: tuple) -> Non
                 raise DatasetError(f"{p}: shape {arr.shape} does not match meta.json (expected {shape})")
         if len(arr.shape) != len(shape):
             raise DatasetError(f"{p}: {arr.ndim}-D array but expected {len(shape)}-D {shape}")
+
+
+def is_link_split(name: str, meta: dict[str, Any]) -> bool:
+    """Whether split ``name`` holds edges: a ``_pos``/``_neg`` name, or any split of an older link
+    dataset (no ``tasks`` in ``meta.json``)."""
+    if name.endswith(("_pos", "_neg")):
+        return True
+    return "tasks" not in meta and meta.get("task") == "link"
+
+
+def _open_split(path: Path, rel: str, name: str, meta: dict[str, Any]) -> np.ndarray:
+    arr = _open(path, rel, meta)
+    if is_link_split(name, meta):
+        _expect(arr, path / rel, (None, None), (np.int64,))
+    else:
+        _expect(arr, path / rel, (None,), (np.int64,))
+    return arr
 
 
 def load_dataset(path: str | os.PathLike, validate: str | bool = "auto") -> GraphDataset:
@@ -533,14 +617,14 @@ def load_dataset(path: str | os.PathLike, validate: str | bool = "auto") -> Grap
     for name in meta["splits"]:
         if not isinstance(name, str) or "/" in name or name.startswith("."):
             raise DatasetError(f"{path / 'meta.json'}: bad split name {name!r}")
-        rel = f"split/{name}.npy"
-        arr = _open(path, rel, meta)
-        if meta["task"] == "node":
-            _expect(arr, path / rel, (None,), (np.int64,))
-        else:
-            _expect(arr, path / rel, (None, None), (np.int64,))
-        splits[name] = arr
-    ds = GraphDataset(path, meta, indptr, indices, edge_ids, features, labels, splits)
+        splits[name] = _open_split(path, f"split/{name}.npy", name, meta)
+    split_sets: list[dict[str, np.ndarray]] = []
+    for k in range(1, meta.get("split_sets", 1)):
+        prefix = f"split/set{k}/"
+        names = sorted(rel[len(prefix):-4] for rel in meta["files"]
+                       if rel.startswith(prefix) and rel.endswith(".npy") and "/" not in rel[len(prefix):])
+        split_sets.append({n: _open_split(path, f"{prefix}{n}.npy", n, meta) for n in names})
+    ds = GraphDataset(path, meta, indptr, indices, edge_ids, features, labels, splits, split_sets)
     if validate == "auto":
         total = sum(int(f.get("bytes", 0)) for f in meta["files"].values() if isinstance(f, dict))
         validate = total < FULL_CHECK_BYTES
@@ -589,10 +673,13 @@ def validate_dataset(ds: GraphDataset, checksums: bool = False) -> None:
             if lo_v < -1 or (hi is not None and hi_v >= hi):
                 bound = "multi-label entries {-1, 0, 1}" if ds.labels.ndim == 2 else f"[-1, num_classes={hi})"
                 raise DatasetError(f"{p / 'labels.npy'}: labels span [{lo_v}, {hi_v}] outside {bound}")
-    if ds.task == "node":
+    all_sets = [ds.splits] + [{**ds.splits, **st} for st in ds.split_sets]
+    for k, split_set in enumerate(all_sets):
         seen = np.zeros(n, dtype=np.bool_)
-        for name, ids in ds.splits.items():
-            f = p / f"split/{name}.npy"
+        for name, ids in split_set.items():
+            if is_link_split(name, ds.meta):
+                continue
+            f = p / (f"split/set{k}/{name}.npy" if k and name in ds.split_sets[k - 1] else f"split/{name}.npy")
             _check_range(ids, 0, n, f, "node id")
             ids = np.asarray(ids)
             if np.unique(ids).size != ids.size:
@@ -600,13 +687,19 @@ def validate_dataset(ds: GraphDataset, checksums: bool = False) -> None:
             if seen[ids].any():
                 raise DatasetError(f"{f}: overlaps another split (splits must be disjoint)")
             seen[ids] = True
-    else:
-        for name, arr in ds.splits.items():
-            f = p / f"split/{name}.npy"
-            if name.endswith("_pos") or ds.meta.get("neg_layout", "pairs") == "pairs":
-                if arr.shape[1] != 2:
-                    raise DatasetError(f"{f}: expected [E, 2] node pairs, got shape {arr.shape}")
-            _check_range(arr, 0, n, f, "node id")
+    for name, arr in ds.splits.items():
+        if not is_link_split(name, ds.meta):
+            continue
+        f = p / f"split/{name}.npy"
+        if name.endswith("_pos") or ds.meta.get("neg_layout", "pairs") == "pairs":
+            if arr.shape[1] != 2:
+                raise DatasetError(f"{f}: expected [E, 2] node pairs, got shape {arr.shape}")
+        elif name.endswith("_neg") and name[:-4] + "_pos" in ds.splits:
+            pos = ds.splits[name[:-4] + "_pos"]
+            if arr.shape[0] != pos.shape[0]:
+                raise DatasetError(f"{f}: {arr.shape[0]} rows of per-source negatives but "
+                                   f"{name[:-4]}_pos has {pos.shape[0]} positives")
+        _check_range(arr, 0, n, f, "node id")
 
 
 def _check_range(arr: np.ndarray, lo: int, hi: int, f: Path, what: str) -> None:

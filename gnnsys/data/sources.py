@@ -269,56 +269,152 @@ def from_planetoid(name: str, root: str | os.PathLike, out_dir: str | os.PathLik
     return from_pyg(data, out_dir, name=proper, overwrite=overwrite)
 
 
-def from_pyg(data, out_dir: str | os.PathLike, name: str = "pyg", overwrite: bool = False,
-             split_column: int = 0, feature_dtype: str | None = None) -> GraphDataset:
-    """Convert a PyG ``Data`` (``x``, ``y``, ``edge_index``, ``train/val/test_mask``).
+#: The one default of every converter: the graph is undirected (each edge stored in both
+#: directions); ``directed=True`` / ``--directed`` keeps the edges as given. Recorded in meta.json.
+DEFAULT_DIRECTED = False
 
-    Masks of shape ``[N, S]`` hold ``S`` alternative splits (as in PyG's WikiCS or geom-gcn
-    datasets); ``split_column`` picks the one stored. The graph is stored as given (directed edges
-    ``edge_index[0] -> edge_index[1]``), de-duplicated.
-    """
-    n = int(data.num_nodes)
-    ei = data.edge_index.numpy() if data.edge_index is not None else np.empty((2, 0), np.int64)
-    g = build_csc(ei[0], ei[1], n, drop_duplicates=True, track_edge_ids=False)
-    x = getattr(data, "x", None)
-    y = getattr(data, "y", None)
-    labels = None if y is None else y.numpy().reshape(n, -1)[:, 0].astype(np.int64)
-    splits: dict[str, np.ndarray] = {}
+
+def _np(t) -> np.ndarray | None:
+    if t is None:
+        return None
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+
+
+def _pyg_node_split_sets(data, n: int, split_column: int | None) -> tuple[list[dict[str, np.ndarray]], int]:
+    """PyG masks (``train_mask``/``val_mask``/``test_mask``, ``[N]`` or ``[N, S]``) or index
+    tensors (``train_idx``, ...) -> split sets; ``split_column`` keeps one column only."""
+    from .splits import node_split_sets
+
+    given: dict[str, list[tuple[np.ndarray, str]]] = {}
     num_columns = 1
-    for ours, theirs in (("train", "train_mask"), ("valid", "val_mask"), ("test", "test_mask")):
-        mask = getattr(data, theirs, None)
-        if mask is None:
-            continue
-        m = mask.numpy().astype(bool)
-        if m.ndim == 1:
-            m = m[:, None]
-        if m.shape[0] != n:
-            raise DatasetError(f"{theirs}: {m.shape[0]} rows but the graph has {n} nodes")
-        if not 0 <= split_column < m.shape[1]:
-            raise DatasetError(f"split_column {split_column} out of range for {theirs} with {m.shape[1]} columns")
-        num_columns = max(num_columns, m.shape[1])
-        splits[ours] = np.flatnonzero(m[:, split_column])
+    for ours, names in (("train", ("train_mask", "train_idx")), ("valid", ("val_mask", "valid_mask", "val_idx", "valid_idx")),
+                        ("test", ("test_mask", "test_idx"))):
+        for theirs in names:
+            arr = _np(getattr(data, theirs, None))
+            if arr is None:
+                continue
+            if theirs.endswith("_mask"):
+                arr = arr.astype(bool)
+                if arr.shape[0] != n:
+                    raise DatasetError(f"{theirs}: {arr.shape[0]} rows but the graph has {n} nodes")
+                if arr.ndim == 2:
+                    num_columns = max(num_columns, arr.shape[1])
+                    if split_column is not None:
+                        if not 0 <= split_column < arr.shape[1]:
+                            raise DatasetError(f"split_column {split_column} out of range for {theirs} "
+                                               f"with {arr.shape[1]} columns")
+                        arr = arr[:, split_column]
+            given[ours] = [(arr, theirs)]
+            break
+    return node_split_sets(given, n), num_columns
+
+
+def _random_link_split_parts(data) -> tuple[Any, dict[str, np.ndarray], dict[str, tuple[np.ndarray, str]]]:
+    """``(train_data, positives, negatives)`` of ``RandomLinkSplit``'s ``(train, val, test)``
+    output (``edge_label_index`` + ``edge_label``, or ``split_labels=True``'s
+    ``pos_edge_label_index`` / ``neg_edge_label_index``)."""
+    if len(data) != 3:
+        raise DatasetError(f"from_pyg: expected one Data or RandomLinkSplit's (train, val, test) triple, "
+                           f"got a sequence of {len(data)}")
+    pos: dict[str, np.ndarray] = {}
+    neg: dict[str, tuple[np.ndarray, str]] = {}
+    for split, d in zip(("train", "valid", "test"), data):
+        if getattr(d, "pos_edge_label_index", None) is not None:
+            p = _np(d.pos_edge_label_index).T
+            q = _np(getattr(d, "neg_edge_label_index", None))
+            q = None if q is None else q.T
+        elif getattr(d, "edge_label_index", None) is not None:
+            eli = _np(d.edge_label_index)
+            lab = _np(getattr(d, "edge_label", None))
+            if lab is None:
+                p, q = eli.T, None
+            else:
+                p, q = eli[:, lab > 0].T, eli[:, lab == 0].T
+        else:
+            raise DatasetError(f"from_pyg: the {split} part has no edge_label_index (not RandomLinkSplit "
+                               "output)")
+        pos[split] = np.ascontiguousarray(p, dtype=np.int64)
+        if q is not None and q.size and split != "train":  # training draws its negatives per batch
+            neg[split] = (np.ascontiguousarray(q, dtype=np.int64), f"RandomLinkSplit {split} negatives")
+    return data[0], pos, neg
+
+
+def from_pyg(data, out_dir: str | os.PathLike, name: str = "pyg", overwrite: bool = False,
+             split_column: int | None = None, feature_dtype: str | None = None, *,
+             directed: bool = DEFAULT_DIRECTED, split_edge: dict | None = None,
+             keep_eval_edges: bool = False, task: str | None = None) -> GraphDataset:
+    """Convert a PyG ``Data`` (``x``, ``y``, ``edge_index``, ``train/val/test_mask``), the
+    ``(train, val, test)`` output of ``torch_geometric.transforms.RandomLinkSplit``, or a
+    ``Data`` with OGB-style edge splits (``split_edge``: ``dataset.get_edge_split()``).
+
+    Node splits: masks ``[N]`` or ``[N, S]`` (``S`` split sets, as PyG's geom-gcn / WikiCS
+    datasets; all kept, ``split_column`` keeps one column only) or ``train_idx``-style ids.
+    Link splits: RandomLinkSplit's ``edge_label_index``/``edge_label`` (positives 1, negatives 0)
+    or ``split_edge``'s ``edge`` / ``edge_neg`` (``source_node``/``target_node``/
+    ``target_node_neg`` per-source layout too). The message-passing graph is ``edge_index`` (for
+    RandomLinkSplit, the train part's), less every valid/test positive unless ``keep_eval_edges``.
+
+    Args:
+        directed: keep ``edge_index`` as given; the default (``False``, as ``prepare --edges``)
+            stores every edge in both directions.
+        task: the dataset's default task when it holds both node labels and link splits
+            (default: ``link`` when link splits are given).
+    """
+    from .edge_splits import build_link_splits
+
+    positives: dict[str, np.ndarray] = {}
+    negatives: dict[str, tuple[np.ndarray, str]] = {}
+    source: dict[str, Any] = {"pyg": name}
+    extra: dict[str, Any] = {}
+    if isinstance(data, (tuple, list)):
+        data, positives, negatives = _random_link_split_parts(data)
+        source["link_split"] = "RandomLinkSplit"
+    n = int(data.num_nodes)
+    ei = _np(data.edge_index) if data.edge_index is not None else np.empty((2, 0), np.int64)
+    rows = np.ascontiguousarray(ei.T, dtype=np.int64)
+    if split_edge is not None:
+        ogb_splits, extra = _ogb_link_splits({k: {kk: _np(vv) for kk, vv in v.items()} for k, v in split_edge.items()})
+        positives = {s: ogb_splits[f"{s}_pos"] for s in ("train", "valid", "test") if f"{s}_pos" in ogb_splits}
+        negatives = {s: (ogb_splits[f"{s}_neg"], f"split_edge[{s!r}] negatives")
+                     for s in ("valid", "test") if f"{s}_neg" in ogb_splits}
+        source["link_split"] = "ogb"
+    undirected = not directed
+    splits: dict[str, np.ndarray] = {}
+    if positives:
+        ls = build_link_splits(rows, n, positives, negatives, undirected=undirected,
+                               keep_eval_edges=keep_eval_edges,
+                               neg_layout=extra.get("neg_layout", "auto"))
+        rows = ls.graph_rows
+        splits.update(ls.splits)
+        extra = {**extra, **ls.meta()}
+    g = build_csc(rows[:, 0], rows[:, 1], n, symmetrize=undirected, drop_duplicates=True, track_edge_ids=False)
+    x = getattr(data, "x", None)
+    y = _np(getattr(data, "y", None))
+    labels = None if y is None else y.reshape(n, -1)[:, 0].astype(np.int64)
+    sets, num_columns = _pyg_node_split_sets(data, n, split_column)
+    splits.update(sets[0])
+    varying = [{k: v for k, v in st.items() if v is not sets[0][k]} for st in sets[1:]]
+    tasks = (["node"] if labels is not None and "train" in sets[0] else []) + (["link"] if positives else [])
+    default_task = task or ("link" if positives else "node")
+    if default_task not in (tasks or ["node"]):
+        raise DatasetError(f"task {default_task!r}: the data has no {default_task} splits (it has: "
+                           f"{', '.join(tasks) or 'none'})")
     num_classes = None if labels is None else int(labels.max()) + 1
-    is_undirected = bool(data.is_undirected()) if ei.shape[1] else True
-    return save_dataset(out_dir, name=name, task="node", graph=g, features=None if x is None else x.numpy(),
+    meta = {"source": source, "num_split_columns": num_columns, "symmetrized": undirected,
+            "tasks": tasks or [default_task], **extra}
+    if split_column is not None:
+        meta["split_column"] = split_column
+    return save_dataset(out_dir, name=name, task=default_task, graph=g,
+                        features=None if x is None else _np(x),
                         feature_dtype=feature_dtype, labels=labels, num_classes=num_classes, splits=splits,
-                        directed=not is_undirected,
-                        extra_meta={"source": {"pyg": name}, "split_column": split_column,
-                                    "num_split_columns": num_columns},
-                        overwrite=overwrite)
+                        directed=directed, extra_meta=meta, overwrite=overwrite,
+                        split_sets=varying or None)
 
 
 def _read_array(path: Path, what: str) -> np.ndarray:
-    if not path.is_file():
-        raise DatasetError(f"{path}: {what} file not found")
-    try:
-        if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        import pandas as pd
+    from .readers import read_array
 
-        return pd.read_csv(path, header=None, comment="#").to_numpy()
-    except Exception as e:
-        raise DatasetError(f"{path}: cannot read {what} ({type(e).__name__}: {e})") from None
+    return read_array(path, what)
 
 
 def from_edge_list(
@@ -329,52 +425,123 @@ def from_edge_list(
     num_nodes: int | None = None,
     features: str | os.PathLike | None = None,
     labels: str | os.PathLike | None = None,
-    splits: dict[str, str | os.PathLike] | None = None,
-    undirected: bool = True,
+    splits: dict[str, str | os.PathLike | list] | None = None,
+    undirected: bool = not DEFAULT_DIRECTED,
     overwrite: bool = False,
+    edge_splits: dict[str, str | os.PathLike] | None = None,
+    keep_eval_edges: bool = False,
+    neg_layout: str = "auto",
+    task: str | None = None,
+    feature_dtype: str | None = None,
+    on_feature_size=None,
 ) -> GraphDataset:
-    """Convert a plain edge list (CSV with two integer columns ``src,dst``, or an ``[E, 2]`` /
-    ``[2, E]`` ``.npy``) plus optional ``.npy``/CSV features ``[N, D]``, labels ``[N]`` and node-id
-    split files into a dataset. Without labels and splits it is stored as a link task with all edges
-    in ``train_pos``."""
+    """Convert a plain edge list (CSV with two integer columns ``src,dst`` and an optional header
+    row, or an ``[E, 2]`` / ``[2, E]`` ``.npy``) plus optional features (``.npy``/CSV ``[N, D]``
+    or a scipy sparse ``.npz``), labels ``[N]``, node splits and link splits into a dataset.
+
+    Args:
+        splits: node splits, name -> file (or a list of files: one split set each); a file holds
+            node ids, a boolean mask ``[N]`` or masks ``[N, S]`` (see :mod:`gnnsys.data.splits`).
+            Names ending in ``_pos``/``_neg`` are edge splits (as ``edge_splits``).
+        edge_splits: ``train``/``valid``/``test`` positives and ``valid_neg``/``test_neg``
+            negatives (see :mod:`gnnsys.data.edge_splits`); valid and test positives are removed
+            from the message-passing graph unless ``keep_eval_edges``.
+        neg_layout: ``auto``, ``pairs`` or ``per_source`` (for ``[P, 2]`` per-source tables).
+        task: the default task of a dataset holding both labels and link splits (default:
+            ``link`` when valid/test edges are given, else ``node`` when labels are).
+        on_feature_size: called with a one-line description of the dense feature table before
+            a sparse ``.npz`` is densified (the CLI prints it).
+
+    Without labels and link splits it is stored as a link task with all edges in ``train_pos``.
+    """
+    from .edge_splits import link_splits_from_files
+    from .readers import read_array
+    from .splits import node_split_sets
+
     edges = Path(edges)
-    e = _read_array(edges, "edge list")
+    e = read_array(edges, "edge list", integer=True)
     if e.ndim != 2 or 2 not in e.shape:
         raise DatasetError(f"{edges}: expected [E, 2] or [2, E] node pairs, got shape {e.shape}")
     if edges.suffix != ".npy" and e.shape[1] != 2:  # a CSV is rows of pairs, never [2, E]
         raise DatasetError(f"{edges}: expected 2 columns (src,dst) per line, got {e.shape[1]}")
     if not np.issubdtype(e.dtype, np.integer):
         raise DatasetError(f"{edges}: node ids must be integers, got {e.dtype}")
-    pairs = e if e.shape[1] == 2 else e.T
-    x = None if features is None else _read_array(Path(features), "features").astype(np.float32)
-    y = None if labels is None else _read_array(Path(labels), "labels").reshape(-1)
+    pairs = np.ascontiguousarray(e if e.shape[1] == 2 else e.T, dtype=np.int64)
+    if pairs.size and int(pairs.min()) < 0:
+        r = int(np.argmin(pairs.min(axis=1)))
+        raise DatasetError(f"{edges}: negative node id {int(pairs.min())} (edge row {r}); ids are 0..N-1")
+    x = None
+    sparse = None
+    if features is not None and Path(features).suffix == ".npz":
+        from .sparse_features import SparseFeatures
+
+        sparse = SparseFeatures.load(Path(features))
+    elif features is not None:
+        x = _read_array(Path(features), "features").astype(np.float32)
+    y = None if labels is None else read_array(Path(labels), "labels", integer=True).reshape(-1)
+    feat_rows = sparse.shape[0] if sparse is not None else (None if x is None else x.shape[0])
     if num_nodes is None:
         num_nodes = int(pairs.max()) + 1 if pairs.size else 0
-        if x is not None:
-            num_nodes = max(num_nodes, x.shape[0])
+        if feat_rows is not None:
+            num_nodes = max(num_nodes, feat_rows)
         if y is not None:
             num_nodes = max(num_nodes, y.shape[0])
-    if x is not None and x.shape[0] != num_nodes:
-        raise DatasetError(f"{features}: {x.shape[0]} rows but the graph has {num_nodes} nodes")
+    if feat_rows is not None and feat_rows != num_nodes:
+        raise DatasetError(f"{features}: {feat_rows} rows but the graph has {num_nodes} nodes")
     if y is not None:
         if y.shape[0] != num_nodes:
             raise DatasetError(f"{labels}: {y.shape[0]} labels but the graph has {num_nodes} nodes")
         if not np.issubdtype(y.dtype, np.integer):
             raise DatasetError(f"{labels}: labels must be integers, got {y.dtype}")
+    node_given: dict[str, list[tuple[np.ndarray, str]]] = {}
+    edge_files = dict(edge_splits or {})
+    for k, v in (splits or {}).items():
+        files = v if isinstance(v, (list, tuple)) else [v]
+        if k.endswith(("_pos", "_neg")):
+            if len(files) != 1:
+                raise DatasetError(f"edge split {k!r} given {len(files)} times; give it once")
+            edge_files[k] = files[0]
+            continue
+        node_given[k] = [(read_array(Path(f), f"split {k}"), str(f)) for f in files]
+    sets = node_split_sets(node_given, num_nodes)
+    link = None
+    if edge_files:
+        link = link_splits_from_files(pairs, num_nodes, edge_files, undirected=undirected,
+                                      keep_eval_edges=keep_eval_edges, neg_layout=neg_layout)
+        graph_rows = link.graph_rows
+    else:
+        graph_rows = pairs
     try:
-        g = build_csc(pairs[:, 0], pairs[:, 1], num_nodes, symmetrize=undirected, drop_duplicates=True,
-                      track_edge_ids=False)
+        g = build_csc(graph_rows[:, 0], graph_rows[:, 1], num_nodes, symmetrize=undirected,
+                      drop_duplicates=True, track_edge_ids=False)
     except MemoryError:
         raise DatasetError(f"{edges}: cannot allocate a graph of {num_nodes} nodes (ids must be dense, "
                            "0..N-1; relabel sparse ids first)") from None
-    task = "node" if y is not None else "link"
-    split_arrays = {}
-    for k, v in (splits or {}).items():
-        arr = _read_array(Path(v), f"split {k}")
-        split_arrays[k] = arr.reshape(-1) if task == "node" else arr.reshape(-1, 2)
-    if task == "link" and not split_arrays:
-        split_arrays = {"train_pos": pairs.astype(np.int64)}
-    return save_dataset(out_dir, name=name or edges.stem, task=task, graph=g, features=x, labels=y,
+    split_arrays: dict[str, np.ndarray] = dict(sets[0])
+    extra: dict[str, Any] = {"source": {"edge_list": edges.name}, "symmetrized": bool(undirected)}
+    if link is not None:
+        split_arrays.update(link.splits)
+        extra.update(link.meta())
+    elif y is None:
+        if split_arrays:
+            raise DatasetError(f"node splits {sorted(split_arrays)} given without --labels; link splits "
+                               "are given with --split-edges valid=FILE (test=, valid_neg=, ...)")
+        split_arrays = {"train_pos": pairs}
+    has_link = any(k.endswith("_pos") for k in split_arrays)
+    tasks = (["node"] if y is not None else []) + (["link"] if has_link else [])
+    eval_edges = link is not None and any(k in split_arrays for k in ("valid_pos", "test_pos"))
+    default = task or ("link" if eval_edges or y is None else "node")
+    if default not in tasks:
+        raise DatasetError(f"task {default!r}: the dataset has no {default} data (it has: {', '.join(tasks)})")
+    extra["tasks"] = tasks
+    varying = [{k: v for k, v in st.items() if v is not sets[0][k]} for st in sets[1:]]
+    feats = x
+    if sparse is not None:
+        if on_feature_size is not None:
+            on_feature_size(sparse.describe(feature_dtype or "float32"))
+        feats = sparse
+    return save_dataset(out_dir, name=name or edges.stem, task=default, graph=g, features=feats,
+                        feature_dtype=feature_dtype, labels=y,
                         num_classes=None if y is None else int(y.max()) + 1, splits=split_arrays,
-                        directed=not undirected, extra_meta={"source": {"edge_list": edges.name}},
-                        overwrite=overwrite)
+                        directed=not undirected, extra_meta=extra, overwrite=overwrite,
+                        split_sets=varying or None)

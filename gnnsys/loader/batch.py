@@ -62,6 +62,46 @@ class Batch:
             p.wait(stream)
         return self
 
+    def to_pyg(self) -> Any:
+        """This batch as a ``torch_geometric.data.Data`` any PyG layer takes.
+
+        Fields: ``x`` ``[n, D]`` features of the sampled nodes (seeds first), ``edge_index`` int64
+        ``[2, E]`` local (source, destination) ids of every hop (hop 1 first; messages flow
+        ``edge_index[0] -> edge_index[1]``), ``n_id`` int64 ``[n]`` global ids, ``batch_size``
+        (the first ``batch_size`` nodes are the targets), ``y`` ``[batch_size]`` the targets'
+        labels (node tasks; PyG's ``y[:batch_size]``), ``num_sampled_nodes`` /
+        ``num_sampled_edges``, and for link batches ``edge_label_index`` / ``edge_label``; the
+        ``extra`` tensors under their own names. ``edge_index`` and ``n_id`` are placed on ``x``'s
+        device. A layer of ``L`` hops run on it gives, for the first ``batch_size`` rows, what it
+        gives on the whole graph when every neighbour was sampled (fanout ``-1``).
+
+        Raises:
+            ConfigError: the batch carries ``x_agg`` (``aggregate_first_hop``), whose ``x`` only
+                holds the first hop's destinations; build the loader without it.
+        """
+        from ..errors import ConfigError
+
+        if self.x_agg is not None:
+            raise ConfigError("Batch.to_pyg: this batch was made with aggregate_first_hop (x holds the "
+                              "first hop's destinations only); build the loader without it")
+        self.wait()
+        data = self.subgraph.to_pyg()
+        device = self.x.device if self.x is not None else None
+        if device is not None and device.type != "cpu":
+            data.edge_index = data.edge_index.to(device)
+            data.n_id = data.n_id.to(device)
+        if self.x is not None:
+            data.x = self.x
+        if self.y is not None:
+            data.y = self.y
+        if self.edge_label_index is not None:
+            data.edge_label_index = self.edge_label_index
+        if self.edge_label is not None:
+            data.edge_label = self.edge_label
+        for name, value in self.extra.items():
+            data[name] = value
+        return data
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         """Return a copy whose tensors live on ``device`` (the subgraph's NumPy arrays stay),
         after :meth:`wait`: tensors already there (a loader that copies batches to the GPU

@@ -157,6 +157,9 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     dataset = resolve(config.dataset, root=config.root, home=config.home)
+    # one task's splits of one split set (a dataset may hold node labels and link splits, and
+    # several node split sets): everything below sees only those
+    dataset = dataset.select(task=config.task, split_index=config.split_index)
     task = resolve_task(config, dataset)
     if config.sampler == "gpu" and task != "node":
         raise ConfigError("sampler gpu samples node batches only; use --sampler cpu for link tasks")
@@ -196,12 +199,11 @@ def resolve_device(name: str) -> torch.device:
 def resolve_task(config: TrainConfig, dataset: Any) -> str:
     """The run's task: the config's, which must match what the dataset provides."""
     task = config.task or dataset.task
+    holds = f"it holds: {', '.join(getattr(dataset, 'tasks', [dataset.task]))}"
     if task == "node" and (dataset.labels is None or "train" not in dataset.splits):
-        raise ConfigError(f"--task node: dataset {dataset.name!r} has no node labels / train split "
-                          f"(it is a {dataset.task} dataset)")
+        raise ConfigError(f"--task node: dataset {dataset.name!r} has no node labels / train split ({holds})")
     if task == "link" and "train_pos" not in dataset.splits:
-        raise ConfigError(f"--task link: dataset {dataset.name!r} has no train_pos edge split "
-                          f"(it is a {dataset.task} dataset)")
+        raise ConfigError(f"--task link: dataset {dataset.name!r} has no train_pos edge split ({holds})")
     return task
 
 

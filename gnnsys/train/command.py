@@ -20,7 +20,7 @@ _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", 
            "feature_dtype", "seed", "out",
            "checkpoint_every", "eval_every", "eval_mode", "eval_fanouts", "eval_batch_size",
            "max_batches", "neg", "num_neg", "decoder", "embedding_dim", "metric", "num_threads",
-           "num_workers", "prefetch", "host_allocator", "runs", "patience", "logger")
+           "num_workers", "prefetch", "host_allocator", "runs", "patience", "logger", "split_index")
 #: flags that set a model option.
 _MODEL = ("hidden", "num_layers", "dropout")
 
@@ -90,6 +90,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=S,
                    help="independent runs with seeds seed, seed+1, ... in OUT/run-K, reported as "
                         "mean ± std at each run's best valid evaluation, as OGB does (default 1)")
+    p.add_argument("--split-index", dest="split_index", type=int, default=S,
+                   help="split set K of a dataset holding several (e.g. PyG's [N, 10] masks); default "
+                        "0, and with --runs run k takes set k")
     p.add_argument("--patience", type=int, default=S,
                    help="stop a run after this many evaluations without a better valid score")
     p.add_argument("--logger", choices=LOGGERS, default=S,

@@ -27,7 +27,7 @@ NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers", "h
 SAMPLERS = ("cpu", "gpu")
 #: Fields added after the first release: left out of the fingerprint while at their default, so
 #: that runs checkpointed before a field existed still resume.
-ADDED_LATER = ("grad_clip_per", "patience")
+ADDED_LATER = ("grad_clip_per", "patience", "split_index")
 GRAD_CLIP_PER = ("model", "part")
 LOGGERS = ("none", "tensorboard")
 #: Node-task metrics (``--metric``); link tasks take ``hits@K``, ``mrr``, ``rocauc`` or ``ap``.
@@ -82,6 +82,9 @@ class TrainConfig:
         runs: independent runs with seeds ``seed, seed + 1, ...``, each in ``out/run-K/``, and
             their mean and standard deviation as OGB reports them (see
             :mod:`gnnsys.train.protocol`); 1: one run in ``out`` itself.
+        split_index: which split set of a dataset holding several (PyG's ``[N, 10]`` masks,
+            repeated ``--split``) the run uses; ``None``: set 0, and with ``runs`` run ``k`` takes
+            set ``k`` (mod the number of sets; see :mod:`gnnsys.train.protocol`).
         patience: stop a run after this many evaluations without a better valid score
             (``None``: train every epoch).
         logger: ``tensorboard`` also writes TensorBoard scalars to ``out/tensorboard/``
@@ -144,6 +147,7 @@ class TrainConfig:
     runs: int = 1
     patience: int | None = None
     logger: str = "none"
+    split_index: int | None = None
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -172,7 +176,7 @@ class TrainConfig:
                       ("num_workers", 1), ("seed", 0), ("runs", 1)):
             _int(self, k, lo)
         for k, lo in (("eval_batch_size", 1), ("max_batches", 1), ("embedding_dim", 1), ("num_threads", 1),
-                      ("prefetch", 0), ("patience", 1)):
+                      ("prefetch", 0), ("patience", 1), ("split_index", 0)):
             if getattr(self, k) is not None:
                 _int(self, k, lo)
         for k in ("lr", "weight_decay"):

@@ -39,15 +39,37 @@ OGB_LABELS = {"highest_train": "Highest Train", "valid": "Highest Valid", "train
               "test": "   Final Test"}
 
 
-def run_config(config: TrainConfig, k: int, out: Path) -> TrainConfig:
+def run_config(config: TrainConfig, k: int, out: Path, num_split_sets: int = 1) -> TrainConfig:
     """The config of run ``k`` of ``config.runs``: seed ``seed + k``, folder ``out/run-k``.
 
-    This is the one place that tells the runs apart. Datasets with several split sets (PyG's
-    ``[N, 10]`` masks) plug in here: run ``k`` then also takes split set ``k`` (the split-set
-    option of the dataset ingestion work), so that ``--runs 10`` iterates seeds and split sets
-    together, as Geom-GCN's protocol does.
+    This is the one place that tells the runs apart. On a dataset with several split sets (PyG's
+    ``[N, 10]`` masks, repeated ``--split``) and no ``split_index`` given, run ``k`` also takes
+    split set ``k mod num_split_sets``, so that ``--runs 10`` iterates seeds and split sets
+    together, as Geom-GCN's protocol does (``--runs 20`` on 10 sets: each set twice, with
+    different seeds). A given ``split_index`` fixes the set of every run.
     """
-    return config.replace(runs=1, seed=config.seed + k, out=str(out / f"run-{k}"))
+    cfg = config.replace(runs=1, seed=config.seed + k, out=str(out / f"run-{k}"))
+    if num_split_sets > 1 and config.split_index is None:
+        cfg = cfg.replace(split_index=k % num_split_sets)
+    return cfg
+
+
+def dataset_split_sets(config: TrainConfig) -> int:
+    """How many split sets ``config.dataset`` holds, from its ``meta.json`` (a dataset folder or a
+    prepared name); 1 for a dataset not prepared yet (named datasets have one)."""
+    import json
+
+    from ..data.registry import prepared_path
+
+    for p in (Path(config.dataset), prepared_path(config.dataset, config.home)):
+        meta = p / "meta.json"
+        if meta.is_file():
+            try:
+                n = json.loads(meta.read_text()).get("split_sets", 1)
+            except (OSError, ValueError):
+                return 1  # the run's own load names the problem
+            return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+    return 1
 
 
 def ogb_statistics(values: list[float]) -> tuple[float, float]:
@@ -99,12 +121,13 @@ def train_runs(config: TrainConfig, make_trainer: Callable[..., Any], *, resume:
         folder.write_config(config)
     t0 = time.perf_counter()
     summaries = []
+    num_sets = dataset_split_sets(config)
     for k in range(config.runs):
-        cfg = run_config(config, k, out)
+        cfg = run_config(config, k, out, num_sets)
         started = _agree(ctx, resume and (Path(cfg.out) / "checkpoint.pt").is_file())
         # a run not started yet may have left a config.json only (killed before its first checkpoint)
         trainer = make_trainer(cfg, resume=started, overwrite=overwrite or (resume and not started))
-        summaries.append(trainer.fit())
+        summaries.append({**trainer.fit(), "split_index": cfg.split_index})
         del trainer
         gc.collect()  # one run's model, loaders and feature tables before the next one's
     summary = aggregate(config, summaries, time.perf_counter() - t0)
@@ -117,7 +140,8 @@ def aggregate(config: TrainConfig, summaries: list[dict[str, Any]], seconds: flo
     """The parent folder's summary: each run's scores at its best valid evaluation, their OGB
     statistics, and the lines printed last."""
     metric = summaries[0]["metric"]
-    per_run = [{"run": k, "seed": s["seed"], "folder": f"run-{k}", "epochs": s["epochs"],
+    per_run = [{"run": k, "seed": s["seed"], "split_index": s.get("split_index"), "folder": f"run-{k}",
+                "epochs": s["epochs"],
                 "best_epoch": s["best_epoch"], "stopped_by_patience": s["stopped_by_patience"],
                 **s["at_best_valid"], **{f"highest_{k2}": v for k2, v in s["highest"].items()
                                          if k2.startswith("train_")}}
@@ -130,7 +154,9 @@ def aggregate(config: TrainConfig, summaries: list[dict[str, Any]], seconds: flo
     for r in per_run:
         at = ", ".join(f"{OGB_LABELS[name].strip()} {100 * r[key]:.2f}" for name, key in rows.items()
                        if r.get(key) is not None)
-        lines.append(f"Run {r['run'] + 1:02d} (seed {r['seed']}, epoch {r['best_epoch']}): {at or 'no evaluation'}")
+        split = "" if r.get("split_index") is None else f", split set {r['split_index']}"
+        lines.append(f"Run {r['run'] + 1:02d} (seed {r['seed']}{split}, epoch {r['best_epoch']}): "
+                     f"{at or 'no evaluation'}")
     lines.append("All runs:")
     for name, key in rows.items():
         values = [r.get(key) for r in per_run]

@@ -35,14 +35,18 @@ def tiny(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name, minimum", [("cora", 0.78), ("citeseer", 0.68)])
+#: Thresholds on the best valid accuracy, about 3.7 standard deviations (of the five seeds above)
+#: below its mean: Cora 0.76 = 78.28 - 2.28, CiteSeer 0.69 = 70.92 - 1.92 (the seed-0 run this test
+#: makes is printed).
+@pytest.mark.parametrize("name, minimum", [("cora", 0.76), ("citeseer", 0.69)])
 def test_planetoid_public_split_accuracy(planetoid_root: Path, tmp_path: Path, name: str, minimum: float) -> None:
     t = time.perf_counter()
     cfg = TrainConfig(dataset=name, root=str(planetoid_root), home=str(tmp_path / "home"),
                       out=str(tmp_path / "run"), **PLANETOID)
     summary = train(cfg)
+    print(name, "best valid", summary["best_valid"], "test at best valid", summary["test_at_best_valid"])
     assert summary["metric"] == "acc" and summary["eval_mode"] == "full"
-    assert summary["test_at_best_valid"] >= minimum, summary
+    assert summary["best_valid"] >= minimum, summary
     assert time.perf_counter() - t < 300
 
 
@@ -53,7 +57,8 @@ def test_products_like_learns_well_above_majority(tmp_path: Path) -> None:
                       fanouts=[10, 5], model_options={"hidden": 64}, lr=0.01, progress=False,
                       num_threads=1)
     summary = train(cfg)
-    assert summary["final"]["test_acc"] > majority + 0.25, (summary["final"], majority)
+    print("products-like: majority", majority, "final", summary["final"])
+    assert summary["final"]["valid_acc"] > majority + 0.25, (summary["final"], majority)
 
 
 def test_sampled_evaluation_with_all_neighbours_equals_full_inference(tiny: Path, tmp_path: Path) -> None:
@@ -155,6 +160,7 @@ def test_link_prediction_hits_on_link_tiny(tmp_path: Path) -> None:
     lines = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert summary["metric"] == "hits@50" and "valid_hits@50" in lines[0]
     assert lines[-1]["loss"] < lines[0]["loss"]
+    print("link-tiny: best valid hits@50", summary["best_valid"])
     assert summary["best_valid"] > 0.5
 
 

@@ -1,28 +1,25 @@
-"""Benchmark: resident memory added by a second local rank in data-parallel training.
+"""Benchmark: the host memory a second local rank adds in data-parallel training.
 
-Runs ``gnnsys train --nproc 2`` (torch.distributed, gloo) on a synthetic preset and samples, from
-outside, the memory of both rank processes every 0.2 s with psutil:
+Runs the same training twice, ``gnnsys train`` as one process and ``gnnsys train --nproc 2`` (two
+ranks of half the global batch each, torch.distributed over gloo), on a synthetic preset, and
+samples every 0.2 s from outside ``/proc/PID/smaps_rollup`` of every process of the command (the
+launcher, the fork server, the ranks):
 
-- ``rss``: resident pages, including the shared, memory-mapped dataset pages it touched;
-- ``uss``: pages mapped by this process alone; this includes pages of the shared, memory-mapped
-  files that only this rank happened to touch (page cache that any rank reading them would share);
-- ``anon``: anonymous resident memory (``RssAnon``): heap, tensors, buffers, the interpreter,
-  including the pages still shared with the fork server and the other ranks;
-- ``private``: written pages mapped by this process alone (``Private_Dirty``): what the host
-  really holds for this rank and for no other -- its heap, tensors and buffers, and the pages of
-  the imported libraries it has written since the fork.
+- ``pss``: proportional set size, each page shared by ``k`` processes counted ``1/k`` to each: the
+  sum over the processes is what the command holds on the host, shared pages once;
+- ``pss_anon`` (heap, tensors, buffers, interpreter, the libraries' relocated data) and
+  ``pss_file`` (memory-mapped files: the dataset's graph and feature tables, the libraries' code)
+  apart; the page cache of the dataset is file-backed and shared by every process reading it;
+- ``uss`` per rank: pages mapped by that rank alone (private clean + private dirty).
 
-The graph and feature tables are memory-mapped ``.npy`` files, so both ranks share one copy
-through the page cache; the libraries are shared through the fork (``gnnsys train --nproc`` forks
-the ranks from a server that imported them). What a second rank adds is its private memory. The
-reported fraction is the peak private memory of rank 1 over the peak RSS of rank 0
-(``second_rank_uss_fraction`` and ``second_rank_anon_fraction`` give the other two figures).
-The run trains only (``--eval-every 0``): evaluation memory is the same per rank and is not what
-this measures.
-Last line: ``{"bench": "dist_memory", "second_rank_rss_fraction": ...}``.
+``second_rank_fraction`` = (peak summed PSS of the two-rank run - that of the one-process run) /
+that of the one-process run: what a second rank costs, in the same units on both sides;
+``second_rank_anon_fraction`` is the same for anonymous memory alone. Both runs train only
+(``--eval-every 0``), the same number of global batches.
+Last line: ``{"bench": "dist_memory", "second_rank_fraction": ..., ...}``.
 
-    python bench/dist_memory.py            # products-like (2.45M nodes), 20 batches per rank
-    python bench/dist_memory.py --quick    # products-1m preset, 10 batches per rank
+    python bench/dist_memory.py            # products-like (2.45M nodes), 20 global batches
+    python bench/dist_memory.py --quick    # products-1m, 8 global batches
     python bench/dist_memory.py --host-allocator retain   # glibc keeps freed blocks for reuse
 """
 
@@ -37,107 +34,111 @@ import tempfile
 import time
 
 import psutil
+from benchlib import emit, header, rollup
+
+FIELDS = ("Pss", "Pss_Anon", "Pss_File", "Pss_Shmem")
 
 
-def rank_processes(root: psutil.Process) -> dict[int, psutil.Process]:
-    """Map RANK -> process for the training workers below ``root``."""
-    out = {}
-    for p in root.children(recursive=True):
-        try:
-            name = p.name()
-            if name.startswith("gnnsys-rank"):  # forked by `gnnsys train --nproc`
-                out[int(name[len("gnnsys-rank"):])] = p
+def tree(root: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def rank_of(p: psutil.Process) -> int | None:
+    """RANK of a training process (forked ``gnnsys-rank<R>`` or a fresh interpreter with RANK)."""
+    try:
+        name = p.name()
+        if name.startswith("gnnsys-rank"):
+            return int(name[len("gnnsys-rank"):])
+        env = p.environ()
+        if "RANK" in env and "gnnsys" in " ".join(p.cmdline()):
+            return int(env["RANK"])
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        pass
+    return None
+
+
+def measure(cmd: list[str], env: dict[str, str]) -> dict:
+    """Run ``cmd``; peak of the summed PSS fields over its process tree, peak USS per rank."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    root = psutil.Process(proc.pid)
+    peak = dict.fromkeys(FIELDS, 0)
+    ranks: dict[int, dict[str, int]] = {}
+    nprocs = 0
+    while proc.poll() is None:
+        total = dict.fromkeys(FIELDS, 0)
+        procs = tree(root)
+        for p in procs:
+            try:
+                r = rollup(p.pid)
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
                 continue
-            env = p.environ()
-            if "RANK" in env and "gnnsys" in " ".join(p.cmdline()):  # a fresh interpreter per rank
-                out[int(env["RANK"])] = p
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return out
-
-
-def rss_anon(p: psutil.Process) -> int:
-    """Anonymous resident bytes of ``p`` (``RssAnon`` in /proc/<pid>/status)."""
-    with open(f"/proc/{p.pid}/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def private_dirty(p: psutil.Process) -> int:
-    """Bytes of ``p`` that are written and mapped by it alone (``Private_Dirty`` in
-    /proc/<pid>/smaps_rollup): its heap, tensors, buffers and copied-on-write pages. Unlike
-    ``RssAnon`` it leaves out anonymous pages still shared with the fork server and the other
-    ranks (the imported libraries); unlike USS it leaves out clean page-cache pages of the dataset
-    files that only this rank happened to read."""
-    with open(f"/proc/{p.pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Private_Dirty:"):
-                return int(line.split()[1]) * 1024
-    return 0
+            for k in FIELDS:
+                total[k] += r.get(k, 0)
+            rank = rank_of(p)
+            if rank is not None:
+                mine = ranks.setdefault(rank, {"Uss": 0, "Pss_Anon": 0})
+                mine["Uss"] = max(mine["Uss"], r["Uss"])
+                mine["Pss_Anon"] = max(mine["Pss_Anon"], r.get("Pss_Anon", 0))
+        if total["Pss"] > peak["Pss"]:
+            peak, nprocs = total, len(procs)
+        time.sleep(0.2)
+    log = proc.stdout.read()
+    if proc.returncode != 0:
+        print(log[-3000:])
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+    mib = {k.lower(): round(v / 1024, 1) for k, v in peak.items()}
+    return {**mib, "processes_at_peak": nprocs,
+            "ranks": {r: {k.lower(): round(v / 1024, 1) for k, v in m.items()} for r, m in sorted(ranks.items())}}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--dataset", help="preset or dataset folder (default: products-like, quick: products-1m)")
-    ap.add_argument("--batches", type=int, help="batches per rank")
+    ap.add_argument("--batches", type=int, help="global batches (default 20, quick 8)")
     ap.add_argument("--batch-size", type=int, default=1024,
                     help="global batch (default 1024, OGB's products setting: 512 seeds per rank)")
     ap.add_argument("--host-allocator", choices=("auto", "retain", "system"), default="auto",
-                    help="the trainer's --host-allocator (default auto: system for ranks sharing "
-                         "a host; retain: a larger heap kept for reuse)")
+                    help="the trainer's --host-allocator (default auto: retain alone on a host, system "
+                         "for ranks sharing it)")
+    ap.add_argument("--home", default=os.environ.get("GNNSYS_HOME"))
     args = ap.parse_args()
+    info = header("dist_memory")
     dataset = args.dataset or ("products-1m" if args.quick else "products-like")
-    batches = args.batches or (10 if args.quick else 20)
+    batches = args.batches or (8 if args.quick else 20)
+    home = ["--home", args.home] if args.home else []
+    common = ["--dataset", dataset, *home]
     # prepare (or open the cached copy) first, so that generation memory is not measured
-    subprocess.run([sys.executable, "-m", "gnnsys", "info", dataset], check=True, stdout=subprocess.DEVNULL)
-    out = tempfile.mkdtemp(prefix="dist_memory_")
-    cmd = [sys.executable, "-m", "gnnsys", "train", "--nproc", "2", "--dataset", dataset,
-           "--epochs", "1", "--max-batches", str(batches), "--batch-size", str(args.batch_size), "--eval-every", "0",
-           "--no-progress", "--host-allocator", args.host_allocator, "--out", os.path.join(out, "run")]
+    subprocess.run([sys.executable, "-m", "gnnsys", "info", dataset, *home], check=True, stdout=subprocess.DEVNULL)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    root = psutil.Process(proc.pid)
-    peak = {r: {"rss": 0, "uss": 0, "anon": 0, "private": 0} for r in (0, 1)}
-    while proc.poll() is None:
-        for rank, p in rank_processes(root).items():
-            if rank not in peak:
-                continue
-            try:
-                m = p.memory_full_info()
-                anon = rss_anon(p)
-                dirty = private_dirty(p)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError, ProcessLookupError):
-                continue
-            peak[rank]["rss"] = max(peak[rank]["rss"], m.rss)
-            peak[rank]["uss"] = max(peak[rank]["uss"], m.uss)
-            peak[rank]["anon"] = max(peak[rank]["anon"], anon)
-            peak[rank]["private"] = max(peak[rank]["private"], dirty)
-        time.sleep(0.2)
-    log = proc.stdout.read()
-    if proc.returncode != 0:
-        print(log)
-        raise SystemExit(f"training failed with exit code {proc.returncode}")
-    mib = lambda b: round(b / 2**20, 1)  # noqa: E731
-    with open(os.path.join(out, "run", "metrics.jsonl")) as f:
-        epoch = json.loads(f.readlines()[-1])
-    print(f"training time: {epoch['time_epoch']:.1f} s for {batches} batches per rank")
-    for r in (0, 1):
-        print(f"rank {r}: peak rss {mib(peak[r]['rss'])} MiB, peak uss {mib(peak[r]['uss'])} MiB, "
-              f"peak anonymous {mib(peak[r]['anon'])} MiB, peak private dirty {mib(peak[r]['private'])} MiB")
-    frac = peak[1]["private"] / max(peak[0]["rss"], 1)
-    print(json.dumps({"bench": "dist_memory", "dataset": dataset, "batches_per_rank": batches,
-                      "global_batch_size": args.batch_size, "host_allocator": args.host_allocator,
-                      "epoch_seconds": round(float(epoch["time_epoch"]), 2),
-                      "rank0_rss_mib": mib(peak[0]["rss"]), "rank0_uss_mib": mib(peak[0]["uss"]),
-                      "rank1_rss_mib": mib(peak[1]["rss"]), "rank1_uss_mib": mib(peak[1]["uss"]),
-                      "rank0_anon_mib": mib(peak[0]["anon"]), "rank1_anon_mib": mib(peak[1]["anon"]),
-                      "rank0_private_mib": mib(peak[0]["private"]), "rank1_private_mib": mib(peak[1]["private"]),
-                      "second_rank_uss_fraction": round(peak[1]["uss"] / max(peak[0]["rss"], 1), 4),
-                      "second_rank_anon_fraction": round(peak[1]["anon"] / max(peak[0]["rss"], 1), 4),
-                      "second_rank_rss_fraction": round(frac, 4)}))
+    res = {}
+    with tempfile.TemporaryDirectory(prefix="dist_memory_") as out:
+        for nproc in (1, 2):
+            cmd = [sys.executable, "-m", "gnnsys", "train", *common, "--epochs", "1",
+                   "--max-batches", str(batches), "--batch-size", str(args.batch_size), "--eval-every", "0",
+                   "--num-threads", "1", "--no-progress", "--host-allocator", args.host_allocator,
+                   "--out", os.path.join(out, f"run{nproc}"), *(["--nproc", "2"] if nproc == 2 else [])]
+            t = time.perf_counter()
+            res[nproc] = measure(cmd, env)
+            with open(os.path.join(out, f"run{nproc}", "metrics.jsonl")) as f:
+                res[nproc]["epoch_s"] = round(float(json.loads(f.readlines()[-1])["time_epoch"]), 2)
+            r = res[nproc]
+            print(f"{nproc} process(es): peak summed PSS {r['pss']} MiB (anonymous {r['pss_anon']}, file "
+                  f"{r['pss_file']}, shmem {r['pss_shmem']}) over {r['processes_at_peak']} processes; "
+                  f"{time.perf_counter() - t:.1f} s; per rank peak USS / PSS_Anon: "
+                  + ", ".join(f"rank {k} {v['uss']} / {v['pss_anon']} MiB" for k, v in r["ranks"].items()),
+                  flush=True)
+    frac = (res[2]["pss"] - res[1]["pss"]) / max(res[1]["pss"], 1e-9)
+    frac_anon = (res[2]["pss_anon"] - res[1]["pss_anon"]) / max(res[1]["pss_anon"], 1e-9)
+    print(f"a second rank adds {100 * frac:.1f}% of the one-process PSS ({100 * frac_anon:.1f}% of its "
+          f"anonymous PSS)")
+    emit({**info, "dataset": dataset, "global_batches": batches,
+          "global_batch_size": args.batch_size, "host_allocator": args.host_allocator,
+          "one_process": res[1], "two_ranks": res[2], "second_rank_fraction": round(frac, 4),
+          "second_rank_anon_fraction": round(frac_anon, 4)})
 
 
 if __name__ == "__main__":

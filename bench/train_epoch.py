@@ -1,33 +1,35 @@
-"""GraphSAGE training epoch: gnnsys against a reference loop built from PyG's ``NeighborLoader``.
+"""GraphSAGE training epoch: gnnsys against PyG's ``NeighborLoader`` loop set up as PyG recommends.
 
-Both sides train the very same model class (:class:`gnnsys.models.GraphSAGE`, same seed, same
-initial weights), with the same fanouts, batch size, optimizer and epochs, with the same number of
-threads, and are evaluated by the same full-neighbourhood layer-wise inference:
+Both sides train the very same model class (:class:`gnnsys.models.GraphSAGE`'s layer stack, same
+seed, same initial weights; PyG's own ``SAGEConv`` layers on its side), with the same fanouts,
+batch size, optimizer and number of steps, on the same torch thread count:
 
-* ours: :class:`gnnsys.train.Trainer` (numba sampler + feature store in a prefetching worker thread,
-  layer-by-layer trimmed blocks, each aggregated by one CSR sparse-dense product); time split into
-  sample / gather (worker) and compute / wait (main thread);
-* PyG: ``torch_geometric.loader.NeighborLoader`` (torch-sparse sampler when pyg-lib is absent,
-  ``num_workers=0``) feeding the model PyG's way: every layer over the whole sampled subgraph, or
-  trimmed with ``torch_geometric.utils.trim_to_layer`` when the loader reports per-hop counts
-  (pyg-lib only), the convolutions taking the loader's ``edge_index`` as PyG's examples do
-  (gather + scatter of per-edge messages).
+* ours: :class:`gnnsys.train.Trainer` (numba sampler + feature store in a prefetching worker
+  thread with ``--threads`` numba threads, trimmed blocks, the fused first-hop mean);
+* PyG: ``torch_geometric.loader.NeighborLoader`` with ``num_workers=--pyg-workers`` (default: as
+  many as ``--threads``) and ``persistent_workers=True`` (PyG's advice for CPU training), and the
+  model trimmed per layer by ``torch_geometric.utils.trim_to_layer``. The per-hop node and edge
+  counts trimming needs come from pyg-lib's sampler; with only torch-sparse installed they are
+  recovered in the loader's workers from the hop-ordered edges (``transform_sampler_output``)
+  and checked once: the trimmed forward equals the untrimmed one on a batch.
 
-Both sides run in one process, so both get the trainer's host-allocator setting (glibc keeps
-freed large blocks for reuse: see :mod:`gnnsys.train.host_allocator`; ours is built first and
-sets it). Epoch time excludes evaluation on both sides; ``ratio_vs_pyg`` = PyG epoch time / ours.
+Timing: one warm-up epoch per side first (numba compilation, worker start-up: reported as
+``warmup_s``), then ``--repeats`` epochs interleaved (ours, PyG, ours, PyG...), median and
+min-max. ``ratio_vs_pyg`` = PyG's median epoch / ours. Without torch-sparse and pyg-lib the PyG
+side is ``null`` with the reason. Both sides run in one process (ours is built first and sets the
+host-allocator setting both then share: see :mod:`gnnsys.train.host_allocator`).
 
-    python bench/train_epoch.py --quick               # products-1m scaled to 100k nodes, 2 epochs
-    python bench/train_epoch.py                       # products-like (2.4M nodes), 1 epoch
-    python bench/train_epoch.py --preset products-1m --epochs 2
+    python bench/train_epoch.py --quick               # products-1m at scale 0.1, 6 batches an epoch
+    python bench/train_epoch.py                       # products-like (2.4M nodes), whole epochs
+    python bench/train_epoch.py --preset products-1m --repeats 5
 
-Last line: one JSON object ``{"bench": "train_epoch", "ratio_vs_pyg": ..., ...}``.
+Last line: one JSON object ``{"bench": "train_epoch", "ratio_vs_pyg": ..., "pyg_num_workers": ...,
+"pyg_trim": ...}``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -36,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import emit, fmt, header, summary
 from torch.nn import functional as F
 
 
@@ -45,31 +48,72 @@ def _dataset(preset: str, scale: float, home: str | None):
     return resolve(preset, home=home, scale=scale)
 
 
-def run_ours(ds, args, out_dir: Path) -> dict:
-    from gnnsys.train import TrainConfig, Trainer, read_metrics
-
-    cfg = TrainConfig(dataset=str(ds.path), model="sage", fanouts=args.fanouts, batch_size=args.batch_size,
-                      epochs=args.epochs, lr=args.lr, model_options={"hidden": args.hidden, "dropout": 0.5},
-                      num_threads=args.threads, eval_every=args.epochs, out=str(out_dir), seed=args.seed,
-                      progress=False, max_batches=args.max_batches)
-    t = time.perf_counter()
-    summary = Trainer(cfg).fit()
-    total = time.perf_counter() - t
-    rows = read_metrics(out_dir / "metrics.jsonl")
-    keys = ("time_epoch", "time_sample", "time_gather", "time_compute", "time_wait")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
-    return {"epoch_s": mean["time_epoch"], "sample_s": mean["time_sample"], "gather_s": mean["time_gather"],
-            "compute_s": mean["time_compute"], "wait_s": mean["time_wait"], "steps": rows[0]["steps"],
-            "test_acc": summary["final"]["test_acc"], "valid_acc": summary["final"]["valid_acc"],
-            "total_s": total}
+def pyg_unavailable() -> str | None:
+    """Why PyG's loop cannot run here, or None."""
+    try:
+        import torch_geometric.typing as tgt
+    except ImportError as e:
+        return f"torch_geometric not importable ({e})"
+    if not (tgt.WITH_PYG_LIB or tgt.WITH_TORCH_SPARSE):
+        return "NeighborLoader needs pyg-lib or torch-sparse; neither is installed"
+    return None
 
 
-def _pyg_forward(model, convs, batch):
+class Ours:
+    """gnnsys's trainer, one epoch at a time (the trainer's own epoch loop, ``Trainer._train_epoch``)."""
+
+    def __init__(self, ds, args, out_dir: Path) -> None:
+        from gnnsys.train import TrainConfig, Trainer
+
+        cfg = TrainConfig(dataset=str(ds.path), model="sage", fanouts=args.fanouts, batch_size=args.batch_size,
+                          epochs=1 + args.repeats, lr=args.lr,
+                          model_options={"hidden": args.hidden, "dropout": 0.5}, num_threads=args.threads,
+                          eval_every=0, out=str(out_dir), seed=args.seed, progress=False,
+                          max_batches=args.max_batches)
+        self.trainer = Trainer(cfg)
+        self.state = self.trainer._initial_state()
+        self.epoch = 0
+        self.parts: list[dict] = []
+
+    def run_epoch(self) -> float:
+        from gnnsys.train.trainer import _empty_partial
+
+        self.state["partial"] = _empty_partial()
+        self.state["position"] = {"epoch": self.epoch, "batch_index": 0}
+        t = time.perf_counter()
+        rec = self.trainer._train_epoch(self.epoch, self.state)
+        wall = time.perf_counter() - t
+        self.epoch += 1
+        self.parts.append({k: rec[k] for k in ("time_sample", "time_gather", "time_compute", "time_wait")})
+        self.steps = rec["steps"]
+        return wall
+
+
+def hop_counts(out, num_hops: int, batch_size: int):
+    """Fill ``num_sampled_nodes`` / ``num_sampled_edges`` of a torch-sparse sampler output (what
+    pyg-lib returns). torch-sparse samples hop by hop: the edges of hop ``h`` form one block whose
+    destinations are hop ``h``'s nodes, and new nodes are numbered in order of discovery."""
+    if out.num_sampled_nodes is not None:
+        return out
+    src, dst = out.row, out.col
+    nodes, edges = [batch_size], []
+    lo, hi, pos = 0, batch_size, 0
+    for _ in range(num_hops):
+        m = int(((dst >= lo) & (dst < hi)).sum())
+        block = src[pos:pos + m]
+        new_hi = max(hi, int(block.max()) + 1) if m else hi
+        nodes.append(new_hi - hi)
+        edges.append(m)
+        pos, lo, hi = pos + m, hi, new_hi
+    out.num_sampled_nodes, out.num_sampled_edges = nodes, edges
+    return out
+
+
+def _pyg_forward(model, convs, batch, trim: bool):
     """The model's layer stack with PyG's own ``SAGEConv`` layers ``convs`` on a PyG batch."""
     from torch_geometric.utils import trim_to_layer
 
     x, edge_index = batch.x, batch.edge_index
-    trim = "num_sampled_nodes" in batch  # pyg-lib gives per-hop counts; torch-sparse does not
     for i, conv in enumerate(convs):
         if trim:
             x, edge_index, _ = trim_to_layer(i, batch.num_sampled_nodes, batch.num_sampled_edges, x, edge_index)
@@ -79,71 +123,87 @@ def _pyg_forward(model, convs, batch):
     return x[: batch.batch_size]
 
 
-def run_pyg(ds, args) -> dict:
-    from torch_geometric.data import Data
-    from torch_geometric.loader import NeighborLoader
-    from torch_geometric.nn import SAGEConv
+class PyG:
+    """PyG's loop: NeighborLoader with workers, SAGEConv layers trimmed by ``trim_to_layer``."""
 
-    from gnnsys.models import GraphSAGE
-    from gnnsys.train import evaluate as ev
+    def __init__(self, ds, args) -> None:
+        from functools import partial
 
-    t0 = time.perf_counter()
-    indptr = np.asarray(ds.indptr)
-    dst = np.repeat(np.arange(ds.num_nodes, dtype=np.int64), np.diff(indptr))
-    edge_index = torch.from_numpy(np.stack([np.asarray(ds.indices, dtype=np.int64), dst]))
-    x = torch.from_numpy(np.array(ds.features, dtype=np.float32))
-    y = torch.from_numpy(np.asarray(ds.labels, dtype=np.int64))
-    data = Data(x=x, edge_index=edge_index, y=y, num_nodes=ds.num_nodes)
-    train_idx = torch.from_numpy(np.asarray(ds.splits["train"], dtype=np.int64))
-    torch.manual_seed(args.seed)
-    loader = NeighborLoader(data, num_neighbors=args.fanouts, batch_size=args.batch_size,
-                            input_nodes=train_idx, shuffle=True, num_workers=0)
-    setup = time.perf_counter() - t0
-    torch.manual_seed(args.seed)  # the same initial weights as ours (built right after this seed)
-    model = GraphSAGE(ds.num_features, args.hidden, int(ds.num_classes), num_layers=len(args.fanouts), dropout=0.5)
-    # PyG's own SAGEConv layers, starting from the same weights (ours are PyG's, tested equal)
-    convs = torch.nn.ModuleList(SAGEConv(c.in_channels, c.out_channels, aggr="mean") for c in model.convs)
-    convs.load_state_dict(model.convs.state_dict())
-    opt = torch.optim.Adam([*convs.parameters(), *model.norms.parameters()], lr=args.lr)
-    epochs = []
-    for _ in range(args.epochs):
-        model.train()
+        from torch_geometric.data import Data
+        from torch_geometric.loader import NeighborLoader
+        from torch_geometric.nn import SAGEConv
+
+        from gnnsys.models import GraphSAGE
+
+        t0 = time.perf_counter()
+        indptr = np.asarray(ds.indptr)
+        dst = np.repeat(np.arange(ds.num_nodes, dtype=np.int64), np.diff(indptr))
+        edge_index = torch.from_numpy(np.stack([np.asarray(ds.indices, dtype=np.int64), dst]))
+        x = torch.from_numpy(np.array(ds.features, dtype=np.float32))
+        y = torch.from_numpy(np.asarray(ds.labels, dtype=np.int64))
+        data = Data(x=x, edge_index=edge_index, y=y, num_nodes=ds.num_nodes)
+        train_idx = torch.from_numpy(np.asarray(ds.splits["train"], dtype=np.int64))
+        import torch_geometric.typing as tgt
+
+        self.trim_source = "pyg-lib" if tgt.WITH_PYG_LIB else "torch-sparse + hop_counts (checked)"
+        hops = partial(hop_counts, num_hops=len(args.fanouts), batch_size=args.batch_size)
+        self.loader = NeighborLoader(data, num_neighbors=args.fanouts, batch_size=args.batch_size,
+                                     input_nodes=train_idx, shuffle=True, num_workers=args.pyg_workers,
+                                     persistent_workers=args.pyg_workers > 0, transform_sampler_output=hops)
+        self.setup_s = time.perf_counter() - t0
+        torch.manual_seed(args.seed)  # the same initial weights as ours (built right after this seed)
+        self.model = GraphSAGE(ds.num_features, args.hidden, int(ds.num_classes), num_layers=len(args.fanouts),
+                               dropout=0.5)
+        self.convs = torch.nn.ModuleList(SAGEConv(c.in_channels, c.out_channels, aggr="mean")
+                                         for c in self.model.convs)
+        self.convs.load_state_dict(self.model.convs.state_dict())
+        self.opt = torch.optim.Adam([*self.convs.parameters(), *self.model.norms.parameters()], lr=args.lr)
+        self.max_batches = args.max_batches
+        self.trim = self._check_trim()
+        self.loader_s: list[float] = []
+
+    def _check_trim(self) -> bool:
+        """The trimmed forward equals the untrimmed one on a batch (eval mode: no dropout)."""
+        batch = next(iter(self.loader))
+        self.model.eval()
+        with torch.no_grad():
+            a = _pyg_forward(self.model, self.convs, batch, trim=False)
+            b = _pyg_forward(self.model, self.convs, batch, trim=True)
+        self.model.train()
+        if not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
+            raise AssertionError("trim_to_layer with the recovered hop counts changed the output")
+        return True
+
+    def run_epoch(self) -> float:
         t = time.perf_counter()
-        t_loader = 0.0
-        it = iter(loader)
-        steps = 0
-        while args.max_batches is None or steps < args.max_batches:
+        t_loader, steps = 0.0, 0
+        it = iter(self.loader)
+        while self.max_batches is None or steps < self.max_batches:
             a = time.perf_counter()
             try:
                 batch = next(it)
             except StopIteration:
                 break
             t_loader += time.perf_counter() - a
-            opt.zero_grad()
-            out = _pyg_forward(model, convs, batch)
+            self.opt.zero_grad()
+            out = _pyg_forward(self.model, self.convs, batch, self.trim)
             loss = F.cross_entropy(out, batch.y[: batch.batch_size])
             loss.backward()
-            opt.step()
+            self.opt.step()
             steps += 1
-        epochs.append((time.perf_counter() - t, t_loader, steps))
-    model.convs.load_state_dict(convs.state_dict())  # scored the same way as ours
-    model.eval()
-    logits = model.inference(ev.all_features(ds), ds.graph)
-    test = torch.from_numpy(np.asarray(ds.splits["test"], dtype=np.int64))
-    valid = torch.from_numpy(np.asarray(ds.splits["valid"], dtype=np.int64))
-    return {"epoch_s": float(np.mean([e[0] for e in epochs])), "loader_s": float(np.mean([e[1] for e in epochs])),
-            "steps": epochs[0][2], "setup_s": setup, "trimmed": bool("num_sampled_nodes" in batch),
-            "test_acc": ev.accuracy(ds.name, logits[test], y[test]),
-            "valid_acc": ev.accuracy(ds.name, logits[valid], y[valid])}
+        self.steps = steps
+        self.loader_s.append(t_loader)
+        return time.perf_counter() - t
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="products-1m at scale 0.1, 2 epochs")
+    p.add_argument("--quick", action="store_true", help="products-1m at scale 0.1, 6 batches an epoch")
     p.add_argument("--preset", default="products-like")
     p.add_argument("--scale", type=float, default=1.0)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5, help="timed epochs per side (after one warm-up epoch)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--pyg-workers", type=int, default=None, help="NeighborLoader num_workers (default: --threads)")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--fanouts", default="15,10,5")
     p.add_argument("--hidden", type=int, default=256)
@@ -153,34 +213,67 @@ def main() -> None:
     p.add_argument("--home", default=os.environ.get("GNNSYS_HOME"), help="dataset cache folder")
     args = p.parse_args()
     if args.quick:
-        args.preset, args.scale, args.epochs = "products-1m", 0.1, 2
+        args.preset, args.scale = "products-1m", 0.1
+        args.max_batches = args.max_batches or 6
+    if args.pyg_workers is None:
+        args.pyg_workers = args.threads
     args.fanouts = [int(f) for f in args.fanouts.split(",")]
     torch.set_num_threads(args.threads)
     import numba
 
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     warnings.filterwarnings("ignore", category=UserWarning)
+    info = header("train_epoch")
 
     t = time.perf_counter()
     ds = _dataset(args.preset, args.scale, args.home)
     print(f"dataset {ds.name}: {ds.num_nodes:,} nodes, {ds.num_edges:,} edges, "
-          f"{len(ds.splits['train']):,} training nodes ({time.perf_counter() - t:.1f} s to open/generate)", flush=True)
+          f"{len(ds.splits['train']):,} training nodes ({time.perf_counter() - t:.1f} s to open/generate); "
+          f"batch {args.batch_size}, fanouts {args.fanouts}, hidden {args.hidden}, "
+          f"{args.max_batches or 'all'} batches an epoch", flush=True)
+    reason = pyg_unavailable()
+    result = {**info, "dataset": ds.name, "num_nodes": ds.num_nodes, "batch_size": args.batch_size,
+              "fanouts": args.fanouts, "max_batches": args.max_batches, "repeats": args.repeats,
+              "torch_threads": args.threads, "pyg_num_workers": args.pyg_workers if reason is None else None}
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        ours = run_ours(ds, args, Path(tmp) / "run")
-    print(f"ours: {ours['epoch_s']:.2f} s/epoch ({ours['steps']} batches; sample {ours['sample_s']:.2f}, "
-          f"gather {ours['gather_s']:.2f} in the worker; compute {ours['compute_s']:.2f}, waiting "
-          f"{ours['wait_s']:.2f} in the trainer), test acc {ours['test_acc']:.4f}", flush=True)
-    pyg = run_pyg(ds, args)
-    print(f"pyg : {pyg['epoch_s']:.2f} s/epoch ({pyg['steps']} batches; loader {pyg['loader_s']:.2f}), "
-          f"test acc {pyg['test_acc']:.4f}", flush=True)
-    ratio = pyg["epoch_s"] / ours["epoch_s"]
-    print(f"ratio (PyG epoch / ours): {ratio:.2f}x (goal >= 1.5x); accuracy difference "
-          f"{ours['test_acc'] - pyg['test_acc']:+.4f}", flush=True)
-    print(json.dumps({"bench": "train_epoch", "ratio_vs_pyg": round(ratio, 3), "goal": 1.5,
-                      "dataset": ds.name, "num_nodes": ds.num_nodes, "epochs": args.epochs,
-                      "threads": args.threads, "fanouts": args.fanouts, "batch_size": args.batch_size,
-                      "ours": {k: round(v, 4) if isinstance(v, float) else v for k, v in ours.items()},
-                      "pyg": {k: round(v, 4) if isinstance(v, float) else v for k, v in pyg.items()}}))
+        t = time.perf_counter()
+        ours = Ours(ds, args, Path(tmp) / "run")
+        ours_setup = time.perf_counter() - t
+        pyg = PyG(ds, args) if reason is None else None
+        warm = {"ours": ours.run_epoch(), "pyg": pyg.run_epoch() if pyg else None}
+        print(f"warm-up epoch (compilation, workers starting; not timed below): ours {warm['ours']:.2f} s"
+              + (f", PyG {warm['pyg']:.2f} s" if pyg else ""), flush=True)
+        times: dict[str, list[float]] = {"ours": [], "pyg": []}
+        for r in range(args.repeats):  # interleaved: ours, PyG, ours, PyG...
+            times["ours"].append(ours.run_epoch())
+            if pyg:
+                times["pyg"].append(pyg.run_epoch())
+            print(f"round {r + 1}: ours {times['ours'][-1]:.3f} s"
+                  + (f", PyG {times['pyg'][-1]:.3f} s" if pyg else ""), flush=True)
+        ours.trainer.train_loader = None  # stop nothing more; the run folder goes with tmp
+    s_ours, s_pyg = summary(times["ours"]), summary(times["pyg"])
+    parts = {k: float(np.median([p[k] for p in ours.parts[1:]])) for k in ours.parts[0]}
+    print(f"ours: {fmt(s_ours)} per epoch of {ours.steps} batches (median sample {parts['time_sample']:.3f}, "
+          f"gather {parts['time_gather']:.3f} in the worker; compute {parts['time_compute']:.3f}, waiting "
+          f"{parts['time_wait']:.3f} in the trainer)", flush=True)
+    if pyg:
+        print(f"PyG : {fmt(s_pyg)} per epoch of {pyg.steps} batches (num_workers={args.pyg_workers}, "
+              f"persistent_workers, trim_to_layer via {pyg.trim_source}; median time waiting on the "
+              f"loader {float(np.median(pyg.loader_s[1:])):.3f} s)", flush=True)
+        ratio = s_pyg["median"] / s_ours["median"]
+        print(f"ratio (PyG median epoch / ours): {ratio:.2f}x (range {s_pyg['min'] / s_ours['max']:.2f}-"
+              f"{s_pyg['max'] / s_ours['min']:.2f}x)", flush=True)
+    else:
+        ratio = None
+        print(f"PyG : null ({reason})", flush=True)
+    emit({**result, "ratio_vs_pyg": None if ratio is None else round(ratio, 3),
+          "pyg_null_reason": reason, "pyg_trim": bool(pyg and pyg.trim),
+          "pyg_trim_source": pyg.trim_source if pyg else None,
+          "ours_epoch_s": s_ours, "pyg_epoch_s": s_pyg, "ours_setup_s": round(ours_setup, 3),
+          "pyg_setup_s": round(pyg.setup_s, 3) if pyg else None,
+          "warmup_s": {k: None if v is None else round(v, 3) for k, v in warm.items()},
+          "ours_parts_median_s": {k: round(v, 4) for k, v in parts.items()},
+          "steps": {"ours": ours.steps, "pyg": pyg.steps if pyg else None}})
 
 
 if __name__ == "__main__":

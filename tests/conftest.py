@@ -24,6 +24,13 @@ def _shared(sub: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_data():
+    """``shared_data(sub)``: the path of ``shared/data/<sub>``; a missing folder fails the test in CI
+    (env ``CI`` set) and skips it elsewhere."""
+    return _shared
+
+
+@pytest.fixture(scope="session")
 def planetoid_root(tmp_path_factory) -> Path:
     """A private copy of shared/data/planetoid (PyG raw layout: <root>/Cora/raw/ind.cora.*)."""
     dst = tmp_path_factory.mktemp("planetoid")

@@ -684,18 +684,15 @@ class _Tripwire:
         return (open, (self.path, "w"))
 
 
-def test_ogb_processed_cache_from_elsewhere_is_never_unpickled(tmp_path):
+def test_ogb_processed_cache_from_elsewhere_is_never_unpickled(tmp_path, shared_data):
     """A ``processed/data_processed`` pickle shipped inside someone else's OGB folder is ignored:
     ogb rebuilds its cache from the raw files in a private staging folder."""
     import torch
 
     from gnnsys.data.sources import from_ogb
 
-    shared = Path(os.environ.get("GNNSYS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    if not (shared / "ogb" / "ogbl_ddi").is_dir():
-        pytest.skip("ogbl-ddi not found in the shared data")
     root = tmp_path / "ogb"
-    shutil.copytree(shared / "ogb" / "ogbl_ddi", root / "ogbl_ddi")
+    shutil.copytree(shared_data("ogb/ogbl_ddi"), root / "ogbl_ddi")  # fails in CI when missing
     (root / "ogbl_ddi" / "processed").mkdir()
     marker = tmp_path / "pickle-was-executed"
     torch.save(_Tripwire(str(marker)), root / "ogbl_ddi" / "processed" / "data_processed")

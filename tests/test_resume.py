@@ -49,12 +49,15 @@ def _kill_mid_epoch(proc: subprocess.Popen, ckpt: Path, timeout: float = 240.0) 
             raise AssertionError(f"training finished (rc {proc.returncode}) before a mid-epoch kill")
         if ckpt.exists():
             os.kill(proc.pid, signal.SIGSTOP)
+            # checkpoints are written to a temporary sibling and renamed: a frozen writer leaves
+            # the previous complete file, so any error reading it fails the test
             try:
                 state = load_checkpoint(ckpt)
-            except Exception:  # noqa: BLE001 - never expected (atomic writes); keep polling
-                state = None
-            pos = state["position"] if state else None
-            if pos and pos["epoch"] >= 1 and pos["batch_index"] > 0:
+            except BaseException:
+                proc.kill()
+                raise
+            pos = state["position"]
+            if pos["epoch"] >= 1 and pos["batch_index"] > 0:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return state

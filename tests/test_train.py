@@ -18,10 +18,6 @@ from gnnsys.errors import ConfigError
 from gnnsys.train import TrainConfig, Trainer, read_metrics, train
 from gnnsys.train import evaluate as ev
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
-
 #: One GraphSAGE recipe for both Planetoid graphs: 2 layers over all neighbours, hidden 64,
 #: dropout 0.7 (inputs too), Adam lr 0.005 with weight decay 0.05, model selected on valid.
 #: Weight decay 0.05 over 0.01 is chosen on valid accuracy, `--runs 5` (seeds 0-4, OGB's mean ± std):
@@ -33,29 +29,24 @@ PLANETOID = dict(epochs=30, batch_size=140, lr=0.005, weight_decay=0.05, fanouts
 
 
 @pytest.fixture(scope="module")
-def planetoid_root(tmp_path_factory) -> Path:
-    if not (SHARED / "planetoid" / "Cora").is_dir():
-        pytest.skip(f"Planetoid raw files not found under {SHARED}")
-    root = tmp_path_factory.mktemp("raw") / "planetoid"
-    shutil.copytree(SHARED / "planetoid", root)
-    return root
-
-
-@pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "tiny"
     synthetic.generate("tiny", out, seed=0)
     return out
 
 
-@pytest.mark.parametrize("name, minimum", [("cora", 0.78), ("citeseer", 0.68)])
+#: Thresholds on the best valid accuracy, about 3.7 standard deviations (of the five seeds above)
+#: below its mean: Cora 0.76 = 78.28 - 2.28, CiteSeer 0.69 = 70.92 - 1.92 (the seed-0 run this test
+#: makes is printed).
+@pytest.mark.parametrize("name, minimum", [("cora", 0.76), ("citeseer", 0.69)])
 def test_planetoid_public_split_accuracy(planetoid_root: Path, tmp_path: Path, name: str, minimum: float) -> None:
     t = time.perf_counter()
     cfg = TrainConfig(dataset=name, root=str(planetoid_root), home=str(tmp_path / "home"),
                       out=str(tmp_path / "run"), **PLANETOID)
     summary = train(cfg)
+    print(name, "best valid", summary["best_valid"], "test at best valid", summary["test_at_best_valid"])
     assert summary["metric"] == "acc" and summary["eval_mode"] == "full"
-    assert summary["test_at_best_valid"] >= minimum, summary
+    assert summary["best_valid"] >= minimum, summary
     assert time.perf_counter() - t < 300
 
 
@@ -66,7 +57,8 @@ def test_products_like_learns_well_above_majority(tmp_path: Path) -> None:
                       fanouts=[10, 5], model_options={"hidden": 64}, lr=0.01, progress=False,
                       num_threads=1)
     summary = train(cfg)
-    assert summary["final"]["test_acc"] > majority + 0.25, (summary["final"], majority)
+    print("products-like: majority", majority, "final", summary["final"])
+    assert summary["final"]["valid_acc"] > majority + 0.25, (summary["final"], majority)
 
 
 def test_sampled_evaluation_with_all_neighbours_equals_full_inference(tiny: Path, tmp_path: Path) -> None:
@@ -125,16 +117,38 @@ def test_first_layer_mean_in_the_gather_does_not_change_the_result(tiny: Path, l
         assert not Trainer(TrainConfig(**{**cfg, **extra}), overwrite=True).parts.aggregate_first_hop
 
 
-@pytest.mark.parametrize("placement, dtype", [("mmap", "float16"), ("cpu", "bfloat16"), ("mmap", None)])
-def test_feature_placements_and_precisions_train(tiny: Path, tmp_path: Path, placement, dtype) -> None:
-    cfg = TrainConfig(dataset=str(tiny), out=str(tmp_path / "run"), epochs=2, batch_size=64, fanouts=[4, 4],
-                      model_options={"hidden": 16}, features=placement, feature_dtype=dtype, progress=False,
-                      lr=0.01)
+def _weights_after_one_epoch(tiny: Path, out: Path, **options) -> dict[str, torch.Tensor]:
+    cfg = TrainConfig(**{"dataset": str(tiny), "out": str(out), "epochs": 1, "batch_size": 64, "fanouts": [4, 4],
+                         "model_options": {"hidden": 16}, "progress": False, "lr": 0.01, "num_threads": 1,
+                         "eval_every": 0, **options})
     tr = Trainer(cfg)
-    if dtype is not None:
-        assert tr.parts.features.dtype == getattr(torch, dtype)
-    summary = tr.fit()
-    assert summary["final"]["valid_acc"] > 0.5
+    if options.get("feature_dtype") is not None:
+        assert tr.parts.features.dtype == getattr(torch, options["feature_dtype"])
+    if "features" in options:  # the placement was applied: a private copy in RAM or the mapped file
+        assert tr.parts.features._table.is_mapped is (options["features"] == "mmap")
+    for name in ("prefetch", "num_workers"):
+        if name in options:
+            assert getattr(tr.train_loader, name) == options[name]
+    tr.fit()
+    return tr.model.state_dict()
+
+
+@pytest.mark.parametrize("option, first, second, extra", [
+    ("features", "cpu", "mmap", {}),
+    ("features", "cpu", "mmap", {"feature_dtype": "float16"}),
+    ("features", "cpu", "mmap", {"feature_dtype": "bfloat16"}),
+    ("prefetch", 1, 3, {}),
+    ("num_workers", 1, 2, {"prefetch": 2}),
+])
+def test_pipeline_options_give_bit_identical_weights(tiny: Path, tmp_path: Path, option, first, second,
+                                                      extra) -> None:
+    """Where the features live (``cpu`` copy or ``mmap``), how far ahead batches are made and by how
+    many workers change only speed and memory: the weights after one epoch are bit-identical."""
+    a = _weights_after_one_epoch(tiny, tmp_path / "a", **{option: first, **extra})
+    b = _weights_after_one_epoch(tiny, tmp_path / "b", **{option: second, **extra})
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), (option, k)
 
 
 def test_link_prediction_hits_on_link_tiny(tmp_path: Path) -> None:
@@ -146,6 +160,7 @@ def test_link_prediction_hits_on_link_tiny(tmp_path: Path) -> None:
     lines = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert summary["metric"] == "hits@50" and "valid_hits@50" in lines[0]
     assert lines[-1]["loss"] < lines[0]["loss"]
+    print("link-tiny: best valid hits@50", summary["best_valid"])
     assert summary["best_valid"] > 0.5
 
 
@@ -307,17 +322,15 @@ DDI_CI = dict(epochs=10, batch_size=16384, lr=0.005, fanouts=[10, 10], grad_clip
               eval_every=1, num_threads=2, progress=False, metric="hits@20")
 
 
-def test_ogbl_ddi_reaches_hits20_of_030_in_a_time_box(tmp_path: Path) -> None:
+def test_ogbl_ddi_reaches_hits20_of_030_in_a_time_box(tmp_path: Path, shared_data) -> None:
     """ogbl-ddi from shared/data (its missing train.pt rebuilt from the raw edges): learnable
     embeddings + GraphSAGE through the link loader, scored by OGB's Evaluator on the real valid
     and test splits, reaches valid Hits@20 >= 0.30 within ten epochs (the issue's CI target;
     OGB's leaderboard: 0.539 test after 200 full-graph epochs)."""
     from gnnsys.train.trainer import Trainer
 
-    if not (SHARED / "ogb" / "ogbl_ddi").is_dir():
-        pytest.skip(f"ogbl-ddi not found under {SHARED}")
     root = tmp_path / "ogb"
-    shutil.copytree(SHARED / "ogb" / "ogbl_ddi", root / "ogbl_ddi")
+    shutil.copytree(shared_data("ogb/ogbl_ddi"), root / "ogbl_ddi")  # fails in CI when missing
     os.environ.setdefault("OUTDATED_IGNORE", "1")
     cfg = TrainConfig(dataset="ogbl-ddi", root=str(root), home=str(tmp_path / "home"), out=str(tmp_path / "run"),
                       **DDI_CI)

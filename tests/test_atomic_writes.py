@@ -55,12 +55,34 @@ def test_overwrite_with_an_invalid_dataset_keeps_the_old_one(tmp_path, capsys):
     assert _prepare_edges(f, out, f["train"]) == 0
     before = _digests(out)
     capsys.readouterr()
-    # the bad split is only found by validation, after every array was written
+    # the edge-list converter finds the bad split while reading the user's file
     assert _prepare_edges(f, out, f["bad_train"], "--overwrite") == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gnnsys: error: ") and len(err.splitlines()) == 1, err
-    assert f"{out}/split/train.npy: node id 99 out of range [0, 8)" in err, err
-    assert "existing" in err and "unchanged" in err, err
+    assert f"{f['bad_train']}: node id 99 out of range [0, 8)" in err, err
+    assert _digests(out) == before
+    assert _hidden_leftovers(tmp_path) == []
+    load_dataset(out, validate=True)
+
+
+def test_save_dataset_validates_in_the_temporary_sibling_before_replacing(tmp_path):
+    """A bad array that only validation finds (after every array was written) leaves the old
+    dataset byte-identical: save_dataset is given the bad split directly, no converter checks it."""
+    from gnnsys import DatasetError
+    from gnnsys.data import save_dataset
+
+    f = _edge_files(tmp_path)
+    out = tmp_path / "ds"
+    assert _prepare_edges(f, out, f["train"]) == 0
+    before = _digests(out)
+    old = load_dataset(out)
+    with pytest.raises(DatasetError) as info:
+        save_dataset(out, name="edges", task="node", graph=old.graph, labels=np.asarray(old.labels),
+                     num_classes=2, splits={"train": np.array([0, 1, 99], dtype=np.int64)},
+                     overwrite=True)
+    msg = str(info.value)
+    assert "split/train.npy: node id 99 out of range [0, 8)" in msg, msg
+    assert "existing" in msg and "unchanged" in msg, msg
     assert _digests(out) == before
     assert _hidden_leftovers(tmp_path) == []
     load_dataset(out, validate=True)

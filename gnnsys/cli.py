@@ -42,6 +42,8 @@ def _add_prepare(sub) -> None:
     p.add_argument("--split", action="append", default=[], metavar="NAME=FILE",
                    help="with --edges: a split file, e.g. train=train_ids.npy (repeatable)")
     p.add_argument("--directed", action="store_true", help="with --edges: keep edges directed")
+    p.add_argument("--num-nodes", dest="num_nodes", type=int, default=None,
+                   help="with --edges: the node count (confirms one far above the edge count)")
     p.set_defaults(func=_cmd_prepare)
 
 
@@ -53,16 +55,19 @@ def _cmd_prepare(args) -> int:
     if args.edges:
         if not args.out:
             raise GnnsysError("--edges needs --out DIR")
+        from .data.split_names import canonical_split
+
         splits = {}
         for item in args.split:
             if "=" not in item:
                 raise GnnsysError(f"--split expects NAME=FILE, got {item!r}")
             k, v = item.split("=", 1)
-            splits[k] = v
+            splits[canonical_split(k.strip(), "node" if args.labels else "link", "--split")] = v
         ds = from_edge_list(args.edges, args.out, features=args.features, labels=args.labels,
-                            splits=splits, undirected=not args.directed, overwrite=args.overwrite)
+                            splits=splits, undirected=not args.directed, overwrite=args.overwrite,
+                            num_nodes=args.num_nodes)
     else:
-        out = args.out or prepared_path(args.name, args.home, args.seed, args.scale)
+        out = args.out or prepared_path(args.name, args.home, args.seed, args.scale, args.root)
         ds = prepare(args.name, root=args.root, out=out, home=args.home, seed=args.seed,
                      scale=args.scale, overwrite=args.overwrite)
     info = ds.summary()
@@ -86,7 +91,7 @@ def _cmd_info(args) -> int:
     from .data.format import validate_dataset
     from .data.registry import resolve
 
-    ds = resolve(args.dataset, root=args.root, home=args.home)
+    ds = resolve(args.dataset, root=args.root, home=args.home, prepare_missing=False)  # info writes nothing
     if args.validate:
         validate_dataset(ds, checksums=True)
     info = ds.summary()

@@ -40,6 +40,7 @@ from .atomic import (
     temp_sibling,
 )
 from .csc import CSCGraph, index_dtype
+from .split_names import canonical_split
 
 FORMAT_NAME = "gnnsys-dataset"
 FORMAT_VERSION = 1
@@ -329,7 +330,7 @@ def save_dataset(
     """
     if task not in ("node", "link"):
         raise DatasetError(f"task must be 'node' or 'link', got {task!r}")
-    splits = dict(splits or {})
+    splits = {canonical_split(k, task, f"split {k!r}"): v for k, v in (splits or {}).items()}
     with DatasetWriter(path, overwrite=overwrite) as w:
         n = int(graph.num_nodes)
         w.write("graph/indptr.npy", np.asarray(graph.indptr, dtype=np.int64))
@@ -539,7 +540,10 @@ def load_dataset(path: str | os.PathLike, validate: str | bool = "auto") -> Grap
             _expect(arr, path / rel, (None,), (np.int64,))
         else:
             _expect(arr, path / rel, (None, None), (np.int64,))
-        splits[name] = arr
+        key = canonical_split(name, meta["task"], str(path / rel))  # 'val' -> 'valid'; unknown: error
+        if key in splits:
+            raise DatasetError(f"{path / 'meta.json'}: splits {name!r} and {key!r} are the same split")
+        splits[key] = arr
     ds = GraphDataset(path, meta, indptr, indices, edge_ids, features, labels, splits)
     if validate == "auto":
         total = sum(int(f.get("bytes", 0)) for f in meta["files"].values() if isinstance(f, dict))

@@ -20,6 +20,8 @@ import numpy as np
 from ..errors import DatasetError
 from .csc import build_csc
 from .format import GraphDataset, save_dataset
+from .labels import labels_as_int
+from .limits import check_node_count
 
 os.environ.setdefault("OUTDATED_IGNORE", "1")  # stop ogb's import-time version-check thread
 
@@ -348,19 +350,15 @@ def from_edge_list(
     pairs = e if e.shape[1] == 2 else e.T
     x = None if features is None else _read_array(Path(features), "features").astype(np.float32)
     y = None if labels is None else _read_array(Path(labels), "labels").reshape(-1)
-    if num_nodes is None:
-        num_nodes = int(pairs.max()) + 1 if pairs.size else 0
-        if x is not None:
-            num_nodes = max(num_nodes, x.shape[0])
-        if y is not None:
-            num_nodes = max(num_nodes, y.shape[0])
+    rows = max(0 if x is None else x.shape[0], 0 if y is None else y.shape[0])
+    num_nodes = check_node_count(int(pairs.max()) if pairs.size else -1, int(pairs.shape[0]), num_nodes,
+                                 rows, edges)  # a huge id among few edges needs --num-nodes
     if x is not None and x.shape[0] != num_nodes:
         raise DatasetError(f"{features}: {x.shape[0]} rows but the graph has {num_nodes} nodes")
     if y is not None:
         if y.shape[0] != num_nodes:
             raise DatasetError(f"{labels}: {y.shape[0]} labels but the graph has {num_nodes} nodes")
-        if not np.issubdtype(y.dtype, np.integer):
-            raise DatasetError(f"{labels}: labels must be integers, got {y.dtype}")
+        y = labels_as_int(y, labels)  # NaN -> -1 (unlabelled)
     try:
         g = build_csc(pairs[:, 0], pairs[:, 1], num_nodes, symmetrize=undirected, drop_duplicates=True,
                       track_edge_ids=False)

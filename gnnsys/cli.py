@@ -36,6 +36,8 @@ def _add_prepare(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of a synthetic preset")
     p.add_argument("--scale", type=float, default=1.0, help="size factor of a synthetic preset")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (they show only on a terminal, for steps over 2 s)")
     p.add_argument("--edges", help="plain edge list (CSV src,dst or .npy [E,2]) to convert")
     p.add_argument("--features", help="with --edges: node features (.npy or CSV, [N, D])")
     p.add_argument("--labels", help="with --edges: node labels (.npy or CSV, [N])")
@@ -84,6 +86,8 @@ def _add_info(sub) -> None:
     p.add_argument("--root", help="raw-file folder, if the dataset must be prepared first")
     p.add_argument("--home", help="cache folder")
     p.add_argument("--validate", action="store_true", help="check every array and checksum")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (they show only on a terminal, for steps over 2 s)")
     p.set_defaults(func=_cmd_info)
 
 
@@ -133,8 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .data.progress import progress_scope
+
     try:
-        return int(args.func(args) or 0)
+        with progress_scope(getattr(args, "progress", True) is not False):  # --no-progress
+            return int(args.func(args) or 0)
     except GnnsysError as e:
         sys.stderr.write(f"gnnsys: error: {e}\n")  # one write: ranks sharing a terminal do not interleave
         return EXIT_USAGE

@@ -262,3 +262,39 @@ def test_out_that_is_a_file_or_unwritable(tiny, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (f"gnnsys: error: {f}: exists and is not a folder; "
                                                "choose another output path")
     assert f.read_text() == "keep me\n"
+
+
+SLOW_PREPARE = textwrap.dedent("""
+    import sys, time
+    import gnnsys.data.format as fmt
+    real = fmt.DatasetWriter.write
+    def write(self, rel, array):
+        time.sleep(1.0)
+        return real(self, rel, array)
+    fmt.DatasetWriter.write = write
+    from gnnsys.data.registry import resolve
+    resolve("tiny", home=sys.argv[1])
+""")
+
+
+def test_second_process_wanting_the_same_cached_dataset_waits_for_the_first(tmp_path, capsys):
+    import time
+
+    from gnnsys.data.registry import prepared_path, resolve
+
+    home = tmp_path / "home"
+    cached = prepared_path("tiny", home)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PREPARE, str(home)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (lock_path(cached).is_file() and lock_path(cached).read_text().strip()):
+            assert time.monotonic() < deadline and proc.poll() is None, "the first process never locked"
+            time.sleep(0.05)
+        ds = resolve("tiny", home=home)  # waits instead of failing or preparing twice
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()
+    assert f"waiting for process {proc.pid} to finish preparing {cached}" in capsys.readouterr().err
+    assert ds.num_nodes == 1000
+    assert _hidden_leftovers(cached.parent) == []

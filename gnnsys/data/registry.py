@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 from ..errors import DatasetError
 from . import synthetic
+from .atomic import LockHeldError, WriterLock
 from .format import GraphDataset, load_dataset
 from .sources import PLANETOID_NAMES, from_ogb, from_planetoid
 
@@ -83,4 +85,9 @@ def resolve(name_or_path: str | os.PathLike, root: str | os.PathLike | None = No
         how = f"gnnsys prepare {name}" + (f" --root {root}" if root is not None else "") + (
             f" --home {home}" if home is not None else "")
         raise DatasetError(f"dataset {name!r} is not prepared yet (no {cached}); run `{how}` first")
-    return prepare(name, root=root, out=cached, home=home, seed=seed, scale=scale)
+    try:
+        return prepare(name, root=root, out=cached, home=home, seed=seed, scale=scale)
+    except LockHeldError as e:  # another process prepares the same cache entry: use its result
+        print(f"gnnsys: note: waiting for process {e.pid} to finish preparing {cached}", file=sys.stderr)
+        WriterLock(cached, "dataset").wait()
+        return load_dataset(cached)

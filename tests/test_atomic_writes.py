@@ -5,6 +5,7 @@ renamed into place; every writer holds a lock. Each failure leaves what existed 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -210,8 +211,6 @@ def test_failed_overwrite_of_a_run_keeps_the_old_run(tiny, tmp_path, capsys, mon
 
 
 def test_successful_overwrite_replaces_the_run_and_records_the_final_folder(tiny, tmp_path, capsys):
-    import json
-
     out = tmp_path / "run"
     assert main(_train(tiny, out)) == 0
     old = _digests(out)
@@ -298,3 +297,31 @@ def test_second_process_wanting_the_same_cached_dataset_waits_for_the_first(tmp_
     assert f"waiting for process {proc.pid} to finish preparing {cached}" in capsys.readouterr().err
     assert ds.num_nodes == 1000
     assert _hidden_leftovers(cached.parent) == []
+
+
+def test_failed_overwrite_of_runs_keeps_every_old_run(tiny, tmp_path, capsys, monkeypatch):
+    """--runs N: the parent folder and its run-K folders are replaced together or not at all."""
+    from gnnsys.train.trainer import Trainer
+
+    out = tmp_path / "runs"
+    assert main(_train(tiny, out, "--runs", "2")) == 0
+    before = _digests(out)
+    real_fit = Trainer.fit
+    calls = [0]
+
+    def fit(self):
+        calls[0] += 1
+        if calls[0] == 2:  # the second run fails after the first was written
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    capsys.readouterr()
+    assert main(_train(tiny, out, "--runs", "2", "--overwrite", "--seed", "9")) == 2
+    assert "disk full while writing the run folder" in capsys.readouterr().err
+    assert _digests(out) == before
+    assert _hidden_leftovers(tmp_path) == []
+    monkeypatch.setattr(Trainer, "fit", real_fit)
+    assert main(_train(tiny, out, "--runs", "2", "--overwrite", "--seed", "9")) == 0
+    assert json.loads((out / "run-1" / "config.json").read_text())["out"] == str(out / "run-1")
+    assert json.loads((out / "summary.json").read_text())["seeds"] == [9, 10]

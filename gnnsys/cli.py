@@ -36,6 +36,8 @@ def _add_prepare(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of a synthetic preset")
     p.add_argument("--scale", type=float, default=1.0, help="size factor of a synthetic preset")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (they show only on a terminal, for steps over 2 s)")
     p.add_argument("--edges", help="plain edge list (CSV src,dst or .npy [E,2]) to convert")
     p.add_argument("--features", help="with --edges: node features (.npy or CSV, [N, D])")
     p.add_argument("--labels", help="with --edges: node labels (.npy or CSV, [N])")
@@ -57,6 +59,8 @@ def _add_prepare(sub) -> None:
     p.add_argument("--directed", action="store_true",
                    help="with --edges: keep edges as given (default: undirected, each edge stored in "
                         "both directions, as from_pyg)")
+    p.add_argument("--num-nodes", dest="num_nodes", type=int, default=None,
+                   help="with --edges: the node count (confirms one far above the edge count)")
     p.set_defaults(func=_cmd_prepare)
 
 
@@ -70,10 +74,13 @@ def _cmd_prepare(args) -> int:
             raise GnnsysError("--edges needs --out DIR")
         import warnings
 
+        from .data.split_names import canonical_split
+
         splits: dict[str, list[str]] = {}
         for item in args.split:
             k, v = _name_file("--split", item)
-            splits.setdefault(k, []).append(v)
+            task_of = "link" if k.endswith(("_pos", "_neg")) else "node"
+            splits.setdefault(canonical_split(k, task_of, "--split"), []).append(v)
         edge_splits: dict[str, str] = {}
         for item in args.split_edges:
             k, v = _name_file("--split-edges", item)
@@ -85,13 +92,13 @@ def _cmd_prepare(args) -> int:
             ds = from_edge_list(args.edges, args.out, features=args.features, labels=args.labels,
                                 splits=splits, undirected=not args.directed, overwrite=args.overwrite,
                                 edge_splits=edge_splits, keep_eval_edges=args.keep_eval_edges,
-                                neg_layout=args.neg_layout, task=args.task,
+                                neg_layout=args.neg_layout, task=args.task, num_nodes=args.num_nodes,
                                 on_feature_size=lambda line: print(f"gnnsys: {line}", file=sys.stderr,
                                                                    flush=True))
         for w in caught:
             sys.stderr.write(f"gnnsys: warning: {w.message}\n")
     else:
-        out = args.out or prepared_path(args.name, args.home, args.seed, args.scale)
+        out = args.out or prepared_path(args.name, args.home, args.seed, args.scale, args.root)
         ds = prepare(args.name, root=args.root, out=out, home=args.home, seed=args.seed,
                      scale=args.scale, overwrite=args.overwrite)
     info = ds.summary()
@@ -115,6 +122,8 @@ def _add_info(sub) -> None:
     p.add_argument("--root", help="raw-file folder, if the dataset must be prepared first")
     p.add_argument("--home", help="cache folder")
     p.add_argument("--validate", action="store_true", help="check every array and checksum")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (they show only on a terminal, for steps over 2 s)")
     p.set_defaults(func=_cmd_info)
 
 
@@ -122,7 +131,7 @@ def _cmd_info(args) -> int:
     from .data.format import validate_dataset
     from .data.registry import resolve
 
-    ds = resolve(args.dataset, root=args.root, home=args.home)
+    ds = resolve(args.dataset, root=args.root, home=args.home, prepare_missing=False)  # info writes nothing
     if args.validate:
         validate_dataset(ds, checksums=True)
     info = ds.summary()
@@ -164,8 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .data.progress import progress_scope
+
     try:
-        return int(args.func(args) or 0)
+        with progress_scope(getattr(args, "progress", True) is not False):  # --no-progress
+            return int(args.func(args) or 0)
     except GnnsysError as e:
         sys.stderr.write(f"gnnsys: error: {e}\n")  # one write: ranks sharing a terminal do not interleave
         return EXIT_USAGE

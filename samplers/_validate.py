@@ -63,6 +63,10 @@ def check_graph(graph: Any) -> tuple[np.ndarray, np.ndarray, int]:
     return indptr, indices, n
 
 
+#: The largest fanout the samplers take (an int32 count); ``-1`` asks for every neighbour.
+MAX_FANOUT = 2**31 - 1
+
+
 def check_fanouts(fanouts: Any) -> tuple[int, ...]:
     """Validate fanouts: a non-empty sequence of ints, each ``>= 1`` or ``-1`` (all neighbours)."""
     if isinstance(fanouts, (str, bytes)) or not isinstance(fanouts, (Sequence, np.ndarray)):
@@ -79,6 +83,9 @@ def check_fanouts(fanouts: Any) -> tuple[int, ...]:
         if f == 0 or f < -1:
             raise SamplerInputError(
                 f"fanouts[{k}] = {f} is invalid: use a positive number of neighbours or -1 for all")
+        if f > MAX_FANOUT:
+            raise SamplerInputError(
+                f"fanouts[{k}] = {f} is larger than the largest fanout {MAX_FANOUT}: use -1 for all neighbours")
         out.append(f)
     return tuple(out)
 

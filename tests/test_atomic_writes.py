@@ -5,6 +5,7 @@ renamed into place; every writer holds a lock. Each failure leaves what existed 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -232,8 +233,6 @@ def test_failed_overwrite_of_a_run_keeps_the_old_run(tiny, tmp_path, capsys, mon
 
 
 def test_successful_overwrite_replaces_the_run_and_records_the_final_folder(tiny, tmp_path, capsys):
-    import json
-
     out = tmp_path / "run"
     assert main(_train(tiny, out)) == 0
     old = _digests(out)
@@ -284,3 +283,67 @@ def test_out_that_is_a_file_or_unwritable(tiny, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (f"gnnsys: error: {f}: exists and is not a folder; "
                                                "choose another output path")
     assert f.read_text() == "keep me\n"
+
+
+SLOW_PREPARE = textwrap.dedent("""
+    import sys, time
+    import gnnsys.data.format as fmt
+    real = fmt.DatasetWriter.write
+    def write(self, rel, array):
+        time.sleep(1.0)
+        return real(self, rel, array)
+    fmt.DatasetWriter.write = write
+    from gnnsys.data.registry import resolve
+    resolve("tiny", home=sys.argv[1])
+""")
+
+
+def test_second_process_wanting_the_same_cached_dataset_waits_for_the_first(tmp_path, capsys):
+    import time
+
+    from gnnsys.data.registry import prepared_path, resolve
+
+    home = tmp_path / "home"
+    cached = prepared_path("tiny", home)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PREPARE, str(home)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (lock_path(cached).is_file() and lock_path(cached).read_text().strip()):
+            assert time.monotonic() < deadline and proc.poll() is None, "the first process never locked"
+            time.sleep(0.05)
+        ds = resolve("tiny", home=home)  # waits instead of failing or preparing twice
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()
+    assert f"waiting for process {proc.pid} to finish preparing {cached}" in capsys.readouterr().err
+    assert ds.num_nodes == 1000
+    assert _hidden_leftovers(cached.parent) == []
+
+
+def test_failed_overwrite_of_runs_keeps_every_old_run(tiny, tmp_path, capsys, monkeypatch):
+    """--runs N: the parent folder and its run-K folders are replaced together or not at all."""
+    from gnnsys.train.trainer import Trainer
+
+    out = tmp_path / "runs"
+    assert main(_train(tiny, out, "--runs", "2")) == 0
+    before = _digests(out)
+    real_fit = Trainer.fit
+    calls = [0]
+
+    def fit(self):
+        calls[0] += 1
+        if calls[0] == 2:  # the second run fails after the first was written
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    capsys.readouterr()
+    assert main(_train(tiny, out, "--runs", "2", "--overwrite", "--seed", "9")) == 2
+    assert "disk full while writing the run folder" in capsys.readouterr().err
+    assert _digests(out) == before
+    assert _hidden_leftovers(tmp_path) == []
+    monkeypatch.setattr(Trainer, "fit", real_fit)
+    assert main(_train(tiny, out, "--runs", "2", "--overwrite", "--seed", "9")) == 0
+    assert json.loads((out / "run-1" / "config.json").read_text())["out"] == str(out / "run-1")
+    assert json.loads((out / "summary.json").read_text())["seeds"] == [9, 10]

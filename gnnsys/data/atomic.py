@@ -94,6 +94,18 @@ class WriterLock:
             pass
         return self
 
+    def wait(self, timeout: float = -1) -> bool:
+        """Block until no process holds the lock (``timeout`` seconds at most, ``-1``: forever);
+        the lock is not kept. ``True`` when it became free."""
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire(timeout=timeout)
+        except Timeout:
+            return False
+        self._lock.release()
+        return True
+
     def release(self) -> None:
         if self._lock.is_locked:
             try:

@@ -45,6 +45,8 @@ from .atomic import (
     temp_sibling,
 )
 from .csc import CSCGraph, index_dtype
+from .progress import bar
+from .split_names import canonical_split
 
 FORMAT_NAME = "gnnsys-dataset"
 FORMAT_VERSION = 1
@@ -200,7 +202,8 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, progress: Any = None) -> str:
+    """SHA-256 of a file, read in 4 MiB blocks (``progress``: a bar updated by bytes read)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -208,6 +211,8 @@ def sha256_file(path: Path) -> str:
             if not b:
                 break
             h.update(b)
+            if progress is not None:
+                progress.update(len(b))
     return h.hexdigest()
 
 
@@ -326,12 +331,15 @@ class DatasetWriter:
     def commit(self, meta: dict[str, Any], checksums: bool = True) -> GraphDataset:
         """Record file sizes (and checksums), write ``meta.json``, rename into place, reopen."""
         files = {}
-        for rel in sorted(set(self._files)):
-            p = self.tmp / rel
-            entry: dict[str, Any] = {"bytes": p.stat().st_size}
-            if checksums:
-                entry["sha256"] = sha256_file(p)
-            files[rel] = entry
+        rels = sorted(set(self._files))
+        total = sum((self.tmp / rel).stat().st_size for rel in rels)
+        with bar(total if checksums else 0, f"checksums {self.path.name}", "B") as pb:
+            for rel in rels:
+                p = self.tmp / rel
+                entry: dict[str, Any] = {"bytes": p.stat().st_size}
+                if checksums:
+                    entry["sha256"] = sha256_file(p, pb)
+                files[rel] = entry
         meta = dict(meta)
         meta["format"] = FORMAT_NAME
         meta["format_version"] = FORMAT_VERSION
@@ -377,7 +385,7 @@ def save_dataset(
     """
     if task not in ("node", "link"):
         raise DatasetError(f"task must be 'node' or 'link', got {task!r}")
-    splits = dict(splits or {})
+    splits = {canonical_split(k, task, f"split {k!r}"): v for k, v in (splits or {}).items()}
     with DatasetWriter(path, overwrite=overwrite) as w:
         n = int(graph.num_nodes)
         w.write("graph/indptr.npy", np.asarray(graph.indptr, dtype=np.int64))
@@ -617,7 +625,11 @@ def load_dataset(path: str | os.PathLike, validate: str | bool = "auto") -> Grap
     for name in meta["splits"]:
         if not isinstance(name, str) or "/" in name or name.startswith("."):
             raise DatasetError(f"{path / 'meta.json'}: bad split name {name!r}")
-        splits[name] = _open_split(path, f"split/{name}.npy", name, meta)
+        rel = f"split/{name}.npy"
+        key = canonical_split(name, "link" if is_link_split(name, meta) else "node", str(path / rel))
+        if key in splits:  # 'val' -> 'valid' above; an unknown name is an error there
+            raise DatasetError(f"{path / 'meta.json'}: splits {name!r} and {key!r} are the same split")
+        splits[key] = _open_split(path, rel, name, meta)
     split_sets: list[dict[str, np.ndarray]] = []
     for k in range(1, meta.get("split_sets", 1)):
         prefix = f"split/set{k}/"
@@ -646,10 +658,20 @@ def validate_dataset(ds: GraphDataset, checksums: bool = False) -> None:
     # checksums first: a file modified after preparation is then named as such, not by the
     # first content check its new bytes happen to break (possibly in another file's message)
     if checksums:
-        for rel, info in ds.meta["files"].items():
-            want = info.get("sha256") if isinstance(info, dict) else None
-            if want and sha256_file(p / rel) != want:
-                raise DatasetError(f"{p / rel}: SHA-256 differs from meta.json (file modified or corrupt)")
+        total = sum(int(i.get("bytes", 0)) for i in ds.meta["files"].values() if isinstance(i, dict))
+        with bar(total, f"checksums {p.name}", "B") as pb:
+            for rel, info in ds.meta["files"].items():
+                want = info.get("sha256") if isinstance(info, dict) else None
+                if want and sha256_file(p / rel, pb) != want:
+                    raise DatasetError(f"{p / rel}: SHA-256 differs from meta.json (file modified or corrupt)")
+    total = n + 1 + int(ds.indices.size) + sum(int(v.size) for v in ds.splits.values())
+    with bar(total, f"validate {p.name}") as pb:
+        _validate_content(ds, pb)
+
+
+def _validate_content(ds: GraphDataset, pb: Any) -> None:
+    p = ds.path
+    n = ds.num_nodes
     indptr = ds.indptr
     if indptr[0] != 0:
         raise DatasetError(f"{p / 'graph/indptr.npy'}: first entry is {int(indptr[0])}, expected 0")
@@ -658,11 +680,12 @@ def validate_dataset(ds: GraphDataset, checksums: bool = False) -> None:
         if seg.size > 1 and (np.diff(seg) < 0).any():
             bad = max(0, s - 1) + int(np.argmax(np.diff(seg) < 0))
             raise DatasetError(f"{p / 'graph/indptr.npy'}: not monotone at position {bad}")
+        pb.update(min(_CHUNK, n + 1 - s))
     if indptr[-1] != ds.num_edges:
         raise DatasetError(
             f"{p / 'graph/indptr.npy'}: ends at {int(indptr[-1])} but num_edges is {ds.num_edges}"
         )
-    _check_range(ds.indices, 0, n, p / "graph/indices.npy", "node id")
+    _check_range(ds.indices, 0, n, p / "graph/indices.npy", "node id", pb)
     if ds.edge_ids is not None and ds.edge_ids.size:
         if int(ds.edge_ids.min()) < 0:
             raise DatasetError(f"{p / 'graph/edge_ids.npy'}: negative edge id")
@@ -680,7 +703,7 @@ def validate_dataset(ds: GraphDataset, checksums: bool = False) -> None:
             if is_link_split(name, ds.meta):
                 continue
             f = p / (f"split/set{k}/{name}.npy" if k and name in ds.split_sets[k - 1] else f"split/{name}.npy")
-            _check_range(ids, 0, n, f, "node id")
+            _check_range(ids, 0, n, f, "node id", pb)
             ids = np.asarray(ids)
             if np.unique(ids).size != ids.size:
                 raise DatasetError(f"{f}: repeated node ids")
@@ -699,13 +722,15 @@ def validate_dataset(ds: GraphDataset, checksums: bool = False) -> None:
             if arr.shape[0] != pos.shape[0]:
                 raise DatasetError(f"{f}: {arr.shape[0]} rows of per-source negatives but "
                                    f"{name[:-4]}_pos has {pos.shape[0]} positives")
-        _check_range(arr, 0, n, f, "node id")
+        _check_range(arr, 0, n, f, "node id", pb)
 
 
-def _check_range(arr: np.ndarray, lo: int, hi: int, f: Path, what: str) -> None:
+def _check_range(arr: np.ndarray, lo: int, hi: int, f: Path, what: str, pb: Any = None) -> None:
     flat = arr.reshape(-1)
     for s in range(0, flat.size, _CHUNK):
         seg = np.asarray(flat[s : s + _CHUNK])
+        if pb is not None:
+            pb.update(seg.size)
         a, b = int(seg.min()), int(seg.max())
         if a < lo or b >= hi:
             bad = a if a < lo else b

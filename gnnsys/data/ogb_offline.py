@@ -11,12 +11,15 @@ network waits, for the duration of the block only.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError
+from .progress import progress_enabled
 
 #: Seconds to wait for the OGB server before saying the dataset must be fetched by hand.
 PROBE_TIMEOUT_S = float(os.environ.get("GNNSYS_OGB_PROBE_TIMEOUT", "8"))
@@ -74,20 +77,24 @@ def ogb_without_prompts(name: str, root: Path, dir_name: str, info: Any):
                            f"prompts: check {Path(root) / dir_name} (complete OGB download with its "
                            "RELEASE file) or remove it")
 
-    def decide_download(url: str) -> bool:
-        import sys
+    real_stderr = sys.stderr
 
-        print(f"gnnsys: downloading {name} from {url}", file=sys.stderr)
+    def decide_download(url: str) -> bool:
+        print(f"gnnsys: downloading {name} from {url}", file=real_stderr)
         return True
 
     saved = [(m, k, m.__dict__.get(k, _MISSING)) for m in (node_ds, link_ds) for k in ("input", "decide_download")]
     old_timeout = socket.getdefaulttimeout()
+    # ogb prints its messages on stdout (which carries gnnsys' JSON) and its bars on stderr:
+    # both go to stderr on a terminal, nowhere with --no-progress or off a terminal
+    sink = sys.stderr if progress_enabled() else io.StringIO()
     try:
         for m in (node_ds, link_ds):
             m.input = no_input
             m.decide_download = decide_download
         socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-        yield
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
     finally:
         socket.setdefaulttimeout(old_timeout)
         for m, k, v in saved:

@@ -20,6 +20,8 @@ import numpy as np
 from ..errors import DatasetError
 from .csc import build_csc
 from .format import GraphDataset, save_dataset
+from .labels import labels_as_int
+from .limits import check_node_count
 
 os.environ.setdefault("OUTDATED_IGNORE", "1")  # stop ogb's import-time version-check thread
 
@@ -478,21 +480,17 @@ def from_edge_list(
         sparse = SparseFeatures.load(Path(features))
     elif features is not None:
         x = _read_array(Path(features), "features").astype(np.float32)
-    y = None if labels is None else read_array(Path(labels), "labels", integer=True).reshape(-1)
+    y = None if labels is None else _read_array(Path(labels), "labels").reshape(-1)
     feat_rows = sparse.shape[0] if sparse is not None else (None if x is None else x.shape[0])
-    if num_nodes is None:
-        num_nodes = int(pairs.max()) + 1 if pairs.size else 0
-        if feat_rows is not None:
-            num_nodes = max(num_nodes, feat_rows)
-        if y is not None:
-            num_nodes = max(num_nodes, y.shape[0])
+    rows = max(0 if feat_rows is None else feat_rows, 0 if y is None else y.shape[0])
+    num_nodes = check_node_count(int(pairs.max()) if pairs.size else -1, int(pairs.shape[0]), num_nodes,
+                                 rows, edges)  # a huge id among few edges needs --num-nodes
     if feat_rows is not None and feat_rows != num_nodes:
         raise DatasetError(f"{features}: {feat_rows} rows but the graph has {num_nodes} nodes")
     if y is not None:
         if y.shape[0] != num_nodes:
             raise DatasetError(f"{labels}: {y.shape[0]} labels but the graph has {num_nodes} nodes")
-        if not np.issubdtype(y.dtype, np.integer):
-            raise DatasetError(f"{labels}: labels must be integers, got {y.dtype}")
+        y = labels_as_int(y, labels)  # NaN -> -1 (unlabelled)
     node_given: dict[str, list[tuple[np.ndarray, str]]] = {}
     edge_files = dict(edge_splits or {})
     for k, v in (splits or {}).items():

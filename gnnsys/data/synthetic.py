@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import ConfigError
 from .csc import build_csc
 from .format import DatasetWriter, GraphDataset, float32_to_bfloat16_bits
+from .progress import bar
 
 EDGE_CHUNK = 1 << 22
 ROW_CHUNK = 1 << 16
@@ -168,10 +169,12 @@ def generate(
         scratch.mkdir()
         src = np.lib.format.open_memmap(scratch / "src.npy", "w+", np.int64, (p.num_edges,))
         dst = np.lib.format.open_memmap(scratch / "dst.npy", "w+", np.int64, (p.num_edges,))
-        for i in range(nchunks):
-            lo, hi = i * EDGE_CHUNK, min(p.num_edges, (i + 1) * EDGE_CHUNK)
-            s, d = model.sample(streams[i], hi - lo)
-            src[lo:hi], dst[lo:hi] = s, d
+        with bar(p.num_edges, f"edges {p.name}") as pb:
+            for i in range(nchunks):
+                lo, hi = i * EDGE_CHUNK, min(p.num_edges, (i + 1) * EDGE_CHUNK)
+                s, d = model.sample(streams[i], hi - lo)
+                src[lo:hi], dst[lo:hi] = s, d
+                pb.update(hi - lo)
         extra_meta: dict = {"source": {"generator": "dc-csbm", "preset": p.name, "seed": seed,
                                        "homophily": p.homophily, "alpha": p.alpha}}
         splits: dict[str, np.ndarray] = {}
@@ -228,11 +231,13 @@ def _write_features(p: Preset, w: DatasetWriter, labels, seed: int, rng_means) -
     store = np.uint16 if p.feature_dtype == "bfloat16" else np.dtype(p.feature_dtype)
     feats = w.create("features.npy", (p.num_nodes, d), store)
     nchunks = -(-p.num_nodes // ROW_CHUNK)
-    for i, rng in enumerate(_streams(seed + 2, nchunks)):
-        lo, hi = i * ROW_CHUNK, min(p.num_nodes, (i + 1) * ROW_CHUNK)
-        x = rng.standard_normal((hi - lo, d), dtype=np.float32)
-        x += means[labels[lo:hi]].astype(np.float32)
-        feats[lo:hi] = float32_to_bfloat16_bits(x) if p.feature_dtype == "bfloat16" else x
+    with bar(p.num_nodes, f"features {p.name}") as pb:
+        for i, rng in enumerate(_streams(seed + 2, nchunks)):
+            lo, hi = i * ROW_CHUNK, min(p.num_nodes, (i + 1) * ROW_CHUNK)
+            x = rng.standard_normal((hi - lo, d), dtype=np.float32)
+            x += means[labels[lo:hi]].astype(np.float32)
+            feats[lo:hi] = float32_to_bfloat16_bits(x) if p.feature_dtype == "bfloat16" else x
+            pb.update(hi - lo)
     feats.flush()
 
 

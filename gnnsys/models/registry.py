@@ -80,7 +80,52 @@ def resolve_options(spec: ModelSpec, options: dict[str, Any] | None) -> dict[str
     merged = dict(spec.defaults)
     for k, v in (options or {}).items():
         if v is not None:
-            merged[k] = v
+            merged[k] = coerce_option(spec.name, k, v, spec.defaults.get(k))
     if spec.validate_options is not None:
         spec.validate_options(merged)
     return merged
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def coerce_option(model: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` of option ``key`` as the type of its default: booleans from ``true/false/1/0``
+    (any case; ``"False"`` is False, never a non-empty string taken as true), integers, floats.
+    A value that does not parse is a ConfigError naming the option and what it takes."""
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"model option {key}={value!r} for model {model!r}: expected {what}")
+
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad("a boolean (true/false/1/0)")
+    if isinstance(default, int):
+        if isinstance(value, bool):
+            raise bad("an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise bad("an integer")
+    if isinstance(default, float):
+        if isinstance(value, bool):
+            raise bad("a number")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise bad("a number")
+    return value

@@ -167,6 +167,8 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
     options = model_options(config, spec)
     metric = resolve_metric(config, dataset, task)
     targets = tg.target_kind(dataset) if task == "node" else None
+    if targets is not None:
+        tg.check_train_labels(dataset, targets)
     sampler = build_sampler(spec, dataset, options, config.seed,
                             gpu=device if config.sampler == "gpu" else None)
     features = build_features(spec, dataset, options, config, device, run_dir, shared_host)

@@ -124,10 +124,12 @@ def _model_option(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"--model-option expects KEY=VALUE, got {item!r}")
     k, v = item.split("=", 1)
+    if v.strip().lower() in ("true", "false"):  # Python's True/False as well as JSON's
+        return k.strip(), v.strip().lower() == "true"
     try:
         return k.strip(), json.loads(v)
     except json.JSONDecodeError:
-        return k.strip(), v
+        return k.strip(), v  # a string; the model's option types check it (gnnsys.models.registry)
 
 
 def config_from_args(args: argparse.Namespace):

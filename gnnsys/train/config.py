@@ -277,6 +277,10 @@ def _int(cfg: TrainConfig, key: str, lo: int) -> None:
         raise ConfigError(f"{key} must be an integer >= {lo}, got {v!r}")
 
 
+#: The largest fanout (the samplers count in int32); -1 takes every neighbour.
+MAX_FANOUT = 2**31 - 1
+
+
 def check_fanouts(value: Any, name: str = "fanouts") -> list[int] | None:
     """Normalise fanouts given as a list or a string like ``"15,10,5"`` (``-1`` = all)."""
     if value is None:
@@ -293,6 +297,9 @@ def check_fanouts(value: Any, name: str = "fanouts") -> list[int] | None:
     for f in value:
         if isinstance(f, bool) or not isinstance(f, int) or f == 0 or f < -1:
             raise ConfigError(f"{name}: each fanout must be a positive integer or -1 (all), got {list(value)!r}")
+        if f > MAX_FANOUT:
+            raise ConfigError(f"{name}: fanout {f} is larger than the largest fanout {MAX_FANOUT}; use -1 "
+                              "for all neighbours")
         out.append(int(f))
     return out
 

@@ -87,6 +87,23 @@ def check_metric_fits(metric: str, kind: str, dataset: Any) -> None:
                                   + (" in every task" if kind == "multilabel" else ""))
 
 
+def check_train_labels(dataset: Any, kind: str) -> None:
+    """DatasetError when a train node is unlabelled (label ``-1``: written for ``-1`` or NaN in
+    the input). Unlabelled nodes elsewhere are fine: they are left out of loss and metrics.
+    Multi-label targets may have unknown (``-1``) entries on any node."""
+    ids = dataset.splits.get("train")
+    if kind == "multilabel" or ids is None or len(ids) == 0:
+        return
+    ids = np.asarray(ids, dtype=np.int64)
+    y = np.asarray(dataset.labels)[ids]
+    bad = np.flatnonzero(y < 0)
+    if bad.size:
+        where = getattr(dataset, "path", dataset.name)
+        raise DatasetError(f"{where}: {bad.size} of the {ids.size} train nodes are unlabelled (label -1, "
+                           f"from -1 or NaN in the input), e.g. node {int(ids[bad[0]])}; a train node needs a "
+                           "label: label it or remove it from the train split")
+
+
 def node_loss(logits: Tensor, y: Tensor, kind: str) -> Tensor:
     """The training loss of a node batch: cross-entropy over ``[n, C]`` logits and int64 labels
     ``[n]`` (multiclass, binary), or binary cross-entropy with logits over the known entries of

@@ -257,3 +257,13 @@ def test_build_link_splits_refuses_negatives_without_positives():
 
     with pytest.raises(DatasetError, match="test_neg given without test positives"):
         build_link_splits(_edges(), N, {}, {"test": (np.zeros((3, 2), np.int64), "x")}, undirected=True)
+
+
+def test_node_split_on_an_unlabelled_edge_list_is_not_reshaped_into_pairs(link_files, capsys):
+    """Before: without --labels, --split train=FILE was reshaped into [-1, 2] pairs silently."""
+    d, _ = link_files
+    np.save(d / "ids.npy", np.arange(10))
+    code, _, err = _cli(["prepare", "--edges", d / "edges.csv", "--out", d / "ds",
+                         "--split", f"train={d / 'ids.npy'}"], capsys)
+    _one_line_error(code, err, "node splits ['train'] given without --labels", "--split-edges")
+    assert not (d / "ds").exists()

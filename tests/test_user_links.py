@@ -204,6 +204,24 @@ def test_from_pyg_keeps_random_link_split(tmp_path):
     assert not held & _graph_pairs(ds)
 
 
+def test_random_link_split_output_trains_end_to_end(tmp_path, capsys):
+    """End to end: RandomLinkSplit output -> from_pyg -> gnnsys train (the dataset's task: link)."""
+    import torch
+    import torch_geometric.transforms as T
+
+    from gnnsys.data.sources import from_pyg
+
+    torch.manual_seed(0)
+    parts = T.RandomLinkSplit(num_val=0.1, num_test=0.2, is_undirected=True)(_pyg_graph())
+    from_pyg(parts, tmp_path / "ds", name="rls")
+    code, _, err = _cli(["train", "--dataset", tmp_path / "ds", "--epochs", "1", "--fanouts", "5,5",
+                         "--hidden", "16", "--batch-size", "64", "--metric", "rocauc",
+                         "--out", tmp_path / "run", "--no-progress"], capsys)
+    assert code == 0, err
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["task"] == "link" and 0 < s["best_valid"] <= 1 and 0 < s["test_at_best_valid"] <= 1
+
+
 def test_from_pyg_keeps_ogb_style_edge_splits_and_removes_eval_edges(tmp_path):
     import torch
 
@@ -257,3 +275,13 @@ def test_build_link_splits_refuses_negatives_without_positives():
 
     with pytest.raises(DatasetError, match="test_neg given without test positives"):
         build_link_splits(_edges(), N, {}, {"test": (np.zeros((3, 2), np.int64), "x")}, undirected=True)
+
+
+def test_node_split_on_an_unlabelled_edge_list_is_not_reshaped_into_pairs(link_files, capsys):
+    """Before: without --labels, --split train=FILE was reshaped into [-1, 2] pairs silently."""
+    d, _ = link_files
+    np.save(d / "ids.npy", np.arange(10))
+    code, _, err = _cli(["prepare", "--edges", d / "edges.csv", "--out", d / "ds",
+                         "--split", f"train={d / 'ids.npy'}"], capsys)
+    _one_line_error(code, err, "node splits ['train'] given without --labels", "--split-edges")
+    assert not (d / "ds").exists()

@@ -97,6 +97,10 @@ def test_repeated_split_makes_split_sets_and_split_index_picks(graph_files, caps
         assert view.splits["test"].tolist() == list(range(50, 60))  # given once: shared
     with pytest.raises(DatasetError, match=r"split index 3 out of range: the dataset has 3 split sets \(0\.\.2\)"):
         ds.select(split_index=3)
+    code, out, err = _cli(["info", d / "ds", "--validate"], capsys)
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["valid"] is True and info["split_sets"] == 3 and info["tasks"] == ["node"]
 
 
 def test_split_index_out_of_range_on_train_is_one_line(graph_files, capsys, tmp_path):
@@ -197,3 +201,14 @@ def test_split_index_left_at_default_keeps_old_fingerprints():
     d.pop("split_index")
     assert TrainConfig.from_dict(d).fingerprint() == a.fingerprint()
     assert a.replace(split_index=1).fingerprint() != a.fingerprint()
+
+
+def test_validation_checks_every_split_set_on_disk(tmp_path):
+    """A split set written by hand (save_dataset) that overlaps is named by the loader's check."""
+    from gnnsys.data import build_csc, save_dataset
+
+    g = build_csc(np.array([0, 1, 2]), np.array([1, 2, 3]), 10, symmetrize=True)
+    with pytest.raises(DatasetError, match=r"split/set1/train\.npy: overlaps another split"):
+        save_dataset(tmp_path / "ds", name="t", task="node", graph=g, labels=np.zeros(10, np.int64),
+                     num_classes=1, splits={"train": np.arange(3), "test": np.arange(5, 8)},
+                     split_sets=[{"train": np.arange(4, 7)}])

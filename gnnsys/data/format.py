@@ -173,7 +173,8 @@ class GraphDataset:
             "splits": {k: list(v.shape) for k, v in self.splits.items()},
         }
         out["tasks"] = self.tasks
-        out["symmetrized"] = bool(self.meta.get("symmetrized", False))
+        # every edge stored in both directions (older datasets: what "directed": false meant)
+        out["symmetrized"] = bool(self.meta.get("symmetrized", not self.meta.get("directed", True)))
         if self.split_sets:
             out["split_sets"] = self.num_split_sets
         if self.meta.get("eval_edges_in_graph"):

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: A key that a bench does not print is left out of its row.
 BENCHES: list[tuple[str, list[str], tuple[str, ...], int]] = [
     ("sampler", ["--quick"], ("ratio_vs_pyg_1t", "ratio_vs_pyg_2t", "ratio_vs_pyg", "ratio_vs_pyg_cpu_time_1t",
-                              "ratio_vs_dgl_1t"), 240),
-    ("train_epoch", ["--quick"], ("ratio_vs_pyg", "pyg_num_workers", "pyg_trim", "pyg_null_reason"), 420),
+                              "ratio_vs_dgl_1t", "speedup_2workers_vs_1t", "speedup_2t_vs_1t"), 420),
+    ("train_epoch", ["--quick"], ("ratio_vs_pyg", "pyg_num_workers", "pyg_trim", "pyg_adj", "pyg_null_reason"), 600),
     ("drop_in", ["--quick"], ("ratio_vs_pyg",), 300),
     ("gather", ["--quick"], ("ratio_vs_index_select", "ratio_vs_read_limit", "ratio_vs_memcpy",
                              "ratio_vs_index_select_alloc", "gpu_reason"), 180),

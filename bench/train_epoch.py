@@ -23,7 +23,7 @@ min-max. ``ratio_vs_pyg`` = PyG's median epoch / ours. Without torch-sparse and 
 side is ``null`` with the reason. Both sides run in one process (ours is built first and sets the
 host-allocator setting both then share: see :mod:`gnnsys.train.host_allocator`).
 
-    python bench/train_epoch.py --quick               # products-1m at scale 0.1, 3 batches an epoch
+    python bench/train_epoch.py --quick               # products-1m at scale 0.1, 3 batches of 512 an epoch
     python bench/train_epoch.py                       # products-like (2.4M nodes), whole epochs
     python bench/train_epoch.py --preset products-1m --repeats 5
 
@@ -216,7 +216,7 @@ class PyG:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="products-1m at scale 0.1, 3 batches an epoch")
+    p.add_argument("--quick", action="store_true", help="products-1m at scale 0.1, 3 batches of 512 an epoch")
     p.add_argument("--preset", default="products-like")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=5, help="timed epochs per side (after one warm-up epoch)")
@@ -224,7 +224,7 @@ def main() -> None:
     p.add_argument("--pyg-workers", type=int, default=None, help="NeighborLoader num_workers (default: --threads)")
     p.add_argument("--pyg-adj", choices=("sparse", "edge_index"), default=None,
                    help="the adjacency PyG's convolutions take (default: sparse with torch-sparse)")
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=None, help="default 1024 (quick 512)")
     p.add_argument("--fanouts", default="15,10,5")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--lr", type=float, default=0.003)
@@ -235,6 +235,8 @@ def main() -> None:
     if args.quick:
         args.preset, args.scale = "products-1m", 0.1
         args.max_batches = args.max_batches or 3
+        args.batch_size = args.batch_size or 512
+    args.batch_size = args.batch_size or 1024
     if args.pyg_adj is None:
         try:
             import torch_geometric.typing as tgt
@@ -277,7 +279,6 @@ def main() -> None:
                 times["pyg"].append(pyg.run_epoch())
             print(f"round {r + 1}: ours {times['ours'][-1]:.3f} s"
                   + (f", PyG {times['pyg'][-1]:.3f} s" if pyg else ""), flush=True)
-        ours.trainer.train_loader = None  # stop nothing more; the run folder goes with tmp
     s_ours, s_pyg = summary(times["ours"]), summary(times["pyg"])
     parts = {k: float(np.median([p[k] for p in ours.parts[1:]])) for k in ours.parts[0]}
     print(f"ours: {fmt(s_ours)} per epoch of {ours.steps} batches (median sample {parts['time_sample']:.3f}, "

@@ -16,7 +16,7 @@ page cache settle during it), from the first sample of the second epoch to the l
 Goal, checked in the JSON (``goal_met``): both below 2%.
 
     python bench/soak.py                       # products-like, 5 epochs of 2,000 batches (hours here)
-    python bench/soak.py --quick               # the "small" preset, 4 epochs of 60 batches
+    python bench/soak.py --quick               # the "small" preset, 5 epochs (12 batches each), every 4
     python bench/soak.py --dataset DIR --epochs 10 --every 250
 
 Last line: one JSON object ``{"bench": "soak", "anon_growth": ..., "goal_met": ...}``.
@@ -69,9 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", help="dataset folder or name (default: products-like, quick: small)")
     p.add_argument("--home", help="cache folder for generated presets (default $GNNSYS_HOME)")
-    p.add_argument("--epochs", type=int, help="epochs of fit() (default 5, quick 4); the first is warm-up")
-    p.add_argument("--max-batches", type=int, help="batches per epoch at most (default 2000, quick 60)")
-    p.add_argument("--every", type=int, help="sample memory every N steps (default 200, quick 10)")
+    p.add_argument("--epochs", type=int, help="epochs of fit() (default 5); the first is warm-up")
+    p.add_argument("--max-batches", type=int, help="batches per epoch at most (default 2000, quick: all)")
+    p.add_argument("--every", type=int, help="sample memory every N steps (default 200, quick 4)")
     p.add_argument("--batch-size", type=int, help="default 1024, quick 512")
     p.add_argument("--fanouts", default="15,10,5")
     p.add_argument("--hidden", type=int, help="default 256, quick 64")
@@ -79,12 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--features", default="mmap", help="feature placement (default mmap)")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every N epochs (default 0: never)")
     p.add_argument("--threads", type=int, default=2, help="torch and numba threads (default 2)")
-    p.add_argument("--quick", action="store_true", help="small preset, 4 epochs of 60 batches of 512, hidden 64")
+    p.add_argument("--quick", action="store_true", help="small preset, 5 epochs of batches of 512, hidden 64, memory every 4 steps")
     args = p.parse_args(argv)
     args.dataset = args.dataset or ("small" if args.quick else "products-like")
-    args.epochs = args.epochs or (4 if args.quick else 5)
-    args.max_batches = args.max_batches or (60 if args.quick else 2000)
-    args.every = args.every or (10 if args.quick else 200)
+    args.epochs = args.epochs or 5
+    args.max_batches = args.max_batches or (None if args.quick else 2000)
+    args.every = args.every or (4 if args.quick else 200)
     args.batch_size = args.batch_size or (512 if args.quick else 1024)
     args.hidden = args.hidden or (64 if args.quick else 256)
     if args.epochs < 3 or args.every < 1:

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {**info, "preset": args.preset, "scale": args.scale,
                     "num_nodes": ds.num_nodes, "num_test": len(ds.splits["test"]), "epochs": args.epochs,
                     "batch_size": args.batch_size, "lr": args.lr,
-                    "threads": args.threads}
+                    "torch_threads": args.threads}
     if "largegt" in names:
         fresh = not propagated_path(ds).is_file()
         t = time.perf_counter()

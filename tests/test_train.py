@@ -57,8 +57,10 @@ def test_products_like_learns_well_above_majority(tmp_path: Path) -> None:
                       fanouts=[10, 5], model_options={"hidden": 64}, lr=0.01, progress=False,
                       num_threads=1)
     summary = train(cfg)
+    # valid accuracy measured with this recipe (seed 0): 0.867 against a majority rate of 0.049;
+    # the threshold leaves a margin of 6.7 points
     print("products-like: majority", majority, "final", summary["final"])
-    assert summary["final"]["valid_acc"] > majority + 0.25, (summary["final"], majority)
+    assert summary["final"]["valid_acc"] >= 0.80, (summary["final"], majority)
 
 
 def test_sampled_evaluation_with_all_neighbours_equals_full_inference(tiny: Path, tmp_path: Path) -> None:
@@ -109,9 +111,14 @@ def test_first_layer_mean_in_the_gather_does_not_change_the_result(tiny: Path, l
         assert all(torch.equal(a[k], b[k]) for k in a), name
     # evaluation hops beyond the layers: the gather's mean would be over the wrong block, so the
     # evaluation loader gathers every row (and scores as before)
-    deeper = Trainer(TrainConfig(**{**base, "dataset": str(tiny), "epochs": 1, "eval_fanouts": [4, 4, 4],
-                                    "out": str(tmp_path / "deeper")}, model_options={"hidden": 16}))
-    assert deeper.parts.aggregate_first_hop and 0.0 <= deeper.fit()["final"]["valid_acc"] <= 1.0
+    deeper = {**base, "dataset": str(tiny), "epochs": 1, "eval_fanouts": [4, 4, 4]}
+    finals = []
+    for on in (True, False):  # one after the other: construction seeds torch's global generator
+        tr = Trainer(TrainConfig(**deeper, out=str(tmp_path / f"deeper{on}"),
+                                 model_options={"hidden": 16, "aggregate_first_hop": on}))
+        assert tr.parts.aggregate_first_hop is on
+        finals.append(tr.fit()["final"])
+    assert finals[0] == finals[1]
     for extra in ({"feature_dtype": "float16"}, {"model_options": {"input_dropout": True}}):
         cfg = {"dataset": str(tiny), "out": str(tmp_path / "off"), "epochs": 1, "fanouts": [4, 4], "progress": False}
         assert not Trainer(TrainConfig(**{**cfg, **extra}), overwrite=True).parts.aggregate_first_hop
@@ -160,8 +167,9 @@ def test_link_prediction_hits_on_link_tiny(tmp_path: Path) -> None:
     lines = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert summary["metric"] == "hits@50" and "valid_hits@50" in lines[0]
     assert lines[-1]["loss"] < lines[0]["loss"]
+    # best valid Hits@50 measured with this recipe (seed 0): 0.805; the threshold leaves 10.5 points
     print("link-tiny: best valid hits@50", summary["best_valid"])
-    assert summary["best_valid"] > 0.5
+    assert summary["best_valid"] >= 0.70
 
 
 def test_gradient_clipping_bounds_the_step_gradient_norm(tiny: Path, tmp_path: Path) -> None:
@@ -205,7 +213,9 @@ def test_featureless_link_dataset_uses_an_embedding_and_mrr(tmp_path: Path) -> N
     summary = tr.fit()
     assert summary["metric"] == "mrr"
     r = read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]
-    assert 0.0 < r["valid_mrr"] <= 1.0 and 0.0 < r["test_mrr"] <= 1.0
+    again = tr.evaluate()  # the recorded metrics are the final model's (evaluation is deterministic)
+    assert (r["valid_mrr"], r["test_mrr"]) == (again["valid_mrr"], again["test_mrr"])
+    assert r["valid_mrr"] > 0.0
     # sampled evaluation scores the same pairs
     cfg2 = cfg.replace(out=str(tmp_path / "run2"), eval_mode="sampled", eval_fanouts=[-1, -1])
     tr2 = Trainer(cfg2)

@@ -142,6 +142,63 @@ def _chunk_of(g, cbase, t):
     return t
 
 
+@njit(cache=True, nogil=True)
+def _gather(indices, work, a, b):
+    """``work[a:b]`` positions -> neighbour ids: independent loads, many misses in flight."""
+    for q in range(a, b):
+        work[q] = indices[work[q]]
+
+
+@njit(cache=True, nogil=True)
+def _first_chunk(indices, gmap, work, src_out, nodes, elo, ehi, known):
+    """Chunk 0: every source not yet mapped is a first occurrence, so it is numbered at once
+    (``known``, ``known + 1``, ...) and appended to ``nodes``. Returns how many were new."""
+    n = 0
+    for a in range(elo, ehi, _TILE):
+        b = min(ehi, a + _TILE)
+        _gather(indices, work, a, b)
+        for q in range(a, b):
+            src_out[q] = gmap[work[q]]
+        for q in range(a, b):
+            if src_out[q] < 0:
+                v = work[q]
+                x = gmap[v]
+                if x < 0:
+                    x = known + n
+                    gmap[v] = x
+                    nodes[x] = v
+                    n += 1
+                src_out[q] = x
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _later_chunk(indices, gmap, bitmap, work, src_out, cand, elo, ehi):
+    """Chunk ``t >= 1``: sources not yet mapped are listed once each (in order of first
+    occurrence in the chunk, de-duplicated with the chunk's bitmap) as candidates in
+    ``cand[elo:]``; their ``src_out`` stays negative. Returns the number of candidates.
+
+    ``gmap`` may be written by chunk 0 meanwhile (aligned word stores): a probe sees either
+    ``-1`` (the entry is resolved after the barrier) or the final local id; both end the same.
+    """
+    c = elo
+    for a in range(elo, ehi, _TILE):
+        b = min(ehi, a + _TILE)
+        _gather(indices, work, a, b)
+        for q in range(a, b):
+            src_out[q] = gmap[work[q]]
+        for q in range(a, b):
+            if src_out[q] < 0:
+                v = work[q]
+                byte = v >> 3
+                m = np.uint8(1 << (v & 7))
+                if bitmap[byte] & m == 0:
+                    bitmap[byte] |= m
+                    cand[c] = v
+                    c += 1
+    return c - elo
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replace, hop_key,
                nodes, starts, avail, f0, known, ebase, gmap, bitmaps, work, cand, src_out,
@@ -169,8 +226,8 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
     nchunks = ebase.size - 1
     f = known - f0
     per = (f + nchunks - 1) // nchunks
-    ncand = np.zeros(nchunks, np.int64)
-    # 1. draw, gather, probe, collect candidates
+    found = np.zeros(nchunks, np.int64)
+    # 1. draw, gather, probe; chunk 0 numbers its new sources, later chunks list candidates
     for t in prange(nchunks):
         lo = f0 + min(f, t * per)
         hi = f0 + min(f, (t + 1) * per)
@@ -178,75 +235,85 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
         ehi = ebase[t + 1]
         _draw_chunk(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, hop_key, nodes,
                     starts, avail, lo, hi, elo, work, dst_out)
-        c = elo
-        for a in range(elo, ehi, _TILE):
-            b = min(ehi, a + _TILE)
-            for q in range(a, b):
-                work[q] = indices[work[q]]
-            for q in range(a, b):
-                src_out[q] = gmap[work[q]]
-            for q in range(a, b):
-                if src_out[q] < 0:
-                    v = work[q]
+        if t == 0:
+            found[t] = _first_chunk(indices, gmap, work, src_out, nodes, elo, ehi, known)
+        else:
+            found[t] = _later_chunk(indices, gmap, bitmaps[t], work, src_out, cand, elo, ehi)
+    first = found[0]
+    if nchunks > 1:
+        cbase = np.empty(nchunks + 1, np.int64)
+        cbase[0] = 0
+        cbase[1] = 0
+        for t in range(1, nchunks):
+            cbase[t + 1] = cbase[t] + found[t]
+        total = cbase[nchunks]
+        nseg = nchunks * _SEGMENTS_PER_CHUNK
+        seg = (total + nseg - 1) // nseg
+        nown = np.zeros(nseg, np.int64)
+        # 2. a candidate is its node's first occurrence when chunk 0 did not number it and no
+        # earlier chunk listed it
+        for s in prange(nseg):
+            g0 = min(total, s * seg)
+            g1 = min(total, g0 + seg)
+            t = 1
+            k = 0
+            for g in range(g0, g1):
+                t = _chunk_of(g, cbase, t)
+                p = ebase[t] + g - cbase[t]
+                v = cand[p]
+                owned = gmap[v] < 0
+                if owned:
                     byte = v >> 3
                     m = np.uint8(1 << (v & 7))
-                    if bitmaps[t, byte] & m == 0:
-                        bitmaps[t, byte] |= m
-                        cand[c] = v
-                        c += 1
-        ncand[t] = c - elo
-    cbase = np.empty(nchunks + 1, np.int64)
-    cbase[0] = 0
-    for t in range(nchunks):
-        cbase[t + 1] = cbase[t] + ncand[t]
-    total = cbase[nchunks]
-    nseg = nchunks * _SEGMENTS_PER_CHUNK
-    seg = (total + nseg - 1) // nseg
-    nown = np.zeros(nseg, np.int64)
-    # 2. ownership: a candidate is its node's first occurrence when no earlier chunk saw it
-    for s in prange(nseg):
-        g0 = min(total, s * seg)
-        g1 = min(total, g0 + seg)
-        t = 0
-        k = 0
-        for g in range(g0, g1):
-            t = _chunk_of(g, cbase, t)
-            p = ebase[t] + g - cbase[t]
-            v = cand[p]
-            byte = v >> 3
-            m = np.uint8(1 << (v & 7))
-            for s2 in range(t):
-                if bitmaps[s2, byte] & m != 0:
+                    for s2 in range(1, t):
+                        if bitmaps[s2, byte] & m != 0:
+                            owned = False
+                            break
+                if owned:
+                    k += 1
+                else:
                     cand[p] = -1 - v
-                    break
-            if cand[p] >= 0:
-                k += 1
-        nown[s] = k
-    obase = np.empty(nseg + 1, np.int64)
-    obase[0] = 0
-    for s in range(nseg):
-        obase[s + 1] = obase[s] + nown[s]
-    # 3. owners get consecutive local ids (and their per-node facts for the next hop)
-    for s in prange(nseg):
-        g0 = min(total, s * seg)
-        g1 = min(total, g0 + seg)
-        t = 0
-        r = known + obase[s]
-        for g in range(g0, g1):
-            t = _chunk_of(g, cbase, t)
-            v = cand[ebase[t] + g - cbase[t]]
-            if v >= 0:
-                gmap[v] = r
-                nodes[r] = v
-                if need_next:
-                    starts[r] = indptr[v]
-                    avail[r] = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
-                r += 1
-    # 4. new sources read their local id; bitmaps are cleared by the entries that set them
+            nown[s] = k
+        obase = np.empty(nseg + 1, np.int64)
+        obase[0] = known + first
+        for s in range(nseg):
+            obase[s + 1] = obase[s] + nown[s]
+        # 3. owners get consecutive local ids after chunk 0's
+        for s in prange(nseg):
+            g0 = min(total, s * seg)
+            g1 = min(total, g0 + seg)
+            t = 1
+            r = obase[s]
+            for g in range(g0, g1):
+                t = _chunk_of(g, cbase, t)
+                v = cand[ebase[t] + g - cbase[t]]
+                if v >= 0:
+                    gmap[v] = r
+                    nodes[r] = v
+                    r += 1
+        end = obase[nseg]
+    else:
+        end = known + first
+    # 4. later chunks' new sources read their local id and clear their bitmap bytes; the new
+    # nodes' per-node facts are read for the next hop (both split evenly over the threads)
+    e1 = ebase[1]
+    rest = ebase[nchunks] - e1
+    m_new = end - known
     for t in prange(nchunks):
-        for q in range(ebase[t], ebase[t + 1]):
+        a = e1 + min(rest, t * ((rest + nchunks - 1) // nchunks))
+        b = e1 + min(rest, (t + 1) * ((rest + nchunks - 1) // nchunks))
+        c = 1
+        for q in range(a, b):
+            while q >= ebase[c + 1]:
+                c += 1
             if src_out[q] < 0:
                 v = work[q]
                 src_out[q] = gmap[v]
-                bitmaps[t, v >> 3] = 0
-    return obase[nseg]
+                bitmaps[c, v >> 3] = 0
+        if need_next:
+            per_new = (m_new + nchunks - 1) // nchunks
+            for r in range(known + min(m_new, t * per_new), known + min(m_new, (t + 1) * per_new)):
+                v = nodes[r]
+                starts[r] = indptr[v]
+                avail[r] = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
+    return m_new

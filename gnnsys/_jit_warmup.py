@@ -30,7 +30,7 @@ import numpy as np
 from .models.sage import _transpose_mean
 
 #: modules whose parallel kernels a training rank runs (samplers, feature gathers, dropout, CSC)
-PARALLEL_KERNEL_MODULES = ("samplers._hop", "samplers._relabel", "samplers._negative",
+PARALLEL_KERNEL_MODULES = ("samplers._fused", "samplers._hop", "samplers._relabel", "samplers._negative",
                            "gnnsys.features.cpu_gather", "gnnsys.models.dropout", "gnnsys.data.csc")
 
 

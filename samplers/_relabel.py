@@ -38,10 +38,34 @@ class Scratch:
         map_dtype = np.int32 if num_nodes < 2**31 else np.int64
         self.gmap = np.full(num_nodes, -1, dtype=map_dtype)
         self.bitmaps = np.zeros((max(1, num_threads), (num_nodes + 7) // 8), dtype=np.uint8)
+        # per-edge and per-node work arrays of :mod:`samplers._fused`, grown on demand and
+        # reused across batches (their pages stay mapped: no allocation or page fault per hop)
+        self.work = np.empty(0, np.int64)
+        self.cand = np.empty(0, np.int64)
+        self.starts = np.empty(0, np.int64)
+        self.avail = np.empty(0, np.int64)
+
+    def reserve(self, num_edges: int, num_nodes: int) -> None:
+        """Grow the work arrays to hold ``num_edges`` edges and ``num_nodes`` nodes (doubling;
+        the per-node arrays keep their contents)."""
+        if self.work.size < num_edges:
+            size = max(num_edges, 2 * self.work.size)
+            self.work = np.empty(size, np.int64)
+            self.cand = np.empty(size, np.int64)
+        if self.starts.size < num_nodes:
+            size = max(num_nodes, 2 * self.starts.size)
+            self.starts = _grown(self.starts, size)
+            self.avail = _grown(self.avail, size)
 
     @property
     def num_threads(self) -> int:
         return int(self.bitmaps.shape[0])
+
+
+def _grown(arr: np.ndarray, size: int) -> np.ndarray:
+    out = np.empty(size, arr.dtype)
+    out[:arr.size] = arr
+    return out
 
 
 @njit(cache=True, nogil=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import Any
 
 import numba
 import numpy as np
 
-from samplers import _hop, _negative, _relabel
+from samplers import _fused, _hop, _negative, _relabel
 from samplers._rng import stream_key
 from samplers._validate import check_fanouts, check_graph, check_ids, check_weights
 from samplers.errors import SamplerInputError
@@ -33,8 +34,9 @@ class _ScratchPool:
         self._free: list[_relabel.Scratch] = []
         self._lock = threading.Lock()
 
-    def acquire(self) -> _relabel.Scratch:
-        threads = numba.get_num_threads()
+    def acquire(self, threads: int | None = None) -> _relabel.Scratch:
+        """A scratch with at least ``threads`` bitmaps (default: numba's current thread count)."""
+        threads = threads or numba.get_num_threads()
         with self._lock:
             for i, s in enumerate(self._free):
                 if s.num_threads >= threads:
@@ -241,51 +243,98 @@ class NeighborSampler:
         return out_src, out_dst
 
     def _sample(self, seeds: np.ndarray, batch_seed: int,
-                exclusion: tuple[np.ndarray, np.ndarray] | None) -> SampledSubgraph:
+                exclusion: tuple[np.ndarray, np.ndarray] | None,
+                profile: dict[str, float] | None = None, chunks: int | None = None) -> SampledSubgraph:
+        """Sample around ``seeds``. ``profile``: see :meth:`_expand`; ``chunks``: split every
+        frontier into this many chunks instead of one per thread (the result is the same for any
+        value; tests use it)."""
         ex_nodes, ex_keys = exclusion if exclusion is not None else (_EMPTY, _EMPTY)
-        scratch = self._pool.acquire()
+        scratch = self._pool.acquire(chunks)
         clean = False
         try:
-            out = self._expand(seeds, batch_seed, ex_nodes, ex_keys, scratch)
+            # the options are passed only when set: subclasses (the GPU sampler) override _expand
+            opts = {k: v for k, v in (("profile", profile), ("chunks", chunks)) if v is not None}
+            out = self._expand(seeds, batch_seed, ex_nodes, ex_keys, scratch, **opts)
+            t = time.perf_counter() if profile is not None else 0.0
             _relabel.reset_map(scratch.gmap, out.nodes)
+            if profile is not None:
+                _tick(profile, "reset", t)
             clean = True
         finally:
             if clean:  # a failed call may leave dirty buffers: drop them instead of reusing
                 self._pool.release(scratch)
         return out
 
+    def _node_capacity(self, num_seeds: int) -> int:
+        """An upper bound on a batch's node count: the seeds plus at most every other node, and
+        at most what the fanouts can reach (``known * (1 + fanout)`` per hop)."""
+        cap = num_seeds + self.num_nodes
+        bound = num_seeds
+        for fanout in self.fanouts:
+            if fanout < 0 or bound >= cap:
+                return cap
+            bound += bound * fanout
+        return min(cap, bound)
+
     def _expand(self, seeds: np.ndarray, batch_seed: int, ex_nodes: np.ndarray,
-                ex_keys: np.ndarray, scratch: _relabel.Scratch) -> SampledSubgraph:
-        _relabel.map_seeds(seeds, scratch.gmap)
-        nodes = seeds
-        known = seeds.size
+                ex_keys: np.ndarray, scratch: _relabel.Scratch,
+                profile: dict[str, float] | None = None,
+                chunks: int | None = None) -> SampledSubgraph:
+        """Run the hops. ``profile``, when given, accumulates seconds per stage: ``init`` (seeds),
+        ``plan`` (per-chunk edge counts), ``alloc`` (output arrays), ``expand`` (the fused
+        sample + relabel kernel) and ``python`` (everything else), keyed ``"hop{k}/stage"``."""
+        t = time.perf_counter() if profile is not None else 0.0
+        b = seeds.size
+        nhops = len(self.fanouts)
+        nodes = np.empty(self._node_capacity(b), np.int64)
+        scratch.reserve(0, b)
+        _fused.init_seeds(seeds, scratch.gmap, nodes, scratch.starts, scratch.avail, self.indptr,
+                           self.indices, self.weights, self._wdeg, ex_nodes, ex_keys, nhops > 0)
+        if profile is not None:
+            t = _tick(profile, "init", t)
+        nchunks = chunks or max(1, min(numba.get_num_threads(), scratch.num_threads))
+        known = b
         frontier_start = 0
         hops: list[Hop] = []
-        num_nodes_per_hop = [int(seeds.size)]
+        num_nodes_per_hop = [int(b)]
         num_edges_per_hop: list[int] = []
         for k, fanout in enumerate(self.fanouts):
             f0 = 0 if self.layout == "block" else frontier_start
-            frontier = nodes[f0:known]
-            counts = _hop.hop_counts(self.indptr, self.indices, self.weights, self._wdeg, frontier,
-                                     fanout, self.replace, ex_nodes, ex_keys)
-            offsets = np.zeros(frontier.size + 1, np.int64)
-            np.cumsum(counts, out=offsets[1:])
-            e = int(offsets[-1])
+            ebase = _fused.hop_plan(scratch.avail, f0, known, fanout, self.replace,
+                                     min(nchunks, max(1, known - f0)))
+            e = int(ebase[-1])
+            if profile is not None:
+                t = _tick(profile, f"hop{k}/plan", t)
+            scratch.reserve(e, known + e)
             edge_index = np.empty((2, e), np.int64)
-            nbr = np.empty(e, np.int64)
+            if profile is not None:
+                t = _tick(profile, f"hop{k}/alloc", t)
             hop_key = np.uint64(stream_key(self.seed, batch_seed, _TAG_HOP, k))
-            _hop.hop_fill(self.indptr, self.indices, self.weights, frontier, f0, fanout,
-                          self.replace, hop_key, ex_nodes, ex_keys, offsets, nbr, edge_index[1])
-            new = _relabel.relabel(nbr, scratch.gmap, scratch.bitmaps,
-                                   _relabel.num_chunks(e, scratch), known, edge_index[0])
-            nodes = np.concatenate([nodes, new])
-            hops.append(Hop(edge_index=edge_index, num_src=known + new.size, num_dst=known))
+            m = _fused.hop_expand(self.indptr, self.indices, self.weights, self._wdeg, ex_nodes,
+                                   ex_keys, fanout, self.replace, hop_key, nodes, scratch.starts,
+                                   scratch.avail, f0, known, ebase, scratch.gmap, scratch.bitmaps,
+                                   scratch.work, scratch.cand, edge_index[0], edge_index[1],
+                                   k + 1 < nhops)
+            if profile is not None:
+                t = _tick(profile, f"hop{k}/expand", t)
+            m = int(m)
+            hops.append(Hop(edge_index=edge_index, num_src=known + m, num_dst=known))
             frontier_start = known
-            known += new.size
-            num_nodes_per_hop.append(int(new.size))
+            known += m
+            num_nodes_per_hop.append(m)
             num_edges_per_hop.append(e)
-        return SampledSubgraph(nodes=nodes, hops=hops, num_sampled_nodes=num_nodes_per_hop,
-                               num_sampled_edges=num_edges_per_hop)
+        out = SampledSubgraph(nodes=nodes[:known], hops=hops, num_sampled_nodes=num_nodes_per_hop,
+                              num_sampled_edges=num_edges_per_hop)
+        if profile is not None:
+            _tick(profile, "python", t)
+        return out
+
+
+def _tick(profile: dict[str, float], stage: str, since: float) -> float:
+    """Add the seconds since ``since`` to ``profile[stage]``; return the current time."""
+    now = time.perf_counter()
+    profile[stage] = profile.get(stage, 0.0) + now - since
+    return now
 
 
 _EMPTY = np.empty(0, np.int64)

@@ -1,0 +1,319 @@
+"""One hop of neighbour sampling fused with relabelling, parallel end to end.
+
+A hop runs as :func:`hop_plan` (edge offsets of the frontier chunks) then :func:`hop_expand`
+(sampling, de-duplication, relabelling, block assembly), both numba kernels with no serial stage
+longer than ``O(threads)``. Per-node facts that every hop needs (``starts`` = ``indptr[v]`` and
+``avail`` = the number of neighbours a node may be sampled from) are read once, when a node
+enters the subgraph, and stored by local id, so a hop reads them sequentially.
+
+The draws are exactly those of :func:`samplers._hop.hop_fill` (keyed by ``(hop_key, node, j)``)
+and new nodes get local ids in order of first occurrence among the sampled edges, as in
+:func:`samplers._relabel.relabel`; the output is therefore bit-identical to the two-kernel
+version and independent of the thread count.
+
+``hop_expand``, with ``T`` chunks (one per thread) of the frontier, each owning the contiguous
+edge range ``ebase[t]:ebase[t + 1]``:
+
+1. per chunk: draw every node's neighbour positions (pure arithmetic, sequential writes), then,
+   tile by tile, three flat loops that keep many cache misses in flight: ``indices`` at the
+   chosen positions, the relabel-table probe ``gmap[nbr]``, and the per-chunk "seen" bitmap of
+   the sources not yet in the subgraph (candidates, in order);
+2. the candidates of all chunks, split into equal segments: a candidate is *owned* (it is that
+   node's first occurrence) when no earlier chunk's bitmap has it; owners are counted per segment;
+3. owners get consecutive local ids segment by segment (a prefix sum over ``O(T)`` segment
+   counts) and, when another hop follows, their ``starts``/``avail``;
+4. per chunk: sources that were new read their local id and clear their bitmap bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from samplers._hop import (
+    _allowed_positions,
+    _choose_uniform,
+    _choose_weighted,
+    _count,
+    _sorted_contains,
+)
+from samplers._rng import node_key
+
+# Edges per tile of the flat load loops: small enough for the tile's ids to stay in L1.
+_TILE = 256
+# Candidate segments per chunk in the ownership passes (balance across threads).
+_SEGMENTS_PER_CHUNK = 4
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys):
+    """Number of neighbours ``v`` may be sampled from (as :func:`samplers._hop.hop_counts`)."""
+    if ex_nodes.size > 0 and _sorted_contains(ex_nodes, v):
+        return _allowed_positions(indptr, indices, weights, v, ex_keys, True).size
+    if weights.size > 0:
+        return wdeg[v]
+    return indptr[v + 1] - indptr[v]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def init_seeds(seeds, gmap, nodes, starts, avail, indptr, indices, weights, wdeg, ex_nodes,
+               ex_keys, need_next):
+    """Put ``seeds`` at local ids ``0 .. B - 1`` (a repeated seed maps to its first position).
+
+    Args:
+        seeds: int64 ``[B]``; gmap: ``[N]`` all ``-1`` on entry.
+        nodes: int64 ``[>= B]`` output, local -> global; starts, avail: int64 ``[>= B]`` outputs
+            (filled only when ``need_next``).
+    """
+    for i in range(seeds.size):
+        s = seeds[i]
+        nodes[i] = s
+        if gmap[s] < 0:
+            gmap[s] = i
+    if need_next:
+        for i in prange(seeds.size):
+            v = seeds[i]
+            starts[i] = indptr[v]
+            avail[i] = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hop_plan(avail, f0, known, fanout, replace, nchunks):
+    """Edge offsets of the frontier chunks: int64 ``[nchunks + 1]``.
+
+    The frontier is local ids ``f0 .. known - 1`` split into ``nchunks`` equal node ranges;
+    chunk ``t``'s sampled edges will be ``ebase[t]:ebase[t + 1]``.
+    """
+    f = known - f0
+    per = (f + nchunks - 1) // nchunks
+    tot = np.zeros(nchunks, np.int64)
+    for t in prange(nchunks):
+        lo = f0 + min(f, t * per)
+        hi = f0 + min(f, (t + 1) * per)
+        s = 0
+        for i in range(lo, hi):
+            s += _count(avail[i], fanout, replace)
+        tot[t] = s
+    ebase = np.empty(nchunks + 1, np.int64)
+    ebase[0] = 0
+    for t in range(nchunks):
+        ebase[t + 1] = ebase[t] + tot[t]
+    return ebase
+
+
+@njit(cache=True, nogil=True)
+def _draw_chunk(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, hop_key, nodes,
+                starts, avail, lo, hi, o, work, dst_out):
+    """Absolute ``indices`` positions of the neighbours of local ids ``lo .. hi - 1`` into
+    ``work[o:]`` and their destinations into ``dst_out[o:]`` (the draws of ``hop_fill``)."""
+    weighted = weights.size > 0
+    full = fanout < 0
+    rep = replace and not full
+    for i in range(lo, hi):
+        a = avail[i]
+        c = _count(a, fanout, replace)
+        if c == 0:
+            continue
+        v = nodes[i]
+        start = starts[i]
+        for q in range(o, o + c):
+            dst_out[q] = i
+        key = node_key(hop_key, v)
+        if weighted or (ex_nodes.size > 0 and _sorted_contains(ex_nodes, v)):
+            allowed = _allowed_positions(indptr, indices, weights, v, ex_keys, ex_nodes.size > 0)
+            if weighted:
+                _choose_weighted(key, weights, start, allowed, c, rep, work, o)
+            else:
+                _choose_uniform(key, allowed.size, c, rep, work, o)
+            for q in range(o, o + c):
+                work[q] = start + allowed[work[q]]
+        else:
+            _choose_uniform(key, a, c, rep, work, o)
+            for q in range(o, o + c):
+                work[q] += start
+        o += c
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _chunk_of(g, cbase, t):
+    """Advance chunk index ``t`` until candidate ``g`` lies in ``cbase[t]:cbase[t + 1]``."""
+    while g >= cbase[t + 1]:
+        t += 1
+    return t
+
+
+@njit(cache=True, nogil=True)
+def _gather(indices, work, a, b):
+    """``work[a:b]`` positions -> neighbour ids: independent loads, many misses in flight."""
+    for q in range(a, b):
+        work[q] = indices[work[q]]
+
+
+@njit(cache=True, nogil=True)
+def _first_chunk(indices, gmap, work, src_out, nodes, elo, ehi, known):
+    """Chunk 0: every source not yet mapped is a first occurrence, so it is numbered at once
+    (``known``, ``known + 1``, ...) and appended to ``nodes``. Returns how many were new."""
+    n = 0
+    for a in range(elo, ehi, _TILE):
+        b = min(ehi, a + _TILE)
+        _gather(indices, work, a, b)
+        for q in range(a, b):
+            src_out[q] = gmap[work[q]]
+        for q in range(a, b):
+            if src_out[q] < 0:
+                v = work[q]
+                x = gmap[v]
+                if x < 0:
+                    x = known + n
+                    gmap[v] = x
+                    nodes[x] = v
+                    n += 1
+                src_out[q] = x
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _later_chunk(indices, gmap, bitmap, work, src_out, cand, elo, ehi):
+    """Chunk ``t >= 1``: sources not yet mapped are listed once each (in order of first
+    occurrence in the chunk, de-duplicated with the chunk's bitmap) as candidates in
+    ``cand[elo:]``; their ``src_out`` stays negative. Returns the number of candidates.
+
+    ``gmap`` may be written by chunk 0 meanwhile (aligned word stores): a probe sees either
+    ``-1`` (the entry is resolved after the barrier) or the final local id; both end the same.
+    """
+    c = elo
+    for a in range(elo, ehi, _TILE):
+        b = min(ehi, a + _TILE)
+        _gather(indices, work, a, b)
+        for q in range(a, b):
+            src_out[q] = gmap[work[q]]
+        for q in range(a, b):
+            if src_out[q] < 0:
+                v = work[q]
+                byte = v >> 3
+                m = np.uint8(1 << (v & 7))
+                if bitmap[byte] & m == 0:
+                    bitmap[byte] |= m
+                    cand[c] = v
+                    c += 1
+    return c - elo
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replace, hop_key,
+               nodes, starts, avail, f0, known, ebase, gmap, bitmaps, work, cand, src_out,
+               dst_out, need_next):
+    """Sample one hop for the frontier ``nodes[f0:known]`` and relabel it (see module docstring).
+
+    Args:
+        indptr, indices, weights, wdeg, ex_nodes, ex_keys: graph and constraints, as in
+            :func:`samplers._hop.hop_fill`.
+        fanout, replace, hop_key: the hop's fanout, mode and ``uint64`` key.
+        nodes: int64 ``[>= known + E]`` local -> global ids; new nodes are appended in place.
+        starts, avail: int64 ``[>= known + E]`` per local id ``indptr[v]`` and allowed degree
+            (read for the frontier; written for the new nodes when ``need_next``).
+        f0, known: the frontier is local ids ``f0 .. known - 1``; ``known`` nodes exist.
+        ebase: int64 ``[T + 1]`` from :func:`hop_plan` (``T`` chunks, ``T <= bitmaps.shape[0]``).
+        gmap: ``[N]`` global -> local map (``-1`` = absent); bitmaps: uint8 ``[>= T, N / 8]``
+            all zero on entry and on return.
+        work, cand: int64 ``[>= E]`` scratch.
+        src_out, dst_out: int64 ``[E]`` outputs: local source / destination of every edge.
+        need_next: whether another hop follows (then the new nodes' ``starts``/``avail`` are read).
+
+    Returns:
+        The number ``M`` of new nodes; they are ``nodes[known:known + M]``.
+    """
+    nchunks = ebase.size - 1
+    f = known - f0
+    per = (f + nchunks - 1) // nchunks
+    found = np.zeros(nchunks, np.int64)
+    # 1. draw, gather, probe; chunk 0 numbers its new sources, later chunks list candidates
+    for t in prange(nchunks):
+        lo = f0 + min(f, t * per)
+        hi = f0 + min(f, (t + 1) * per)
+        elo = ebase[t]
+        ehi = ebase[t + 1]
+        _draw_chunk(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, hop_key, nodes,
+                    starts, avail, lo, hi, elo, work, dst_out)
+        if t == 0:
+            found[t] = _first_chunk(indices, gmap, work, src_out, nodes, elo, ehi, known)
+        else:
+            found[t] = _later_chunk(indices, gmap, bitmaps[t], work, src_out, cand, elo, ehi)
+    first = found[0]
+    if nchunks > 1:
+        cbase = np.empty(nchunks + 1, np.int64)
+        cbase[0] = 0
+        cbase[1] = 0
+        for t in range(1, nchunks):
+            cbase[t + 1] = cbase[t] + found[t]
+        total = cbase[nchunks]
+        nseg = nchunks * _SEGMENTS_PER_CHUNK
+        seg = (total + nseg - 1) // nseg
+        nown = np.zeros(nseg, np.int64)
+        # 2. a candidate is its node's first occurrence when chunk 0 did not number it and no
+        # earlier chunk listed it
+        for s in prange(nseg):
+            g0 = min(total, s * seg)
+            g1 = min(total, g0 + seg)
+            t = 1
+            k = 0
+            for g in range(g0, g1):
+                t = _chunk_of(g, cbase, t)
+                p = ebase[t] + g - cbase[t]
+                v = cand[p]
+                owned = gmap[v] < 0
+                if owned:
+                    byte = v >> 3
+                    m = np.uint8(1 << (v & 7))
+                    for s2 in range(1, t):
+                        if bitmaps[s2, byte] & m != 0:
+                            owned = False
+                            break
+                if owned:
+                    k += 1
+                else:
+                    cand[p] = -1 - v
+            nown[s] = k
+        obase = np.empty(nseg + 1, np.int64)
+        obase[0] = known + first
+        for s in range(nseg):
+            obase[s + 1] = obase[s] + nown[s]
+        # 3. owners get consecutive local ids after chunk 0's
+        for s in prange(nseg):
+            g0 = min(total, s * seg)
+            g1 = min(total, g0 + seg)
+            t = 1
+            r = obase[s]
+            for g in range(g0, g1):
+                t = _chunk_of(g, cbase, t)
+                v = cand[ebase[t] + g - cbase[t]]
+                if v >= 0:
+                    gmap[v] = r
+                    nodes[r] = v
+                    r += 1
+        end = obase[nseg]
+    else:
+        end = known + first
+    # 4. later chunks' new sources read their local id and clear their bitmap bytes; the new
+    # nodes' per-node facts are read for the next hop (both split evenly over the threads)
+    e1 = ebase[1]
+    rest = ebase[nchunks] - e1
+    m_new = end - known
+    for t in prange(nchunks):
+        a = e1 + min(rest, t * ((rest + nchunks - 1) // nchunks))
+        b = e1 + min(rest, (t + 1) * ((rest + nchunks - 1) // nchunks))
+        c = 1
+        for q in range(a, b):
+            while q >= ebase[c + 1]:
+                c += 1
+            if src_out[q] < 0:
+                v = work[q]
+                src_out[q] = gmap[v]
+                bitmaps[c, v >> 3] = 0
+        if need_next:
+            per_new = (m_new + nchunks - 1) // nchunks
+            for r in range(known + min(m_new, t * per_new), known + min(m_new, (t + 1) * per_new)):
+                v = nodes[r]
+                starts[r] = indptr[v]
+                avail[r] = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
+    return m_new

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..data.registry import resolve
 from ..errors import ConfigError, DeviceUnavailableError, GnnsysError
+from ..features.external import embedding_run_dir, with_embedding_features
 from ..features.factory import dataset_store
 from ..features.store import GPU_PLACEMENTS
 from ..loader import LinkLoader, NodeLoader
@@ -157,6 +158,8 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     dataset = resolve(config.dataset, root=config.root, home=config.home)
+    if embedding_run_dir(config.features) is not None:  # --features embeddings:RUN_DIR
+        dataset = with_embedding_features(dataset, embedding_run_dir(config.features))
     task = resolve_task(config, dataset)
     if config.sampler == "gpu" and task != "node":
         raise ConfigError("sampler gpu samples node batches only; use --sampler cpu for link tasks")
@@ -289,7 +292,8 @@ def build_features(spec: ModelSpec, dataset: Any, options: dict[str, Any], confi
                    device: torch.device, run_dir: str | os.PathLike | None, shared_host: bool = False):
     """The feature store feeding the loaders (the model's ``make_features`` hook, or
     :func:`~gnnsys.features.factory.dataset_store`), or ``None`` for a dataset without features."""
-    placement = config.features
+    base = "cpu" if embedding_run_dir(config.features) is not None else config.features
+    placement = base
     if shared_host and placement == "cpu":
         placement = "mmap"
     if spec.make_features is not None:
@@ -299,8 +303,8 @@ def build_features(spec: ModelSpec, dataset: Any, options: dict[str, Any], confi
     # loop variable is rebound (more only costs an allocation, never an overwrite)
     workers = max(1, config.num_workers)
     num_buffers = workers * -(-config.prefetch // workers) + 2
-    return dataset_store(dataset, config.features, dtype=config.feature_dtype, device=device,
-                         num_buffers=num_buffers, convert_dir=run_dir, shared_host=shared_host)
+    return dataset_store(dataset, base, dtype=config.feature_dtype, device=device, num_buffers=num_buffers,
+                         convert_dir=run_dir, shared_host=shared_host)
 
 
 def build_model(spec: ModelSpec, options: dict[str, Any], config: TrainConfig, dataset: Any,

@@ -66,10 +66,10 @@ def sgd_pair(emb_in, emb_out, a, targets, num_targets, lr, neu1e):
         g = (label - sig) * lr
         x = np.float64(f) if k == 0 else -np.float64(f)  # loss -log sigmoid(x), stable
         loss += np.log1p(np.exp(-abs(x))) + max(-x, 0.0)
-        for d in range(dim):
-            neu1e[d] += g * emb_out[t, d]
-        for d in range(dim):
-            emb_out[t, d] += g * emb_in[a, d]
+        for d in range(dim):  # one pass: e += g * c with the old c, then c += g * u
+            c = emb_out[t, d]
+            neu1e[d] += g * c
+            emb_out[t, d] = c + g * emb_in[a, d]
     for d in range(dim):
         emb_in[a, d] += neu1e[d]
     return loss

@@ -126,8 +126,10 @@ def _walk_tokens(indptr, indices, seed: int) -> list[list[str]]:
     from samplers.walks import random_walks, walk_order
 
     n = indptr.shape[0] - 1
-    walks = random_walks(SimpleNamespace(indptr=indptr, indices=indices), walk_order(n, WALKS, seed),
-                         WALK_LENGTH, seed=seed)
+    # exactly the walks our trainer makes online in its first epoch: pass k starts from the
+    # permutation walk_order(n, 1, seed, k), walk ids in that order
+    starts = np.concatenate([walk_order(n, 1, seed, k) for k in range(WALKS)])
+    walks = random_walks(SimpleNamespace(indptr=indptr, indices=indices), starts, WALK_LENGTH, seed=seed)
     return [[str(x) for x in w if x >= 0] for w in walks.tolist()]
 
 

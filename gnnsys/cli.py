@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from .errors import ConfigError, GnnsysError
 
@@ -144,6 +145,10 @@ def _cmd_info(args) -> int:
 def _cmd_train(args) -> int:
     from .train.command import config_from_args, run_train
 
+    if _embedding_model(args):
+        from .embedding.command import run_embedding_train
+
+        return run_embedding_train(args)
     if args.nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # start the local ranks (each runs main)
@@ -156,6 +161,31 @@ def _cmd_train(args) -> int:
     return run_train(args)
 
 
+def _embedding_model(args) -> bool:
+    """Whether ``gnnsys train`` names a node-embedding model (on the command line or in --config)."""
+    from .embedding import EMBEDDING_MODELS
+
+    model = getattr(args, "model", None)
+    if model is None and getattr(args, "config", None):
+        try:
+            model = json.loads(Path(args.config).read_text()).get("model")
+        except (OSError, ValueError, AttributeError):
+            model = None  # the GNN path reports the bad file
+    return model in EMBEDDING_MODELS
+
+
+def _cmd_embed(args) -> int:
+    from .embedding.api import is_embedding_run
+
+    if is_embedding_run(args.run):
+        from .embedding.command import run_embedding_embed
+
+        return run_embedding_embed(args)
+    from .train.predict_command import run_embed
+
+    return run_embed(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .train.command import add_train_parser
     from .train.predict_command import add_embed_parser, add_predict_parser
@@ -166,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     add_train_parser(sub).set_defaults(func=_cmd_train)
     add_predict_parser(sub)
-    add_embed_parser(sub)
+    add_embed_parser(sub).set_defaults(func=_cmd_embed)
     return parser
 
 

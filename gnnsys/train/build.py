@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..data.registry import resolve
 from ..errors import ConfigError, DeviceUnavailableError, GnnsysError
+from ..features.external import embedding_run_dir, with_embedding_features
 from ..features.factory import dataset_store
 from ..features.store import GPU_PLACEMENTS
 from ..loader import LinkLoader, NodeLoader
@@ -160,6 +161,8 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
     # one task's splits of one split set (a dataset may hold node labels and link splits, and
     # several node split sets): everything below sees only those
     dataset = dataset.select(task=config.task, split_index=config.split_index)
+    if embedding_run_dir(config.features) is not None:  # --features embeddings:RUN_DIR
+        dataset = with_embedding_features(dataset, embedding_run_dir(config.features))
     task = resolve_task(config, dataset)
     if config.sampler == "gpu" and task != "node":
         raise ConfigError("sampler gpu samples node batches only; use --sampler cpu for link tasks")
@@ -293,7 +296,8 @@ def build_features(spec: ModelSpec, dataset: Any, options: dict[str, Any], confi
                    device: torch.device, run_dir: str | os.PathLike | None, shared_host: bool = False):
     """The feature store feeding the loaders (the model's ``make_features`` hook, or
     :func:`~gnnsys.features.factory.dataset_store`), or ``None`` for a dataset without features."""
-    placement = config.features
+    base = "cpu" if embedding_run_dir(config.features) is not None else config.features
+    placement = base
     if shared_host and placement == "cpu":
         placement = "mmap"
     if spec.make_features is not None:
@@ -303,8 +307,8 @@ def build_features(spec: ModelSpec, dataset: Any, options: dict[str, Any], confi
     # loop variable is rebound (more only costs an allocation, never an overwrite)
     workers = max(1, config.num_workers)
     num_buffers = workers * -(-config.prefetch // workers) + 2
-    return dataset_store(dataset, config.features, dtype=config.feature_dtype, device=device,
-                         num_buffers=num_buffers, convert_dir=run_dir, shared_host=shared_host)
+    return dataset_store(dataset, base, dtype=config.feature_dtype, device=device, num_buffers=num_buffers,
+                         convert_dir=run_dir, shared_host=shared_host)
 
 
 def build_model(spec: ModelSpec, options: dict[str, Any], config: TrainConfig, dataset: Any,

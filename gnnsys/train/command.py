@@ -22,7 +22,8 @@ _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", 
            "max_batches", "neg", "num_neg", "decoder", "embedding_dim", "metric", "num_threads",
            "num_workers", "prefetch", "host_allocator", "runs", "patience", "logger", "split_index")
 #: flags that set a model option.
-_MODEL = ("hidden", "num_layers", "dropout")
+_MODEL = ("hidden", "num_layers", "dropout", "dim", "walk_length", "context", "walks_per_node", "p", "q",
+          "order", "partitions", "sample")
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
@@ -40,7 +41,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=S, help=f"dataset folder or name (default {DEFAULT_PRESET})")
     p.add_argument("--root", default=S, help="raw-data folder for cora/citeseer/ogbn-*/ogbl-*")
     p.add_argument("--home", default=S, help="cache folder for prepared datasets")
-    p.add_argument("--model", default=S, help="sage, gps or largegt (default sage)")
+    p.add_argument("--model", default=S, help="sage, gps or largegt (default sage); or the node-embedding "
+                   "models deepwalk, node2vec, line (see docs/embeddings.md)")
     p.add_argument("--task", default=S, choices=("node", "link"), help="default: the dataset's task")
     p.add_argument("--fanouts", default=S, help="neighbours per hop, e.g. 15,10,5 (-1 = all)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=S)
@@ -56,10 +58,26 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=S, help="hidden width (model option)")
     p.add_argument("--num-layers", dest="num_layers", type=int, default=S, help="layers (model option)")
     p.add_argument("--dropout", type=float, default=S, help="dropout (model option)")
+    e = p.add_argument_group("node embeddings (--model deepwalk | node2vec | line)")
+    e.add_argument("--dim", type=int, default=S, help="embedding width (default 128)")
+    e.add_argument("--walk-length", dest="walk_length", type=int, default=S, help="nodes per walk (default 80)")
+    e.add_argument("--context", type=int, default=S, help="skip-gram window (default 10)")
+    e.add_argument("--walks-per-node", dest="walks_per_node", type=int, default=S,
+                   help="walks from every node per epoch (default 10)")
+    e.add_argument("--p", type=float, default=S, help="node2vec return parameter (default 1)")
+    e.add_argument("--q", type=float, default=S, help="node2vec in-out parameter (default 1)")
+    e.add_argument("--line-order", dest="order", type=int, default=S, help="LINE proximity order, 1 or 2 (default 2)")
+    e.add_argument("--partitions", type=int, default=S,
+                   help="blocks of the embedding matrices trained in parallel (default 4; fixed so "
+                        "results do not depend on threads)")
+    e.add_argument("--sample", type=float, default=S,
+                   help="word2vec subsampling of frequent nodes (default 1e-3; 0: off)")
     p.add_argument("--model-option", dest="model_option", action="append", default=S,
                    metavar="KEY=JSON", help="any model option, e.g. batchnorm=true (repeatable)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=S)
-    p.add_argument("--features", choices=PLACEMENTS, default=S, help="feature placement")
+    p.add_argument("--features", default=S,
+                   help=f"feature placement: {', '.join(PLACEMENTS)}; or embeddings:RUN_DIR to use a "
+                        "DeepWalk/node2vec/LINE run's embeddings.npy as the input features")
     p.add_argument("--sampler", choices=SAMPLERS, default=S,
                    help="cpu (numba, default) or gpu: the same neighbour draws by CUDA kernels that "
                         "read the pinned graph from host memory (--device cuda, node tasks)")

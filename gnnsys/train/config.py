@@ -57,7 +57,9 @@ class TrainConfig:
             OGB's link examples do.
         scheduler: ``none``, ``cosine`` (over ``epochs``) or ``step`` (x0.5 every ``step_size`` epochs).
         device: ``cpu`` or ``cuda``.
-        features: feature placement (``cpu``, ``mmap``, ``uva``, ``gpu``, ``cached``).
+        features: feature placement (``cpu``, ``mmap``, ``uva``, ``gpu``, ``cached``), or
+            ``embeddings:RUN_DIR``: the ``embeddings.npy`` of a node-embedding run (DeepWalk,
+            node2vec, LINE) as the input features, gathered on the CPU.
         sampler: ``cpu`` (the numba sampler) or ``gpu``: the same neighbour draws made by the
             kernels of ``cuda/sample.cu`` on the GPU, reading the pinned graph from host memory
             (``--device cuda``; node tasks with a fanout sampler; the samples are the same, so
@@ -158,7 +160,9 @@ class TrainConfig:
         _str(self, "dataset")
         _choice(self, "task", TASKS, allow_none=True)
         _choice(self, "device", DEVICES)
-        _choice(self, "features", PLACEMENTS)
+        if not (isinstance(self.features, str) and self.features.startswith("embeddings:")
+                and len(self.features) > len("embeddings:")):
+            _choice(self, "features", PLACEMENTS)
         _choice(self, "sampler", SAMPLERS)
         if self.sampler == "gpu" and self.device != "cuda":
             raise ConfigError("sampler gpu runs on the GPU: it needs --device cuda")

@@ -1,0 +1,274 @@
+"""Skip-gram with negative sampling (SGNS) in numba: one SGD step, and GraphVite's parallel
+negative sampling over a block partition.
+
+The vertex matrix ``emb_in`` and the context matrix ``emb_out`` (float32 ``[N, dim]``) are cut
+into ``P`` blocks by a node -> block map. Positive samples ``(a, b)`` (``a`` trains its vertex
+row, ``b`` its context row) are grouped into buckets by ``(block(a), block(b))``; the negatives of
+a sample are drawn from ``block(b)`` only (its share of the unigram^0.75 table). In round ``r``
+the worker of block ``i`` trains bucket ``(i, (i + r) mod P)``: the ``P`` buckets of a round touch
+disjoint vertex blocks and disjoint context blocks, so the workers never write the same row and
+need no lock, and after ``P`` rounds every bucket was trained once. A bucket is trained by one
+thread in order, so the result does not depend on the number of threads.
+
+LINE's first order trains one matrix (``emb_out is emb_in``); its buckets are unordered block
+pairs ``{i, j}`` and its rounds a round-robin tournament (plus one round of the diagonal
+buckets), so that again the buckets of a round touch disjoint blocks.
+
+One SGD step on ``(a, b)`` is word2vec's (``word2vec.c``, gensim's ``train_sg_pair``): for the
+target ``b`` (label 1) and each negative ``n`` (label 0, skipped when equal to ``b``),
+``g = lr * (label - sigmoid(emb_in[a] . emb_out[t]))``, ``e += g * emb_out[t]``,
+``emb_out[t] += g * emb_in[a]``; then ``emb_in[a] += e``. For distinct targets this is exactly one
+gradient-descent step on ``-log sigmoid(u.c) - sum log sigmoid(-u.n)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from samplers._rng import below, draw, node_key
+
+#: fastmath lets LLVM vectorise the dot products and axpys; the order of operations is still
+#: fixed by the compiled code, so results stay identical for any thread count.
+_FAST = True
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def sgd_pair(emb_in, emb_out, a, targets, num_targets, lr, neu1e):
+    """One word2vec SGD step for vertex ``a`` and ``targets[0]`` (positive) plus
+    ``targets[1:num_targets]`` (negatives; one equal to the positive is skipped).
+
+    Args:
+        emb_in, emb_out: float32 ``[N, dim]`` (may be the same array).
+        a: the vertex row.
+        targets: int64 ``[>= num_targets]``.
+        lr: float32 learning rate.
+        neu1e: float32 ``[dim]`` scratch.
+
+    Returns:
+        float64: the sample's loss before the step, ``-log s(u.c) - sum log s(-u.n)``.
+    """
+    dim = emb_in.shape[1]
+    one = np.float32(1.0)
+    for d in range(dim):
+        neu1e[d] = np.float32(0.0)
+    loss = 0.0
+    pos = targets[0]
+    for k in range(num_targets):
+        t = targets[k]
+        if k > 0 and t == pos:
+            continue
+        label = one if k == 0 else np.float32(0.0)
+        f = np.float32(0.0)
+        for d in range(dim):
+            f += emb_in[a, d] * emb_out[t, d]
+        sig = one / (one + np.exp(-f))
+        g = (label - sig) * lr
+        x = np.float64(f) if k == 0 else -np.float64(f)  # loss -log sigmoid(x), stable
+        loss += np.log1p(np.exp(-abs(x))) + max(-x, 0.0)
+        for d in range(dim):  # one pass: e += g * c with the old c, then c += g * u
+            c = emb_out[t, d]
+            neu1e[d] += g * c
+            emb_out[t, d] = c + g * emb_in[a, d]
+    for d in range(dim):
+        emb_in[a, d] += neu1e[d]
+    return loss
+
+
+@njit(cache=True, nogil=True)
+def _train_bucket(emb_in, emb_out, pairs_a, pairs_b, lo, hi, block_of, neg_table, neg_ptr,
+                  num_neg, lr, key, bucket):
+    """Train the samples ``lo:hi`` of one bucket in order; negatives from ``block_of[b]``'s
+    segment of ``neg_table``. Returns the summed loss."""
+    neu1e = np.empty(emb_in.shape[1], np.float32)
+    targets = np.empty(num_neg + 1, np.int64)
+    bkey = node_key(key, bucket)
+    loss = 0.0
+    for s in range(lo, hi):
+        a = pairs_a[s]
+        b = pairs_b[s]
+        targets[0] = b
+        blk = block_of[b]
+        seg_lo = neg_ptr[blk]
+        seg_n = neg_ptr[blk + 1] - seg_lo
+        nt = 1
+        if seg_n > 0:
+            for k in range(num_neg):
+                targets[nt] = neg_table[seg_lo + below(draw(bkey, (s - lo) * num_neg + k), seg_n)]
+                nt += 1
+        loss += sgd_pair(emb_in, emb_out, a, targets, nt, lr, neu1e)
+    return loss
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def train_rounds(emb_in, emb_out, pairs_a, pairs_b, bucket_ptr, schedule, block_of, neg_table,
+                 neg_ptr, num_neg, lr, key, losses):
+    """Train every bucket of a chunk, round by round.
+
+    Args:
+        pairs_a, pairs_b: int ``[S]`` samples grouped by bucket (``bucket_ptr`` int64 ``[B + 1]``).
+        schedule: int64 ``[R, W]`` the buckets of each round (``-1``: none); the buckets of one
+            round touch disjoint blocks of ``emb_in`` and of ``emb_out``.
+        losses: float64 ``[B]`` out: each bucket's summed loss.
+    """
+    for r in range(schedule.shape[0]):
+        for w in prange(schedule.shape[1]):
+            bk = schedule[r, w]
+            if bk >= 0:
+                losses[bk] = _train_bucket(emb_in, emb_out, pairs_a, pairs_b, bucket_ptr[bk],
+                                           bucket_ptr[bk + 1], block_of, neg_table, neg_ptr,
+                                           num_neg, lr, key, bk)
+
+
+def skipgram_schedule(num_blocks: int) -> np.ndarray:
+    """int64 ``[P, P]``: round ``r`` trains buckets ``i * P + (i + r) % P`` (orthogonal pairs)."""
+    P = num_blocks
+    i = np.arange(P)
+    return np.stack([i * P + (i + r) % P for r in range(P)]).astype(np.int64)
+
+
+def symmetric_schedule(num_blocks: int) -> np.ndarray:
+    """int64 ``[R, W]`` for one shared matrix: the unordered buckets ``min * P + max`` scheduled
+    by the circle method (``P - 1`` rounds of ``P / 2`` disjoint block pairs, ``P`` even) plus a
+    round of the diagonal buckets ``i * P + i``."""
+    P = num_blocks
+    rounds = [[i * P + i for i in range(P)]]
+    if P > 1:
+        if P % 2:
+            raise ValueError("the symmetric schedule needs an even number of blocks")
+        m = P - 1
+        for r in range(m):
+            pairs = [(m, r)] + [((r + k) % m, (r - k) % m) for k in range(1, P // 2)]
+            rounds.append([min(x, y) * P + max(x, y) for x, y in pairs] + [-1] * (P - len(pairs)))
+    return np.array(rounds, dtype=np.int64)
+
+
+def negative_table(weights: np.ndarray, block_of: np.ndarray, num_blocks: int,
+                   size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block unigram tables: block ``j``'s segment ``table[ptr[j]:ptr[j+1]]`` holds its nodes,
+    each about ``weights[v] / sum_j(weights) * len(segment)`` times (word2vec's table, cut by block).
+
+    Args:
+        weights: float64 ``[N]`` (degree ** 0.75); nodes of weight 0 never appear.
+        block_of: int ``[N]`` node -> block.
+        size: total entries (split evenly across blocks with any weight).
+
+    Returns:
+        ``(table int32/int64 [<= size], ptr int64 [P + 1])``.
+    """
+    n = weights.shape[0]
+    dtype = np.int32 if n < 2**31 else np.int64
+    parts, ptr = [], [0]
+    per = max(1, size // num_blocks)
+    for j in range(num_blocks):
+        nodes = np.flatnonzero(block_of == j)
+        w = weights[nodes]
+        total = w.sum()
+        if nodes.size == 0 or total <= 0:
+            parts.append(np.empty(0, dtype))
+        else:
+            # entry e takes the node whose cumulative weight interval holds (e + 0.5) / per
+            cum = np.cumsum(w) / total
+            pick = np.searchsorted(cum, (np.arange(per) + 0.5) / per, side="right")
+            parts.append(nodes[np.minimum(pick, nodes.size - 1)].astype(dtype))
+        ptr.append(ptr[-1] + parts[-1].size)
+    return np.concatenate(parts), np.array(ptr, dtype=np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _count_and_place(a_raw, b_raw, n, block_of, P, symmetric, pairs_a, pairs_b, bucket_ptr):
+    counts = np.zeros(P * P + 1, np.int64)
+    for s in range(n):
+        x = block_of[a_raw[s]]
+        y = block_of[b_raw[s]]
+        if symmetric and x > y:
+            x, y = y, x
+        counts[x * P + y + 1] += 1
+    for k in range(P * P):
+        counts[k + 1] += counts[k]
+    for k in range(P * P + 1):
+        bucket_ptr[k] = counts[k]
+    for s in range(n):
+        x = block_of[a_raw[s]]
+        y = block_of[b_raw[s]]
+        if symmetric and x > y:
+            x, y = y, x
+        k = x * P + y
+        pos = counts[k]
+        pairs_a[pos] = a_raw[s]
+        pairs_b[pos] = b_raw[s]
+        counts[k] = pos + 1
+
+
+@njit(cache=True, nogil=True)
+def walk_pairs(walks, window, keep, key, walk_id0, a_raw, b_raw):
+    """Skip-gram samples of a chunk of walks, word2vec style: each walk's nodes are first
+    subsampled (node ``v`` kept with probability ``keep[v]``; ``keep`` empty: all kept), then
+    each centre position takes a reduced window ``b`` uniform in ``[1, window]`` and yields
+    ``(context node, centre node)`` for every other position within ``b``.
+
+    Args:
+        walks: int ``[W, L]`` (``-1`` ends a walk).
+        keep: float32 ``[N]`` or ``[0]``.
+        key, walk_id0: the random stream; walk ``i`` draws from ``node_key(key, walk_id0 + i)``.
+        a_raw, b_raw: int out, room for ``W * L * 2 * window`` samples.
+
+    Returns:
+        ``(samples, words)``: samples written, and walk nodes read (before subsampling; the
+        learning rate decays by these, as word2vec's does by words).
+    """
+    L = walks.shape[1]
+    sent = np.empty(L, np.int64)
+    n = 0
+    words = 0
+    for i in range(walks.shape[0]):
+        wkey = node_key(key, walk_id0 + i)
+        j = np.uint64(0)
+        m = 0
+        for s in range(L):
+            v = walks[i, s]
+            if v < 0:
+                break
+            words += 1
+            if keep.shape[0] > 0:
+                k = keep[v]
+                if k < 1.0:
+                    r = np.float32((draw(wkey, j) >> np.uint64(40)) * (1.0 / 16777216.0))
+                    j += np.uint64(1)
+                    if r >= k:
+                        continue
+            sent[m] = v
+            m += 1
+        for c in range(m):
+            b = 1 + below(draw(wkey, j), window)
+            j += np.uint64(1)
+            lo = max(0, c - b)
+            hi = min(m, c + b + 1)
+            for x in range(lo, hi):
+                if x != c:
+                    a_raw[n] = sent[x]
+                    b_raw[n] = sent[c]
+                    n += 1
+    return n, words
+
+
+@njit(cache=True, nogil=True)
+def edge_samples(indptr, indices, dst, key, sample0, count, a_raw, b_raw):
+    """LINE's samples: ``count`` edges drawn uniformly (sample ``s`` from
+    ``draw(node_key(key, sample0 + s), 0)``), as ``(source, destination)`` of the CSC edge."""
+    E = indices.shape[0]
+    for s in range(count):
+        e = below(draw(node_key(key, sample0 + s), 0), E)
+        a_raw[s] = indices[e]
+        b_raw[s] = dst[e]
+    return count
+
+
+def bucketize(a_raw: np.ndarray, b_raw: np.ndarray, n: int, block_of: np.ndarray, num_blocks: int,
+              symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group ``n`` samples by bucket (counting sort, stable): ``(pairs_a, pairs_b, bucket_ptr)``."""
+    pa = np.empty(n, a_raw.dtype)
+    pb = np.empty(n, b_raw.dtype)
+    ptr = np.empty(num_blocks * num_blocks + 1, np.int64)
+    _count_and_place(a_raw, b_raw, n, block_of, num_blocks, symmetric, pa, pb, ptr)
+    return pa, pb, ptr

@@ -125,6 +125,23 @@ def validate_options(options: dict[str, Any]) -> None:
                 f"use attention='performer' or attn_group='seed'")
 
 
+def edge_depths(options: dict[str, Any]) -> int | None:
+    """How many edge depths (hops) the model has learnt embeddings for: ``len(fanouts)`` with a
+    local block that reads edge features (GINE, GatedGCN); ``None`` (any) for SAGE."""
+    return len(options["fanouts"]) if options["local"] in ("gine", "gatedgcn") else None
+
+
+def check_hops(options: dict[str, Any], fanouts: list[int]) -> None:
+    """ConfigError when evaluation ``fanouts`` sample more hops than training did while the local
+    block embeds each edge's hop: the deeper hops would meet untrained (or no) embeddings."""
+    depths = edge_depths(options)
+    if depths is not None and len(fanouts) > depths:
+        raise ConfigError(f"GPS with local={options['local']} embeds the hop of each edge and learns one "
+                          f"embedding per training hop ({depths}, fanouts {list(options['fanouts'])}), but "
+                          f"evaluation fanouts {list(fanouts)} sample {len(fanouts)} hops; give at most "
+                          f"{depths} (--eval-fanouts) or use local=sage")
+
+
 # --------------------------------------------------------------------------- per-seed groups
 @njit(cache=True, nogil=True)
 def _build_groups(num_seeds, num_nodes, hop_ptr, hop_src, group_size, num_hops):
@@ -247,12 +264,16 @@ class GPSTransform:
         self.pe_dim = int(options["pe_dim"]) if self.pe != "none" else 0
         self.training = training
         self.seed = seed
+        self.depths = edge_depths(options)
         self.exact_limit = int(options["max_exact_nodes"]) if (
             options["attention"] == "exact" and self.group == "subgraph") else None
 
     def __call__(self, batch: Batch) -> Batch:
         sub = batch.subgraph
         extra = dict(batch.extra)
+        if self.depths is not None and len(sub.hops) > self.depths:
+            raise ConfigError(f"GPS learnt edge embeddings for {self.depths} hops, but the sampler produced "
+                              f"{len(sub.hops)}: sample at most {self.depths} hops (fanouts) for this model")
         if self.group == "subgraph":
             if self.exact_limit is not None and sub.num_nodes > self.exact_limit:
                 raise ConfigError(
@@ -423,4 +444,5 @@ SPEC = ModelSpec(
     make_features=None,
     make_transform=make_transform,
     validate_options=validate_options,
+    check_hops=check_hops,
 )

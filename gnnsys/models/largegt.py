@@ -197,6 +197,16 @@ class LargeGTTransform:
         return batch
 
 
+def check_centroids(options: dict[str, Any], dataset: Any) -> None:
+    """ConfigError when the codebook would have more centroids than the graph has nodes: k-means
+    cannot place more distinct centroids than points, the surplus would be copies."""
+    c, n = int(options["num_centroids"]), int(dataset.num_nodes)
+    if c > n:
+        raise ConfigError(f"LargeGT num_centroids={c} is above the {n} nodes of dataset {dataset.name!r}: "
+                          "the global codebook clusters nodes and cannot hold more centroids than there are; "
+                          f"set --model-option num_centroids=K with K <= {n}")
+
+
 def make_transform(options: dict[str, Any], training: bool) -> LargeGTTransform:
     return LargeGTTransform()
 
@@ -207,7 +217,7 @@ def make_sampler(dataset: Any, options: dict[str, Any], seed: int):
     from samplers.tokens import TokenSampler
 
     _check_no_fanouts(options)
-
+    check_centroids(options, dataset)
     return TokenSampler(dataset.graph, int(options["num_tokens"]), seed=seed,
                         hop1_tokens=options.get("hop1_tokens"))
 

@@ -42,6 +42,9 @@ class ModelSpec:
             loader's worker (positional encodings, token layouts); ``None`` for none.
         validate_options: ``validate_options(options) -> None`` raising ConfigError at
             configuration time for incompatible options.
+        check_hops: ``check_hops(options, fanouts) -> None`` raising ConfigError when a
+            neighbour sampler over ``fanouts`` (evaluation fanouts, one per hop) produces a hop
+            count the model built with ``options`` cannot use; ``None``: any count is fine.
     """
 
     name: str
@@ -51,6 +54,7 @@ class ModelSpec:
     make_features: Callable | None = None
     make_transform: Callable | None = None
     validate_options: Callable | None = None
+    check_hops: Callable | None = None
 
 
 def get_model_spec(name: str) -> ModelSpec:

@@ -507,6 +507,16 @@ def validate_options(options: dict[str, Any]) -> None:
                           f"got {len(fanouts)} ({list(fanouts)})")
 
 
+def check_hops(options: dict[str, Any], fanouts: list[int]) -> None:
+    """ConfigError when a sampler over ``fanouts`` gives fewer hops than the model's layers (layer
+    ``l`` reads hop ``L - l``); more hops are fine (the model ignores the last ones)."""
+    layers = int(options["num_layers"])
+    if len(fanouts) < layers:
+        raise ConfigError(f"GraphSAGE has {layers} layers, each reading one sampled hop, but evaluation "
+                          f"fanouts {list(fanouts)} sample {len(fanouts)}; give at least {layers} "
+                          "(--eval-fanouts), or drop them to evaluate with the training fanouts")
+
+
 def build(in_dim: int, out_dim: int, options: dict[str, Any]) -> GraphSAGE:
     """``ModelSpec.build``: a :class:`GraphSAGE` from resolved options."""
     return GraphSAGE(in_dim, int(options["hidden"]), out_dim, num_layers=int(options["num_layers"]),
@@ -520,4 +530,5 @@ SPEC = ModelSpec(
     defaults={"hidden": 256, "num_layers": 3, "dropout": 0.5, "batchnorm": False,
               "input_dropout": False, "fanouts": [15, 10, 5], "aggregate_first_hop": True},
     validate_options=validate_options,
+    check_hops=check_hops,
 )

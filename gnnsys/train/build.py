@@ -261,6 +261,9 @@ def model_options(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
         # build_sampler hands a model's own sampler hook its options with the evaluation fanouts
         # (LargeGT refuses any): check those now rather than at the first evaluation
         resolve_options(spec, {**opts, "fanouts": list(config.eval_fanouts)})
+    elif config.eval_fanouts is not None and spec.check_hops is not None:
+        # a hop count the model cannot use is refused now, not at the first evaluation
+        spec.check_hops(resolved, list(config.eval_fanouts))
     return resolved
 
 

@@ -119,6 +119,10 @@ class DistributedTrainer(Trainer):
         record["world_size"] = self.ctx.world_size
         return record
 
+    def _prediction_counts(self) -> list[float]:
+        # every rank sees its share of the items: the sum decides alike on every rank
+        return self.ctx.all_reduce_sum(super()._prediction_counts())
+
     def evaluate(self) -> dict[str, float]:
         """The metrics (see :meth:`Trainer.evaluate`) as rank 0 computed them, on every rank: model
         selection and early stopping then decide alike everywhere by construction."""

@@ -30,6 +30,7 @@ from . import targets as tg
 from .build import Assembly, assemble, default_out_dir
 from .checkpoint import load_for_resume, resume_differences, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
+from .health import CollapseWatch, non_finite_message
 from .host_allocator import apply_host_allocator
 from .run_folder import RunFolder
 from .selection import Selection, best_payload, check_patience, reconcile_best
@@ -95,6 +96,11 @@ class Trainer:
         #: model selection on valid (best.pt, patience)
         self.selection = Selection(f"valid_{self.metric}", config.patience)
         check_patience(config.patience, self.dataset, self.task)
+        #: stops a run whose predictions collapsed to one class (single-label node tasks)
+        self.collapse: CollapseWatch | None = None
+        if self.task == "node" and self.parts.targets in ("multiclass", "binary"):
+            self.collapse = CollapseWatch.for_labels(self.dataset.labels, self.dataset.splits["train"],
+                                                     tg.output_dim(self.dataset, self.parts.targets), config.lr)
 
     # ------------------------------------------------------------------ setup helpers
     def _shares_host_tables(self) -> bool:
@@ -140,6 +146,8 @@ class Trainer:
         try:
             while epoch < c.epochs and not self.selection.stop:
                 record = self._train_epoch(epoch, state)
+                if self.collapse is not None:
+                    self.collapse.end_epoch(epoch, self._prediction_counts())
                 if c.eval_every and ((epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs):
                     t0 = time.perf_counter()
                     record.update(self.evaluate())
@@ -231,7 +239,7 @@ class Trainer:
         bar = _progress(c.progress, self.steps_per_epoch, start, f"epoch {epoch + 1}/{c.epochs}")
         t_epoch = time.perf_counter()
         it = iter(loader)
-        losses = _StepLosses(epoch, start)
+        losses = _StepLosses(epoch, start, c.lr)
         try:
             for i in range(start, self.steps_per_epoch):
                 t0 = time.perf_counter()
@@ -290,6 +298,10 @@ class Trainer:
             "resumed_at_batch": start if start else None,
         }
 
+    def _prediction_counts(self) -> list[float]:
+        """The epoch's predicted-class counts of the training items (see :class:`CollapseWatch`)."""
+        return self.collapse.take_counts()
+
     def _unit(self) -> str:
         return "nodes" if self.task == "node" else "edges"
 
@@ -301,6 +313,8 @@ class Trainer:
         if self.task == "node":
             loss = tg.node_loss(out, batch.y, self.parts.targets)
             n = int(batch.y.shape[0])
+            if self.collapse is not None:
+                self.collapse.add(out)
         else:
             logits = self.model.score(out, batch.edge_label_index)
             loss = F.binary_cross_entropy_with_logits(logits.float(), batch.edge_label.float())
@@ -392,8 +406,9 @@ class _StepLosses:
     same sum as reading every step), and raises :class:`TrainingError` naming the first step
     whose loss is not finite (before anything of that model is checkpointed)."""
 
-    def __init__(self, epoch: int, first_batch: int) -> None:
+    def __init__(self, epoch: int, first_batch: int, lr: float) -> None:
         self.epoch = epoch
+        self.lr = lr
         self.next_batch = first_batch  # index of the first step not read yet
         self._losses: list[Tensor] = []
         self._counts: list[int] = []
@@ -412,11 +427,7 @@ class _StepLosses:
         values = torch.stack([t.float().reshape(()) for t in self._losses]).cpu().tolist()
         for j, (v, n) in enumerate(zip(values, self._counts)):
             if not math.isfinite(v):
-                raise TrainingError(
-                    f"loss is {v} at epoch {self.epoch + 1}, batch {self.next_batch + j + 1}: the "
-                    "features may hold NaN/Inf (check with `gnnsys info --validate` or "
-                    "FeatureStore.validate()) or the run diverged (lower --lr); the last "
-                    "checkpoint is left as it was")
+                raise TrainingError(non_finite_message(v, self.epoch + 1, self.next_batch + j + 1, self.lr))
             part["loss_sum"] += v * n
             part["count"] += n
         self.next_batch += len(values)

@@ -42,6 +42,9 @@ def _add_prepare(sub) -> None:
     p.add_argument("--split", action="append", default=[], metavar="NAME=FILE",
                    help="with --edges: a split file, e.g. train=train_ids.npy (repeatable)")
     p.add_argument("--directed", action="store_true", help="with --edges: keep edges directed")
+    p.add_argument("--feature-dtype", dest="feature_dtype",
+                   choices=("float32", "float16", "bfloat16", "int8"), default=None,
+                   help="stored feature dtype (int8: per-row quantised codes + float32 scales)")
     p.set_defaults(func=_cmd_prepare)
 
 
@@ -60,11 +63,12 @@ def _cmd_prepare(args) -> int:
             k, v = item.split("=", 1)
             splits[k] = v
         ds = from_edge_list(args.edges, args.out, features=args.features, labels=args.labels,
-                            splits=splits, undirected=not args.directed, overwrite=args.overwrite)
+                            splits=splits, undirected=not args.directed, overwrite=args.overwrite,
+                            feature_dtype=args.feature_dtype)
     else:
         out = args.out or prepared_path(args.name, args.home, args.seed, args.scale)
         ds = prepare(args.name, root=args.root, out=out, home=args.home, seed=args.seed,
-                     scale=args.scale, overwrite=args.overwrite)
+                     scale=args.scale, overwrite=args.overwrite, feature_dtype=args.feature_dtype)
     info = ds.summary()
     info["seconds"] = round(time.perf_counter() - t, 2)
     print(json.dumps(info, indent=2))

@@ -324,6 +324,7 @@ def from_edge_list(
     splits: dict[str, str | os.PathLike] | None = None,
     undirected: bool = True,
     overwrite: bool = False,
+    feature_dtype: str | None = None,
 ) -> GraphDataset:
     """Convert a plain edge list (CSV with two integer columns ``src,dst``, or an ``[E, 2]`` /
     ``[2, E]`` ``.npy``) plus optional ``.npy``/CSV features ``[N, D]``, labels ``[N]`` and node-id
@@ -369,4 +370,4 @@ def from_edge_list(
     return save_dataset(out_dir, name=name or edges.stem, task=task, graph=g, features=x, labels=y,
                         num_classes=None if y is None else int(y.max()) + 1, splits=split_arrays,
                         directed=not undirected, extra_meta={"source": {"edge_list": edges.name}},
-                        overwrite=overwrite)
+                        overwrite=overwrite, feature_dtype=None if x is None else feature_dtype)

@@ -24,7 +24,14 @@ import numpy as np
 
 from ..errors import ConfigError
 from .csc import build_csc
-from .format import DatasetWriter, GraphDataset, float32_to_bfloat16_bits
+from .format import (
+    FEATURE_DTYPES,
+    SCALE_FILE,
+    DatasetWriter,
+    GraphDataset,
+    float32_to_bfloat16_bits,
+)
+from .quantize import quantize_rows
 
 EDGE_CHUNK = 1 << 22
 ROW_CHUNK = 1 << 16
@@ -142,6 +149,7 @@ def generate(
     scale: float = 1.0,
     overwrite: bool = False,
     progress: bool = False,
+    feature_dtype: str | None = None,
 ) -> GraphDataset:
     """Generate a synthetic dataset into ``out_dir`` and return it opened.
 
@@ -151,8 +159,14 @@ def generate(
         seed: the seed; the same seed always gives byte-identical files.
         scale: multiply nodes and edges (``papers100m-like`` with ``scale=0.01`` is 1.1M nodes).
         overwrite: replace an existing folder.
+        feature_dtype: stored feature dtype (``float32``, ``float16``, ``bfloat16``, ``int8``;
+            default: the preset's).
     """
     p = get_preset(preset, scale) if isinstance(preset, str) else preset
+    if feature_dtype is not None:
+        if feature_dtype not in FEATURE_DTYPES:
+            raise ConfigError(f"feature_dtype must be one of {sorted(FEATURE_DTYPES)}, got {feature_dtype!r}")
+        p = replace(p, feature_dtype=feature_dtype)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     if p.num_nodes < 2 or p.num_classes < 1 or not 0.0 <= p.homophily <= 1.0:
@@ -229,15 +243,21 @@ def _write_features(p: Preset, w: DatasetWriter, labels, seed: int, rng_means) -
     d = p.num_features
     means = rng_means.normal(size=(p.num_classes, d))
     means *= p.feature_signal / max(1e-12, np.sqrt((means**2).sum(1, keepdims=True)).mean()) * np.sqrt(d) ** 0.5
-    store = np.uint16 if p.feature_dtype == "bfloat16" else np.dtype(p.feature_dtype)
+    store = FEATURE_DTYPES[p.feature_dtype]
     feats = w.create("features.npy", (p.num_nodes, d), store)
+    scale = w.create(SCALE_FILE, (p.num_nodes,), np.float32) if p.feature_dtype == "int8" else None
     nchunks = -(-p.num_nodes // ROW_CHUNK)
     for i, rng in enumerate(_streams(seed + 2, nchunks)):
         lo, hi = i * ROW_CHUNK, min(p.num_nodes, (i + 1) * ROW_CHUNK)
         x = rng.standard_normal((hi - lo, d), dtype=np.float32)
         x += means[labels[lo:hi]].astype(np.float32)
-        feats[lo:hi] = float32_to_bfloat16_bits(x) if p.feature_dtype == "bfloat16" else x
+        if scale is not None:
+            feats[lo:hi], scale[lo:hi] = quantize_rows(x)
+        else:
+            feats[lo:hi] = float32_to_bfloat16_bits(x) if p.feature_dtype == "bfloat16" else x
     feats.flush()
+    if scale is not None:
+        scale.flush()
 
 
 def _hold_out_edges(p: Preset, src, dst, rng, scratch: Path):

@@ -300,7 +300,8 @@ def build_features(spec: ModelSpec, dataset: Any, options: dict[str, Any], confi
     workers = max(1, config.num_workers)
     num_buffers = workers * -(-config.prefetch // workers) + 2
     return dataset_store(dataset, config.features, dtype=config.feature_dtype, device=device,
-                         num_buffers=num_buffers, convert_dir=run_dir, shared_host=shared_host)
+                         num_buffers=num_buffers, convert_dir=run_dir, shared_host=shared_host,
+                         cache_gb=config.cache_gb)
 
 
 def build_model(spec: ModelSpec, options: dict[str, Any], config: TrainConfig, dataset: Any,

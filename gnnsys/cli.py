@@ -83,6 +83,18 @@ def _add_info(sub) -> None:
     p.add_argument("--root", help="raw-file folder, if the dataset must be prepared first")
     p.add_argument("--home", help="cache folder")
     p.add_argument("--validate", action="store_true", help="check every array and checksum")
+    p.add_argument("--plan", action="store_true",
+                   help="print the memory plan of training on it (RAM, memory-mapped, peak); "
+                        "exit 2 when the placement cannot fit")
+    p.add_argument("--features", default="cpu", choices=("cpu", "mmap", "uva", "gpu", "cached"),
+                   help="with --plan: the feature placement")
+    p.add_argument("--feature-dtype", dest="feature_dtype", default=None,
+                   choices=("float32", "float16", "bfloat16", "int8"), help="with --plan")
+    p.add_argument("--cache-gb", dest="cache_gb", type=float, default=None, help="with --plan")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=1024, help="with --plan")
+    p.add_argument("--fanouts", default="15,10,5", help="with --plan")
+    p.add_argument("--eval-mode", dest="eval_mode", default="sampled", choices=("full", "sampled"),
+                   help="with --plan")
     p.set_defaults(func=_cmd_info)
 
 
@@ -91,6 +103,20 @@ def _cmd_info(args) -> int:
     from .data.registry import resolve
 
     ds = resolve(args.dataset, root=args.root, home=args.home)
+    if args.plan:
+        from .features.memory_plan import plan_memory
+
+        try:
+            fanouts = [int(f) for f in args.fanouts.split(",")]
+        except ValueError:
+            raise ConfigError(f"--fanouts expects comma-separated ints, got {args.fanouts!r}") from None
+        plan = plan_memory(ds.meta, features=args.features, feature_dtype=args.feature_dtype,
+                           cache_gb=args.cache_gb, batch_size=args.batch_size, fanouts=fanouts,
+                           eval_full=args.eval_mode == "full")
+        print("\n".join(plan.lines()))
+        if plan.refusal is not None:
+            raise ConfigError(f"{ds.path}: {plan.refusal}")
+        return 0
     if args.validate:
         validate_dataset(ds, checksums=True)
     info = ds.summary()

@@ -12,11 +12,13 @@ needs beyond the defaults comes from its :class:`~gnnsys.models.registry.ModelSp
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -24,6 +26,7 @@ from torch import Tensor
 from ..data.registry import resolve
 from ..errors import ConfigError, DeviceUnavailableError, GnnsysError
 from ..features.factory import dataset_store
+from ..features.memory_plan import plan_memory
 from ..features.store import GPU_PLACEMENTS
 from ..loader import LinkLoader, NodeLoader
 from ..models.embedding import FeatureFreeEncoder
@@ -164,15 +167,20 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
     options = model_options(config, spec)
     metric = resolve_metric(config, dataset, task)
     targets = tg.target_kind(dataset) if task == "node" else None
+    check_memory(config, dataset, options, eval_full=False)  # before any table is read
     sampler = build_sampler(spec, dataset, options, config.seed,
                             gpu=device if config.sampler == "gpu" else None)
     features = build_features(spec, dataset, options, config, device, run_dir, shared_host)
     in_dim = None if features is None else int(features.dim)
     model = build_model(spec, options, config, dataset, task, in_dim).to(device)
+    eval_mode = resolve_eval_mode(config, spec, model)
+    if eval_mode == "full" and check_memory(config, dataset, options, eval_full=True,
+                                            refuse=config.eval_mode == "full") is not None:
+        eval_mode = "sampled"  # auto: layer-wise evaluation would not fit in RAM
     return Assembly(config=config, device=device, dataset=dataset, task=task, spec=spec,
                     options=options, metric=metric, sampler=sampler, features=features,
                     aggregate_first_hop=aggregates_first_hop(options, features), model=model,
-                    eval_mode=resolve_eval_mode(config, spec, model),
+                    eval_mode=eval_mode,
                     train_batch_size=train_batch_size or config.batch_size, shard=shard,
                     targets=targets)
 
@@ -224,6 +232,31 @@ def resolve_metric(config: TrainConfig, dataset: Any, task: str) -> str:
         raise ConfigError(f"metric {metric} needs explicit negative pairs (valid_neg / test_neg splits); "
                           f"dataset {dataset.name!r} has none")
     return metric
+
+
+def run_memory_plan(config: TrainConfig, dataset: Any, options: dict[str, Any], eval_full: bool):
+    """The :class:`~gnnsys.features.memory_plan.MemoryPlan` of this run on ``dataset``."""
+    workers = max(1, config.num_workers)
+    prefetch = config.prefetch if config.prefetch is not None else 2
+    return plan_memory(dataset.meta, features=config.features, feature_dtype=config.feature_dtype,
+                       cache_gb=config.cache_gb, batch_size=max(config.batch_size, config.eval_batch_size or 0),
+                       fanouts=options.get("fanouts"), num_buffers=workers * -(-prefetch // workers) + 2,
+                       samplers=workers + 1, eval_full=eval_full, hidden=int(options.get("hidden", 256)),
+                       num_threads=config.num_threads or numba.get_num_threads())
+
+
+def check_memory(config: TrainConfig, dataset: Any, options: dict[str, Any], eval_full: bool,
+                 refuse: bool = True) -> str | None:
+    """Print the run's memory plan (with a progress bar) and refuse a run that cannot fit:
+    :class:`ConfigError` naming a placement that fits, or (``refuse=False``) the reason."""
+    plan = run_memory_plan(config, dataset, options, eval_full)
+    if config.progress and not eval_full and os.environ.get("RANK", "0") == "0":
+        sys.stderr.write("\n".join(plan.lines()) + "\n")
+    if plan.refusal is not None and refuse:
+        raise ConfigError(f"{dataset.path}: {plan.refusal}")
+    if plan.refusal is not None and config.progress:
+        sys.stderr.write(f"eval_mode auto: sampled evaluation ({plan.refusal})\n")
+    return plan.refusal
 
 
 def resolve_eval_mode(config: TrainConfig, spec: ModelSpec, model: torch.nn.Module) -> str:

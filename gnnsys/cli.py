@@ -45,6 +45,8 @@ def _add_prepare(sub) -> None:
     p.add_argument("--feature-dtype", dest="feature_dtype",
                    choices=("float32", "float16", "bfloat16", "int8"), default=None,
                    help="stored feature dtype (int8: per-row quantised codes + float32 scales)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars nor stage lines (they show only on a terminal anyway)")
     p.set_defaults(func=_cmd_prepare)
 
 
@@ -53,6 +55,7 @@ def _cmd_prepare(args) -> int:
     from .data.sources import from_edge_list
 
     t = time.perf_counter()
+    stats: dict = {}
     if args.edges:
         if not args.out:
             raise GnnsysError("--edges needs --out DIR")
@@ -68,8 +71,11 @@ def _cmd_prepare(args) -> int:
     else:
         out = args.out or prepared_path(args.name, args.home, args.seed, args.scale)
         ds = prepare(args.name, root=args.root, out=out, home=args.home, seed=args.seed,
-                     scale=args.scale, overwrite=args.overwrite, feature_dtype=args.feature_dtype)
+                     scale=args.scale, overwrite=args.overwrite, feature_dtype=args.feature_dtype,
+                     progress=args.progress and sys.stderr.isatty(), stats=stats)
     info = ds.summary()
+    if stats:
+        info["preparation"] = stats
     info["seconds"] = round(time.perf_counter() - t, 2)
     print(json.dumps(info, indent=2))
     return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class NpyOut:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> NpyOut:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

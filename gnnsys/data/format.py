@@ -194,9 +194,25 @@ class DatasetWriter:
         if self.path.exists() and not overwrite:
             raise DatasetError(f"{self.path}: already exists (pass overwrite=True to replace it)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd, self._lock_path = _lock_writer(self.path)
+        try:
+            removed = remove_stale_writes(self.path)
+        except BaseException:
+            self._unlock()
+            raise
+        #: half-written folders of killed earlier writes that were removed (a clean start)
+        self.removed_stale = removed
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
         self.tmp.mkdir()
         self._files: list[str] = []
+
+    def __del__(self) -> None:  # a writer dropped without commit/abort must not keep the lock
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if getattr(self, "_lock_fd", None) is not None:
+            _unlock_writer(self._lock_fd, self._lock_path)
+            self._lock_fd = None
 
     def create(self, rel: str, shape: tuple[int, ...], dtype) -> np.memmap:
         """Create ``rel`` (e.g. ``"graph/indices.npy"``) as a writable memory map."""
@@ -204,6 +220,14 @@ class DatasetWriter:
         p.parent.mkdir(parents=True, exist_ok=True)
         self._files.append(rel)
         return np.lib.format.open_memmap(p, mode="w+", dtype=np.dtype(dtype), shape=tuple(shape))
+
+    def reserve(self, rel: str) -> Path:
+        """The path of ``rel`` inside the temporary folder, registered as one of the dataset's
+        files (the caller writes it, e.g. with :class:`~gnnsys.data.external_csc.NpyOut`)."""
+        p = self.tmp / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self._files.append(rel)
+        return p
 
     def write(self, rel: str, array: np.ndarray) -> None:
         """Write a whole in-memory array as ``rel``."""
@@ -239,6 +263,7 @@ class DatasetWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self._unlock()
 
     def commit(self, meta: dict[str, Any], checksums: bool = True) -> GraphDataset:
         """Record file sizes (and checksums), write ``meta.json``, rename into place, reopen."""
@@ -264,7 +289,53 @@ class DatasetWriter:
         os.replace(self.tmp, self.path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        self._unlock()
         return load_dataset(self.path)
+
+
+def _lock_writer(path: Path) -> tuple[int, Path]:
+    """Hold an exclusive lock on ``.<name>.lock`` beside ``path`` (released by
+    :func:`_unlock_writer`, or when the process dies); another live writer of ``path`` is refused.
+
+    The lock file is removed on release; a writer that locked a file another one just removed
+    sees that its descriptor no longer matches the path and locks the new file instead."""
+    import fcntl
+
+    lock = path.with_name(f".{path.name}.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise DatasetError(f"{path}: another process is writing this dataset (lock {lock}); "
+                               "wait for it to finish") from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd, lock
+        os.close(fd)  # the file was removed by the writer that released it: lock the new one
+
+
+def _unlock_writer(fd: int, lock: Path) -> None:
+    try:
+        os.unlink(lock)  # while still holding it: no one can hold this inode after us
+    except FileNotFoundError:
+        pass
+    os.close(fd)
+
+
+def remove_stale_writes(path: Path) -> list[Path]:
+    """Remove the half-written temporary folders (no ``meta.json``) that killed writes of
+    ``path`` left beside it; call with the writer lock held. Complete copies are kept."""
+    removed = []
+    for p in sorted(path.parent.glob(f".{path.name}.tmp-*")):
+        if p.is_dir() and not (p / "meta.json").is_file():
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 def save_dataset(

@@ -245,7 +245,6 @@ def evaluate_splits(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict
 def _evaluate_node(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict[str, float]:
     ds = parts.dataset
     logits = parts.full_outputs() if parts.eval_mode == "full" else None
-    labels = torch.from_numpy(np.array(ds.labels, dtype=np.int64))  # a writable copy
     out: dict[str, float] = {}
     for s in ("train", "valid", "test"):
         if s not in ds.splits:
@@ -254,7 +253,8 @@ def _evaluate_node(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict[
         if ids.size == 0:
             continue
         pred = logits[torch.from_numpy(ids)] if logits is not None else sampled(ids)
-        y = labels[torch.from_numpy(ids)]
+        # the split's labels only (a copy of every label would cost O(num_nodes) per evaluation)
+        y = torch.from_numpy(np.asarray(ds.labels[ids], dtype=np.int64))
         if s == "train" and parts.metric != "acc" and not _defined(parts.metric, parts.targets, y):
             continue  # e.g. ROC-AUC of a train split holding one class: valid/test are checked up front
         out[f"{s}_{parts.metric}"] = node_metric(ds.name, parts.metric, parts.targets, pred, y)

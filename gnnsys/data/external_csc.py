@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import DatasetError
 from .csc import index_dtype
 
-#: default size of one bucket: pass 2 holds about 3.5x this at once
+#: default size of one bucket: pass 2 holds about 2.5x this at once
 DEFAULT_BUCKET_BYTES = 256 << 20
 _KEY = np.dtype(np.int64)
 #: keys ``dst * N + src`` must fit int64
@@ -155,9 +155,13 @@ class BucketPartition:
             np.not_equal(keys[1:], keys[:-1], out=keep[1:])
             keys = keys[keep]
             del keep
+        # in place where possible: at most the keys and one more array of their size at once
         dst = keys // n
-        keys -= dst * n  # now the sources
-        counts = np.bincount(dst - lo, minlength=hi - lo)
+        dst *= n
+        keys -= dst  # now the sources
+        dst //= n
+        dst -= lo
+        counts = np.bincount(dst, minlength=hi - lo)
         del dst
         base = state["written"]
         indptr_out.write(lo + 1, base + np.cumsum(counts))

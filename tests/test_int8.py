@@ -111,3 +111,12 @@ def test_tiered_gather_without_cache_counts_no_hits():
     q, s = quantize_rows(_rows())
     out = np.empty((4, q.shape[1]), np.float32)
     assert gather_tiered_into(q, np.array([0, 1, 2, 3]), out, scales=s) == 0
+
+
+def test_full_evaluation_input_is_dequantised(tmp_path):
+    from gnnsys.train.evaluate import all_features
+
+    ds8 = generate("tiny", tmp_path / "i8", seed=3, feature_dtype="int8")
+    x = all_features(ds8)
+    assert x.dtype == torch.float32
+    assert np.array_equal(x.numpy(), dequantize_rows(ds8.features, ds8.feature_scale))

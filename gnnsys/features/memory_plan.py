@@ -162,6 +162,8 @@ def plan_memory(meta: dict[str, Any], *, features: str = "cpu", feature_dtype: s
     if eval_full:
         add(f"layer-wise evaluation (2 x [{n}, {max(hidden, width)}] float32)",
             2 * n * max(hidden, width) * 4, "ram")
+        if stored == "int8":
+            add(f"dequantised input of layer-wise evaluation [{n}, {width}] float32", 4 * n * width, "ram")
     budget = int(plan.available * RAM_FRACTION)
     if plan.peak_bytes > budget:
         plan.refusal = _advice(plan, features, eval_full, budget)

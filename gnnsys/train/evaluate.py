@@ -175,10 +175,19 @@ def link_metric(dataset_name: str, metric: str, pos: Tensor, neg: Tensor) -> flo
 
 def all_features(dataset: Any) -> Tensor | None:
     """``[N, D]`` features of every node as a tensor over the dataset's (memory-mapped) array,
-    without a copy; bfloat16 tables (stored as uint16) are viewed as ``torch.bfloat16``."""
+    without a copy; bfloat16 tables (stored as uint16) are viewed as ``torch.bfloat16``; int8
+    tables are dequantised (``q * scale``, float32, in RAM, chunk by chunk)."""
     feats = dataset.features
     if feats is None:
         return None
+    if dataset.meta.get("feature_dtype") == "int8":
+        from ..data.quantize import dequantize_rows
+
+        out = torch.empty(tuple(feats.shape), dtype=torch.float32)
+        step = 1 << 16
+        for a in range(0, feats.shape[0], step):
+            out[a:a + step] = torch.from_numpy(dequantize_rows(feats[a:a + step], dataset.feature_scale[a:a + step]))
+        return out
     with warnings.catch_warnings():  # read-only memmaps: we never write through the tensor
         warnings.simplefilter("ignore", UserWarning)
         if dataset.meta.get("feature_dtype") == "bfloat16":

@@ -231,3 +231,35 @@ GNNSYS_DEFINE_GATHER(w16s2, gnnsys_wide_copy<unsigned short>)
 GNNSYS_DEFINE_GATHER(w16s1, gnnsys_wide_copy<unsigned char>)
 
 #undef GNNSYS_DEFINE_GATHER
+
+// int8 tables (symmetric per-row quantisation, gnnsys/data/quantize.py): row r is stored as
+// `dim` int8 codes and one float32 scale, and read back dequantised,
+//
+//   out[i, j] = (float)table[ids[i], j] * scales[ids[i]]     (float32 multiply, no FMA)
+//
+// which is bit for bit the CPU reference (q.astype(float32) * s) and the numba gather of
+// gnnsys/features/tiered_gather.py. A group of `1 << lanes_log2` lanes handles one row: lane k
+// reads codes k, k + lanes, ... (consecutive lanes read consecutive bytes, one coalesced request
+// per step) and writes the float32 results the same way.
+extern "C" __global__ void __launch_bounds__(256) gnnsys_gather_int8(
+    const signed char* __restrict__ table, const float* __restrict__ scales,
+    float* __restrict__ out, const gnnsys_i64* __restrict__ ids, gnnsys_i64 n, gnnsys_i64 dim,
+    gnnsys_i64 num_rows, unsigned lanes_log2, gnnsys_u64* bad)
+{
+    gnnsys_i64 group, groups;
+    unsigned lane;
+    gnnsys_group_of_thread(lanes_log2, &group, &groups, &lane);
+    const gnnsys_i64 lanes = (gnnsys_i64)1 << lanes_log2;
+    for (gnnsys_i64 i = group; i < n; i += groups) {
+        const gnnsys_i64 row = __ldg(ids + i);
+        if (bad != 0 && (row < 0 || row >= num_rows)) {
+            if (lane == 0) atomicMin(bad, (gnnsys_u64)i);
+            continue;
+        }
+        const float s = __ldg(scales + row);
+        const signed char* src = table + row * dim;
+        float* dst = out + i * dim;
+        for (gnnsys_i64 j = lane; j < dim; j += lanes)
+            __stcs(dst + j, (float)__ldg(src + j) * s);
+    }
+}

@@ -62,6 +62,9 @@ def _add_prepare(sub) -> None:
                         "both directions, as from_pyg)")
     p.add_argument("--num-nodes", dest="num_nodes", type=int, default=None,
                    help="with --edges: the node count (confirms one far above the edge count)")
+    p.add_argument("--feature-dtype", dest="feature_dtype",
+                   choices=("float32", "float16", "bfloat16", "int8"), default=None,
+                   help="stored feature dtype (int8: per-row quantised codes + float32 scales)")
     p.set_defaults(func=_cmd_prepare)
 
 
@@ -70,6 +73,7 @@ def _cmd_prepare(args) -> int:
     from .data.sources import from_edge_list
 
     t = time.perf_counter()
+    stats: dict = {}
     if args.edges:
         if not args.out:
             raise GnnsysError("--edges needs --out DIR")
@@ -94,6 +98,7 @@ def _cmd_prepare(args) -> int:
                                 splits=splits, undirected=not args.directed, overwrite=args.overwrite,
                                 edge_splits=edge_splits, keep_eval_edges=args.keep_eval_edges,
                                 neg_layout=args.neg_layout, task=args.task, num_nodes=args.num_nodes,
+                                feature_dtype=args.feature_dtype,
                                 on_feature_size=lambda line: print(f"gnnsys: {line}", file=sys.stderr,
                                                                    flush=True))
         for w in caught:
@@ -101,8 +106,11 @@ def _cmd_prepare(args) -> int:
     else:
         out = args.out or prepared_path(args.name, args.home, args.seed, args.scale, args.root)
         ds = prepare(args.name, root=args.root, out=out, home=args.home, seed=args.seed,
-                     scale=args.scale, overwrite=args.overwrite)
+                     scale=args.scale, overwrite=args.overwrite, feature_dtype=args.feature_dtype,
+                     progress=args.progress and sys.stderr.isatty(), stats=stats)
     info = ds.summary()
+    if stats:
+        info["preparation"] = stats
     info["seconds"] = round(time.perf_counter() - t, 2)
     print(json.dumps(info, indent=2))
     return 0
@@ -125,6 +133,18 @@ def _add_info(sub) -> None:
     p.add_argument("--validate", action="store_true", help="check every array and checksum")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (they show only on a terminal, for steps over 2 s)")
+    p.add_argument("--plan", action="store_true",
+                   help="print the memory plan of training on it (RAM, memory-mapped, peak); "
+                        "exit 2 when the placement cannot fit")
+    p.add_argument("--features", default="cpu", choices=("cpu", "mmap", "uva", "gpu", "cached"),
+                   help="with --plan: the feature placement")
+    p.add_argument("--feature-dtype", dest="feature_dtype", default=None,
+                   choices=("float32", "float16", "bfloat16", "int8"), help="with --plan")
+    p.add_argument("--cache-gb", dest="cache_gb", type=float, default=None, help="with --plan")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=1024, help="with --plan")
+    p.add_argument("--fanouts", default="15,10,5", help="with --plan")
+    p.add_argument("--eval-mode", dest="eval_mode", default="sampled", choices=("full", "sampled"),
+                   help="with --plan")
     p.set_defaults(func=_cmd_info)
 
 
@@ -133,6 +153,20 @@ def _cmd_info(args) -> int:
     from .data.registry import resolve
 
     ds = resolve(args.dataset, root=args.root, home=args.home, prepare_missing=False)  # info writes nothing
+    if args.plan:
+        from .features.memory_plan import plan_memory
+
+        try:
+            fanouts = [int(f) for f in args.fanouts.split(",")]
+        except ValueError:
+            raise ConfigError(f"--fanouts expects comma-separated ints, got {args.fanouts!r}") from None
+        plan = plan_memory(ds.meta, features=args.features, feature_dtype=args.feature_dtype,
+                           cache_gb=args.cache_gb, batch_size=args.batch_size, fanouts=fanouts,
+                           eval_full=args.eval_mode == "full")
+        print("\n".join(plan.lines()))
+        if plan.refusal is not None:
+            raise ConfigError(f"{ds.path}: {plan.refusal}")
+        return 0
     if args.validate:
         validate_dataset(ds, checksums=True)
     info = ds.summary()

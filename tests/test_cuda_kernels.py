@@ -403,3 +403,49 @@ def test_emulator_catches_misaligned_and_stray_accesses(emu):
     res = run_emulated(emu, plan, table, np.array([0, 16], dtype=np.int64))
     assert res.rc == 700  # cudaErrorIllegalAddress
     assert BLOCK_THREADS % plan.lanes == 0
+
+
+# --------------------------------------------------------------------------------------------
+# 3. the int8 gather: dequantised on the GPU exactly as the numba CPU gather does it
+# --------------------------------------------------------------------------------------------
+def test_nvrtc_compiles_int8_gather():
+    pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
+    from gnnsys.features.launch_plan import INT8_GATHER_KERNEL
+
+    ptx = nvrtc_compile_ptx((CUDA_DIR / GATHER_SOURCE).read_text(), GATHER_SOURCE, "compute_80")
+    assert f".entry {INT8_GATHER_KERNEL}(" in ptx
+
+
+@pytest.mark.parametrize("dim", [1, 3, 31, 32, 100, 128])
+def test_emulated_int8_gather_equals_numba_gather(emu, dim: int):
+    from gnnsys.data.quantize import dequantize_rows, quantize_rows
+    from gnnsys.features.launch_plan import plan_int8_gather
+    from gnnsys.features.tiered_gather import gather_tiered_into
+
+    rng = np.random.default_rng(dim)
+    n_rows = 57
+    x = rng.standard_normal((n_rows, dim)).astype(np.float32) * rng.uniform(0.01, 100, (n_rows, 1)).astype(np.float32)
+    x[5] = 0.0  # a zero row: scale 0
+    q, s = quantize_rows(x)
+    ids = np.concatenate([rng.integers(0, n_rows, 300), [0, n_rows - 1, 5, 5]]).astype(np.int64)
+    plan = plan_int8_gather(ids.size, dim)
+    out = np.full((ids.size, dim), np.nan, np.float32)
+    bad = np.array([NO_BAD], np.uint64)
+    fn = emu.emu_gnnsys_gather_int8
+    vp, i64, u32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint32
+    fn.argtypes = [u32, u32, vp, vp, vp, vp, i64, i64, i64, u32, vp]
+    fn.restype = ctypes.c_int
+    emu.emu_reset()
+    emu.emu_allow_read(q.ctypes.data, q.nbytes)
+    emu.emu_allow_read(s.ctypes.data, s.nbytes)
+    emu.emu_allow_read(ids.ctypes.data, ids.nbytes)
+    emu.emu_allow_write(out.ctypes.data, out.nbytes)
+    emu.emu_allow_write(bad.ctypes.data, bad.nbytes)
+    rc = fn(plan.grid, plan.block, q.ctypes.data, s.ctypes.data, out.ctypes.data, ids.ctypes.data,
+            ids.size, dim, n_rows, plan.lanes_log2, bad.ctypes.data)
+    assert rc == 0
+    assert int(bad[0]) == NO_BAD
+    cpu = np.empty_like(out)
+    gather_tiered_into(q, ids, cpu, scales=s)
+    assert np.array_equal(out.view(np.uint32), cpu.view(np.uint32))
+    assert np.array_equal(out.view(np.uint32), dequantize_rows(q[ids], s[ids]).view(np.uint32))

@@ -269,7 +269,9 @@ def test_bad_tables(tmp_path: Path):
     with pytest.raises(FeatureStoreError, match="needs a table stored as uint16"):
         FeatureStore(good, dtype="bfloat16")
     with pytest.raises(FeatureStoreError, match="not supported"):
-        FeatureStore(good, dtype="int8")
+        FeatureStore(good, dtype="int4")
+    with pytest.raises(FeatureStoreError, match="needs a table stored as int8"):
+        FeatureStore(good, dtype="int8")  # int8 tables are quantised codes (issue 22)
     (tmp_path / "x.txt").write_text("1 2 3")
     with pytest.raises(FeatureStoreError, match="not a .npy"):
         FeatureStore(tmp_path / "x.txt")

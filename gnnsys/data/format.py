@@ -7,6 +7,8 @@ Layout of a dataset folder::
     graph/indices.npy         int32 [num_edges]        (int64 when num_nodes >= 2**31)
     graph/edge_ids.npy        int64 [num_edges]        optional: CSC position -> input edge row
     features.npy              float32 | float16 [N, D] (bfloat16 stored as uint16, named in meta.json)
+                              or int8 [N, D] with feature_dtype "int8" (symmetric per-row codes)
+    features_scale.npy        float32 [N]              int8 tables only: row i is features[i] * scale[i]
     labels.npy                int64 [N]                node tasks; -1 marks an unlabelled node
                               or int64 [N, T]          multi-label targets in {0, 1}; -1: unknown entry
     split/{train,valid,test}.npy                 node tasks: int64 node ids
@@ -50,7 +52,9 @@ from .split_names import canonical_split
 
 FORMAT_NAME = "gnnsys-dataset"
 FORMAT_VERSION = 1
-FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
+FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "int8": np.int8}
+#: the per-row scales of an int8 feature table (see :mod:`gnnsys.data.quantize`)
+SCALE_FILE = "features_scale.npy"
 NODE_SPLITS = ("train", "valid", "test")
 LINK_SPLITS = ("train_pos", "valid_pos", "valid_neg", "test_pos", "test_neg")
 #: Datasets smaller than this are fully validated (content and checksums) on every load.
@@ -72,6 +76,7 @@ class GraphDataset:
         labels: int64 ``[num_nodes]`` (-1 = unlabelled), int64 ``[num_nodes, T]`` multi-label
             targets in ``{0, 1}`` (-1 = unknown entry), or ``None``.
         splits: split name -> int64 array (node ids, or ``[E, 2]`` / ``[E, K]`` for link splits).
+        feature_scale: float32 ``[num_nodes]`` per-row scales of an int8 table, else ``None``.
     """
 
     path: Path
@@ -84,6 +89,7 @@ class GraphDataset:
     splits: dict[str, np.ndarray] = field(default_factory=dict)
     #: split sets 1..S-1 (set 0 is ``splits``): name -> array, only the splits that differ from set 0
     split_sets: list[dict[str, np.ndarray]] = field(default_factory=list)
+    feature_scale: np.ndarray | None = None
 
     @property
     def tasks(self) -> list[str]:
@@ -143,7 +149,7 @@ class GraphDataset:
 
     @property
     def feature_dtype(self) -> str | None:
-        """``"float32"``, ``"float16"``, ``"bfloat16"`` or ``None`` (no features)."""
+        """``"float32"``, ``"float16"``, ``"bfloat16"``, ``"int8"`` or ``None`` (no features)."""
         return self.meta.get("feature_dtype")
 
     @property
@@ -292,6 +298,14 @@ class DatasetWriter:
         self._files.append(rel)
         return np.lib.format.open_memmap(p, mode="w+", dtype=np.dtype(dtype), shape=tuple(shape))
 
+    def reserve(self, rel: str) -> Path:
+        """The path of ``rel`` inside the temporary folder, registered as one of the dataset's
+        files (the caller writes it, e.g. with :class:`~gnnsys.data.external_csc.NpyOut`)."""
+        p = self.tmp / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self._files.append(rel)
+        return p
+
     def write(self, rel: str, array: np.ndarray) -> None:
         """Write a whole in-memory array as ``rel``."""
         p = self.tmp / rel
@@ -413,6 +427,11 @@ def save_dataset(
             meta["feature_dtype"] = fdt
         elif features is not None:
             feats, fdt = _convert_features(features, feature_dtype)
+            if fdt == "int8":
+                from .quantize import quantize_rows
+
+                feats, scale = quantize_rows(feats.astype(np.float32, copy=False))
+                w.write(SCALE_FILE, scale)
             w.write("features.npy", feats)
             meta["feature_shape"] = list(feats.shape)
             meta["feature_dtype"] = fdt
@@ -452,6 +471,10 @@ def _convert_features(features, feature_dtype: str | None) -> tuple[np.ndarray, 
             feature_dtype = "float32"
     if feature_dtype not in FEATURE_DTYPES:
         raise DatasetError(f"feature_dtype must be one of {sorted(FEATURE_DTYPES)}, got {feature_dtype!r}")
+    if feature_dtype == "int8":  # quantised by the caller (save_dataset)
+        if features.dtype.kind != "f":
+            raise DatasetError(f"features: int8 quantisation needs float features, got {features.dtype}")
+        return features, "int8"
     if feature_dtype == "bfloat16":
         if features.dtype == np.uint16:
             return features, "bfloat16"
@@ -607,6 +630,7 @@ def load_dataset(path: str | os.PathLike, validate: str | bool = "auto") -> Grap
         edge_ids = _open(path, "graph/edge_ids.npy", meta)
         _expect(edge_ids, g / "edge_ids.npy", (m,), (np.int64,))
     features = None
+    feature_scale = None
     if "features.npy" in meta["files"]:
         features = _open(path, "features.npy", meta)
         fdt = meta.get("feature_dtype")
@@ -618,6 +642,11 @@ def load_dataset(path: str | os.PathLike, validate: str | bool = "auto") -> Grap
         _expect(features, path / "features.npy", tuple(shape), (FEATURE_DTYPES[fdt],))
         if shape[0] != n:
             raise DatasetError(f"{path / 'features.npy'}: {shape[0]} rows but num_nodes is {n}")
+        if fdt == "int8":
+            if SCALE_FILE not in meta["files"]:
+                raise DatasetError(f"{path / SCALE_FILE}: missing (an int8 feature table needs its per-row scales)")
+            feature_scale = _open(path, SCALE_FILE, meta)
+            _expect(feature_scale, path / SCALE_FILE, (n,), (np.float32,))
     labels = None
     if "labels.npy" in meta["files"]:
         labels = _open(path, "labels.npy", meta)
@@ -637,7 +666,8 @@ def load_dataset(path: str | os.PathLike, validate: str | bool = "auto") -> Grap
         names = sorted(rel[len(prefix):-4] for rel in meta["files"]
                        if rel.startswith(prefix) and rel.endswith(".npy") and "/" not in rel[len(prefix):])
         split_sets.append({n: _open_split(path, f"{prefix}{n}.npy", n, meta) for n in names})
-    ds = GraphDataset(path, meta, indptr, indices, edge_ids, features, labels, splits, split_sets)
+    ds = GraphDataset(path, meta, indptr, indices, edge_ids, features, labels, splits, split_sets,
+                     feature_scale)
     if validate == "auto":
         total = sum(int(f.get("bytes", 0)) for f in meta["files"].values() if isinstance(f, dict))
         validate = total < FULL_CHECK_BYTES

@@ -53,8 +53,11 @@ def _propagate_rows(indptr, indices, dinv, src, lo, hi, out):
             out[i, j] *= wv
 
 
-def _rows_as_float32(features: np.ndarray, feature_dtype: str | None, lo: int, hi: int) -> np.ndarray:
+def _rows_as_float32(features: np.ndarray, feature_dtype: str | None, lo: int, hi: int,
+                     scale: np.ndarray | None = None) -> np.ndarray:
     rows = np.asarray(features[lo:hi])
+    if feature_dtype == "int8":  # quantised rows: q * scale (gnnsys.data.quantize)
+        return rows.astype(np.float32) * np.asarray(scale[lo:hi], dtype=np.float32)[:, None]
     if feature_dtype == "bfloat16":
         return (rows.astype(np.uint32) << 16).view(np.float32)
     return rows.astype(np.float32, copy=False)
@@ -122,7 +125,8 @@ def build_propagated(dataset: Any, out_path: str | os.PathLike, hops: int = 2,
         table = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, (hops + 1) * d))
         for lo in range(0, n, chunk_rows):
             hi = min(n, lo + chunk_rows)
-            table[lo:hi, :d] = _rows_as_float32(dataset.features, feature_dtype, lo, hi)
+            table[lo:hi, :d] = _rows_as_float32(dataset.features, feature_dtype, lo, hi,
+                                                getattr(dataset, "feature_scale", None))
         for h in range(1, hops + 1):
             src = table[:, (h - 1) * d:h * d]
             for lo in range(0, n, chunk_rows):

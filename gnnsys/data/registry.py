@@ -51,16 +51,23 @@ def prepared_path(name: str, home: str | os.PathLike | None = None, seed: int = 
 
 def prepare(name: str, root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
             home: str | os.PathLike | None = None, seed: int = 0, scale: float = 1.0,
-            overwrite: bool = False) -> GraphDataset:
-    """Convert or generate dataset ``name`` into ``out`` (default: the cache) and open it."""
+            overwrite: bool = False, feature_dtype: str | None = None, progress: bool = False,
+            stats: dict | None = None) -> GraphDataset:
+    """Convert or generate dataset ``name`` into ``out`` (default: the cache) and open it.
+
+    ``feature_dtype`` (``float32``/``float16``/``bfloat16``/``int8``) chooses the stored features
+    (synthetic presets and OGB datasets; Planetoid keeps float32)."""
     out = Path(out) if out is not None else prepared_path(name, home, seed, scale, root)
     if name in synthetic.PRESETS:
-        return synthetic.generate(name, out, seed=seed, scale=scale, overwrite=overwrite)
+        return synthetic.generate(name, out, seed=seed, scale=scale, overwrite=overwrite,
+                                  feature_dtype=feature_dtype, progress=progress, stats=stats)
     raw_root = Path(root) if root is not None else data_home(home) / "raw"
     if name.lower() in PLANETOID_NAMES:
+        if feature_dtype not in (None, "float32"):
+            raise DatasetError(f"{name}: --feature-dtype applies to synthetic presets and OGB datasets")
         return from_planetoid(name, raw_root, out, overwrite=overwrite)
     if name.startswith(("ogbn-", "ogbl-")):
-        return from_ogb(name, raw_root, out, overwrite=overwrite)
+        return from_ogb(name, raw_root, out, overwrite=overwrite, feature_dtype=feature_dtype)
     raise DatasetError(f"unknown dataset {name!r}: not a dataset folder and not one of {', '.join(known_names())}")
 
 

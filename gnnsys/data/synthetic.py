@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,8 +26,17 @@ import numpy as np
 
 from ..errors import ConfigError
 from .csc import build_csc
-from .format import DatasetWriter, GraphDataset, float32_to_bfloat16_bits
-from .progress import bar
+from .external_csc import BucketPartition, NpyOut, finish_to_files
+from .format import (
+    FEATURE_DTYPES,
+    SCALE_FILE,
+    DatasetWriter,
+    GraphDataset,
+    float32_to_bfloat16_bits,
+)
+from .progress import DELAY_S, progress_enabled
+from .quantize import quantize_rows
+from .stages import Stages
 
 EDGE_CHUNK = 1 << 22
 ROW_CHUNK = 1 << 16
@@ -143,6 +154,8 @@ def generate(
     scale: float = 1.0,
     overwrite: bool = False,
     progress: bool = False,
+    feature_dtype: str | None = None,
+    stats: dict | None = None,
 ) -> GraphDataset:
     """Generate a synthetic dataset into ``out_dir`` and return it opened.
 
@@ -152,93 +165,190 @@ def generate(
         seed: the seed; the same seed always gives byte-identical files.
         scale: multiply nodes and edges (``papers100m-like`` with ``scale=0.01`` is 1.1M nodes).
         overwrite: replace an existing folder.
+        feature_dtype: stored feature dtype (``float32``, ``float16``, ``bfloat16``, ``int8``;
+            default: the preset's).
+        progress: show progress bars (on a terminal), the disk estimate and every stage's time
+            and peak RSS on stderr.
+        stats: filled with ``{"stages": {name: {"seconds", "peak_rss_bytes"}}, "disk_estimate_bytes"}``.
+
+    Node tasks are generated out of core: edges go chunk by chunk to destination-range buckets
+    on disk and the CSC is built bucket by bucket (:mod:`gnnsys.data.external_csc`); features
+    are written chunk by chunk. The free disk is checked first against :func:`disk_estimate`.
+    A killed preparation leaves only a temporary folder, removed by the next one (which starts
+    clean); the dataset appears under its name only once complete.
     """
     p = get_preset(preset, scale) if isinstance(preset, str) else preset
+    if feature_dtype is not None:
+        if feature_dtype not in FEATURE_DTYPES:
+            raise ConfigError(f"feature_dtype must be one of {sorted(FEATURE_DTYPES)}, got {feature_dtype!r}")
+        p = replace(p, feature_dtype=feature_dtype)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     if p.num_nodes < 2 or p.num_classes < 1 or not 0.0 <= p.homophily <= 1.0:
         raise ConfigError(f"invalid preset {p}")
+    estimate = disk_estimate(p)
+    check_free_disk(Path(out_dir), estimate, verbose=progress)
+    stages = Stages(verbose=progress, label=f"prepare {p.name}")
     rng_nodes, rng_feat_means, rng_split = _streams(seed, 3)
-    labels, theta = _node_attributes(p, rng_nodes)
-    model = _EdgeModel(labels, theta, p.num_classes, p.homophily)
-    with DatasetWriter(out_dir, overwrite=overwrite) as w:
-        # 1. edges, chunk by chunk, into scratch memory maps (not part of the dataset)
+    w = DatasetWriter(out_dir, overwrite=overwrite)
+    with w:  # on any exception: the temporary folder goes, a full disk is one DatasetError line
+        with stages.stage("node attributes"):
+            labels, theta = _node_attributes(p, rng_nodes)
+            model = _EdgeModel(labels, theta, p.num_classes, p.homophily)
+            del theta
         nchunks = max(1, -(-p.num_edges // EDGE_CHUNK))
         streams = _streams(seed + 1, nchunks)
-        scratch = w.tmp / ".scratch"
-        scratch.mkdir()
-        src = np.lib.format.open_memmap(scratch / "src.npy", "w+", np.int64, (p.num_edges,))
-        dst = np.lib.format.open_memmap(scratch / "dst.npy", "w+", np.int64, (p.num_edges,))
-        with bar(p.num_edges, f"edges {p.name}") as pb:
-            for i in range(nchunks):
-                lo, hi = i * EDGE_CHUNK, min(p.num_edges, (i + 1) * EDGE_CHUNK)
-                s, d = model.sample(streams[i], hi - lo)
-                src[lo:hi], dst[lo:hi] = s, d
-                pb.update(hi - lo)
         extra_meta: dict = {"source": {"generator": "dc-csbm", "preset": p.name, "seed": seed,
                                        "homophily": p.homophily, "alpha": p.alpha}}
         splits: dict[str, np.ndarray] = {}
-        if p.task == "link":
-            src, dst, splits = _hold_out_edges(p, src, dst, rng_split, scratch)
-        # 2. CSC straight into the dataset's memory maps (symmetric, no self loops, no duplicates)
-        sizes: dict[str, int] = {}
-
-        def alloc(name, length, dtype):
-            sizes[name] = length
-            return w.create(f"graph/{name}.npy", (length,), dtype)
-
-        g = build_csc(src, dst, p.num_nodes, symmetrize=True, drop_self_loops=True,
-                      drop_duplicates=True, track_edge_ids=False, alloc=alloc)
-        num_edges = int(g.indptr[-1])
-        w.write("graph/indptr.npy", g.indptr)
-        del src, dst, g
-        w.shrink("graph/indices.npy", num_edges)
-        (scratch / "src.npy").unlink()
-        (scratch / "dst.npy").unlink()
-        scratch.rmdir()
+        if p.task == "node":
+            num_edges = _edges_out_of_core(p, w, model, streams, stages, progress)
+        else:
+            num_edges, splits = _edges_in_memory(p, w, model, streams, rng_split)
+        del model
         # 3. features: class means + unit noise, row chunk by row chunk
         if p.num_features > 0:
-            _write_features(p, w, labels, seed, rng_feat_means)
+            with stages.stage("features"):
+                _write_features(p, w, labels, seed, rng_feat_means, progress)
         # 4. labels and splits
-        if p.task == "node":
-            w.write("labels.npy", labels)
-            perm = rng_split.permutation(p.num_nodes)
-            a = int(round(p.split[0] * p.num_nodes))
-            b = a + int(round(p.split[1] * p.num_nodes))
-            c = min(p.num_nodes, b + int(round(p.split[2] * p.num_nodes)))
-            splits = {"train": np.sort(perm[:a]), "valid": np.sort(perm[a:b]), "test": np.sort(perm[b:c])}
-        for k, v in splits.items():
-            w.write(f"split/{k}.npy", v)
-        meta = {
-            "name": p.name,
-            "task": p.task,
-            "num_nodes": p.num_nodes,
-            "num_edges": num_edges,
-            "directed": False,
-            "feature_shape": [p.num_nodes, p.num_features] if p.num_features else None,
-            "feature_dtype": p.feature_dtype if p.num_features else None,
-            "num_classes": p.num_classes if p.task == "node" else None,
-            "splits": sorted(splits),
-            **extra_meta,
-        }
-        return w.commit(meta)
+        with stages.stage("labels, splits, checksums"):
+            if p.task == "node":
+                w.write("labels.npy", labels)
+                perm = rng_split.permutation(p.num_nodes)
+                a = int(round(p.split[0] * p.num_nodes))
+                b = a + int(round(p.split[1] * p.num_nodes))
+                c = min(p.num_nodes, b + int(round(p.split[2] * p.num_nodes)))
+                splits = {"train": np.sort(perm[:a]), "valid": np.sort(perm[a:b]), "test": np.sort(perm[b:c])}
+                del perm
+            del labels
+            for k, v in splits.items():
+                w.write(f"split/{k}.npy", v)
+            meta = {
+                "name": p.name,
+                "task": p.task,
+                "num_nodes": p.num_nodes,
+                "num_edges": num_edges,
+                "directed": False,
+                "feature_shape": [p.num_nodes, p.num_features] if p.num_features else None,
+                "feature_dtype": p.feature_dtype if p.num_features else None,
+                "num_classes": p.num_classes if p.task == "node" else None,
+                "splits": sorted(splits),
+                **extra_meta,
+            }
+            ds = w.commit(meta)
+        if stats is not None:
+            stats.update({"stages": stages.records, "disk_estimate_bytes": estimate})
+        return ds
 
 
-def _write_features(p: Preset, w: DatasetWriter, labels, seed: int, rng_means) -> None:
+def _edges_out_of_core(p: Preset, w: DatasetWriter, model: _EdgeModel, streams, stages: Stages,
+                       progress: bool) -> int:
+    """Edges chunk by chunk into destination-range buckets on disk, then the CSC bucket by bucket
+    (symmetric, no self loops, no duplicates): memory bounded by the bucket size."""
+    scratch = w.tmp / ".scratch"
+    part = BucketPartition(scratch, p.num_nodes, 2 * p.num_edges, symmetrize=True,
+                           drop_self_loops=True)
+    with stages.stage("edges -> buckets"):
+        for i, rng in enumerate(_bar(streams, progress, "edges")):
+            lo, hi = i * EDGE_CHUNK, min(p.num_edges, (i + 1) * EDGE_CHUNK)
+            part.add(*model.sample(rng, hi - lo))
+    with stages.stage("buckets -> CSC"):
+        bar = _bar(None, progress, "CSC buckets", total=part.num_buckets)
+        num_edges = finish_to_files(part, w.reserve("graph/indptr.npy"), w.reserve("graph/indices.npy"),
+                                    drop_duplicates=True,
+                                    on_bucket=(lambda i: bar.update(1)) if bar is not None else None)
+        if bar is not None:
+            bar.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return num_edges
+
+
+def _edges_in_memory(p: Preset, w: DatasetWriter, model: _EdgeModel, streams, rng_split):
+    """Link tasks: every pair in scratch maps (the held-out split needs them all), then the CSC."""
+    nchunks = len(streams)
+    scratch = w.tmp / ".scratch"
+    scratch.mkdir()
+    src = np.lib.format.open_memmap(scratch / "src.npy", "w+", np.int64, (p.num_edges,))
+    dst = np.lib.format.open_memmap(scratch / "dst.npy", "w+", np.int64, (p.num_edges,))
+    for i in range(nchunks):
+        lo, hi = i * EDGE_CHUNK, min(p.num_edges, (i + 1) * EDGE_CHUNK)
+        s, d = model.sample(streams[i], hi - lo)
+        src[lo:hi], dst[lo:hi] = s, d
+    src, dst, splits = _hold_out_edges(p, src, dst, rng_split, scratch)
+
+    def alloc(name, length, dtype):
+        return w.create(f"graph/{name}.npy", (length,), dtype)
+
+    g = build_csc(src, dst, p.num_nodes, symmetrize=True, drop_self_loops=True,
+                  drop_duplicates=True, track_edge_ids=False, alloc=alloc)
+    num_edges = int(g.indptr[-1])
+    w.write("graph/indptr.npy", g.indptr)
+    del src, dst, g
+    w.shrink("graph/indices.npy", num_edges)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return num_edges, splits
+
+
+def _bar(iterable, enabled: bool, desc: str, total: int | None = None):
+    """A tqdm bar (shown after :data:`~gnnsys.data.progress.DELAY_S` seconds) when bars are on
+    (a terminal, no ``--no-progress``) or ``enabled``; the plain iterable (or ``None``) otherwise."""
+    if not (progress_enabled() or (enabled and sys.stderr.isatty())):
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False, delay=DELAY_S)
+
+
+def disk_estimate(p: Preset) -> int:
+    """Upper bound of the disk a preparation of ``p`` needs at its peak: the buckets (8 B per
+    directed entry) while the CSC is written (4 or 8 B per entry, cut after de-duplication),
+    and the features, labels, splits and indptr."""
+    entries = 2 * p.num_edges
+    idx = 4 if p.num_nodes <= 2**31 - 1 else 8
+    feats = p.num_nodes * p.num_features * np.dtype(FEATURE_DTYPES[p.feature_dtype]).itemsize
+    if p.feature_dtype == "int8":
+        feats += 4 * p.num_nodes
+    return int(8 * entries + idx * entries + 8 * (p.num_nodes + 1) + feats + 16 * p.num_nodes)
+
+
+def check_free_disk(out_dir: Path, estimate: int, verbose: bool = False) -> None:
+    """Refuse (before anything is written) when the file system of ``out_dir`` has less free
+    space than ``estimate`` bytes; print the estimate when ``verbose``."""
+    parent = out_dir.parent if not out_dir.exists() else out_dir
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    free = shutil.disk_usage(parent).free
+    if verbose:
+        sys.stderr.write(f"prepare: needs up to {estimate / 2**30:.2f} GiB of disk at its peak; "
+                         f"{free / 2**30:.2f} GiB free on {parent}\n")
+    if free < estimate:
+        raise ConfigError(f"{out_dir}: preparing it needs up to {estimate / 2**30:.2f} GiB of free disk "
+                          f"but {parent} has {free / 2**30:.2f} GiB; free space or choose --out on "
+                          "another disk")
+
+
+def _write_features(p: Preset, w: DatasetWriter, labels, seed: int, rng_means,
+                    progress: bool = False) -> None:
     d = p.num_features
     means = rng_means.normal(size=(p.num_classes, d))
     means *= p.feature_signal / max(1e-12, np.sqrt((means**2).sum(1, keepdims=True)).mean()) * np.sqrt(d) ** 0.5
-    store = np.uint16 if p.feature_dtype == "bfloat16" else np.dtype(p.feature_dtype)
-    feats = w.create("features.npy", (p.num_nodes, d), store)
+    # positioned writes, not a memory map: the resident set stays one chunk whatever N
+    feats = NpyOut(w.reserve("features.npy"), (p.num_nodes, d), FEATURE_DTYPES[p.feature_dtype])
+    scale = NpyOut(w.reserve(SCALE_FILE), (p.num_nodes,), np.float32) if p.feature_dtype == "int8" else None
     nchunks = -(-p.num_nodes // ROW_CHUNK)
-    with bar(p.num_nodes, f"features {p.name}") as pb:
-        for i, rng in enumerate(_streams(seed + 2, nchunks)):
-            lo, hi = i * ROW_CHUNK, min(p.num_nodes, (i + 1) * ROW_CHUNK)
-            x = rng.standard_normal((hi - lo, d), dtype=np.float32)
-            x += means[labels[lo:hi]].astype(np.float32)
-            feats[lo:hi] = float32_to_bfloat16_bits(x) if p.feature_dtype == "bfloat16" else x
-            pb.update(hi - lo)
-    feats.flush()
+    for i, rng in enumerate(_bar(_streams(seed + 2, nchunks), progress, "features")):
+        lo, hi = i * ROW_CHUNK, min(p.num_nodes, (i + 1) * ROW_CHUNK)
+        x = rng.standard_normal((hi - lo, d), dtype=np.float32)
+        x += means[labels[lo:hi]].astype(np.float32)
+        if scale is not None:
+            q, sc = quantize_rows(x)
+            feats.write(lo, q)
+            scale.write(lo, sc)
+        else:
+            feats.write(lo, float32_to_bfloat16_bits(x) if p.feature_dtype == "bfloat16" else x)
+    feats.close()
+    if scale is not None:
+        scale.close()
 
 
 def _hold_out_edges(p: Preset, src, dst, rng, scratch: Path):

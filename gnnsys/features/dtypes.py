@@ -20,7 +20,8 @@ class FeatureDType:
     """One supported element type.
 
     Attributes:
-        name: ``"float32"``, ``"float16"`` or ``"bfloat16"``.
+        name: ``"float32"``, ``"float16"``, ``"bfloat16"`` or ``"int8"`` (quantised rows: the
+            store needs their per-row scales and returns float32).
         storage: NumPy dtype of the stored words (``uint16`` for bfloat16).
         torch_dtype: dtype of the tensors ``gather`` returns.
         torch_storage: torch dtype with the same bits as ``storage`` (``int16`` for bfloat16, which
@@ -40,8 +41,10 @@ class FeatureDType:
 FLOAT32 = FeatureDType("float32", np.dtype(np.float32), torch.float32, torch.float32)
 FLOAT16 = FeatureDType("float16", np.dtype(np.float16), torch.float16, torch.float16)
 BFLOAT16 = FeatureDType("bfloat16", np.dtype(np.uint16), torch.bfloat16, torch.int16)
+#: int8 codes with one float32 scale per row (gnnsys.data.quantize); gathers dequantise to float32
+INT8 = FeatureDType("int8", np.dtype(np.int8), torch.float32, torch.float32)
 
-SUPPORTED: dict[str, FeatureDType] = {d.name: d for d in (FLOAT32, FLOAT16, BFLOAT16)}
+SUPPORTED: dict[str, FeatureDType] = {d.name: d for d in (FLOAT32, FLOAT16, BFLOAT16, INT8)}
 
 
 def _declared_name(declared: str | torch.dtype | np.dtype | type | None) -> str | None:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from gnnsys.data.format import float32_to_bfloat16_bits
+from gnnsys.data.quantize import quantize_table
+from gnnsys.errors import ConfigError
 from gnnsys.features.hot import in_degree_cache
 from gnnsys.features.store import GPU_PLACEMENTS, FeatureStore
 
@@ -22,7 +24,9 @@ CONVERT_CHUNK_ROWS = 1 << 16
 
 
 def store_for_placement(table: Any, placement: str, *, dtype: str | None = None, device: Any = None,
-                        num_buffers: int = 4, indptr: np.ndarray | None = None) -> FeatureStore:
+                        num_buffers: int = 4, indptr: np.ndarray | None = None,
+                        scales: np.ndarray | None = None,
+                        cache_gb: float | None = None) -> FeatureStore:
     """A :class:`FeatureStore` over ``table`` (array, memmap or ``.npy`` path) on ``placement``.
 
     Args:
@@ -34,22 +38,48 @@ def store_for_placement(table: Any, placement: str, *, dtype: str | None = None,
             them on a side stream (each buffer reused only after its copy's event).
         num_buffers: reusable output buffers of the CPU placements.
         indptr: int64 ``[N + 1]`` CSC offsets: the ``cached`` placement keeps the tenth of the
-            rows with the highest in-degree on the GPU.
+            rows with the highest in-degree on the GPU; ``mmap`` with ``cache_gb`` keeps as many
+            rows of highest in-degree in RAM as fit in ``cache_gb`` GiB.
+        scales: float32 ``[N]`` per-row scales of an int8 table.
+        cache_gb: ``mmap``: GiB of RAM for the hot-row cache (rows plus the 4-byte-per-row slot map).
     """
     kwargs: dict[str, Any] = {}
     if placement == "cached":
         if indptr is None:
             raise ValueError("placement 'cached' needs the graph's indptr to rank rows by in-degree")
         kwargs = in_degree_cache(indptr)
+    if cache_gb:
+        if placement != "mmap":
+            raise ConfigError(f"--cache-gb is the RAM cache of placement 'mmap', not of {placement!r}")
+        if indptr is None:
+            raise ValueError("a RAM cache needs the graph's indptr to rank rows by in-degree")
+        num_rows = int(np.asarray(indptr).shape[0]) - 1
+        kwargs = {"row_scores": in_degree_cache(indptr)["row_scores"],
+                  "cache_rows": ram_cache_rows(cache_gb, num_rows, _row_bytes(table))}
+    if scales is not None:
+        kwargs["scales"] = scales
     on_gpu = device is not None and torch.device(device).type == "cuda"
     dev = device if placement in GPU_PLACEMENTS or on_gpu else None
     return FeatureStore(table, placement=placement, device=dev, dtype=dtype, num_buffers=num_buffers,
                         **kwargs)
 
 
+def ram_cache_rows(cache_gb: float, num_rows: int, row_bytes: int) -> int:
+    """Rows of ``row_bytes`` that a RAM cache of ``cache_gb`` GiB holds, after its ``[N]`` int32
+    row -> slot map (at most every row)."""
+    budget = int(float(cache_gb) * 2**30) - 4 * num_rows
+    return max(0, min(num_rows, budget // max(1, row_bytes)))
+
+
+def _row_bytes(table: Any) -> int:
+    if isinstance(table, (str, Path)):
+        table = np.load(table, mmap_mode="r", allow_pickle=False)
+    return int(table.shape[1]) * int(np.dtype(table.dtype).itemsize)
+
+
 def dataset_store(dataset: Any, placement: str, *, dtype: str | None = None, device: Any = None,
                   num_buffers: int = 4, convert_dir: str | Path | None = None,
-                  shared_host: bool = False) -> FeatureStore | None:
+                  shared_host: bool = False, cache_gb: float | None = None) -> FeatureStore | None:
     """The store over ``dataset.features``, or ``None`` for a dataset without features.
 
     Args:
@@ -60,6 +90,9 @@ def dataset_store(dataset: Any, placement: str, *, dtype: str | None = None, dev
         shared_host: other processes on this host read the same table (local ranks): ``cpu``
             then gathers from the dataset's memory-mapped file instead of a private in-RAM copy,
             so the host holds one copy in its page cache for all of them (same numba gather).
+        cache_gb: ``mmap``: RAM for the hot-row cache (rows of highest in-degree).
+
+    ``dtype="int8"`` quantises a float table (per-row scales, :mod:`gnnsys.data.quantize`).
     """
     if dataset.features is None:
         return None
@@ -67,16 +100,47 @@ def dataset_store(dataset: Any, placement: str, *, dtype: str | None = None, dev
     if shared_host and placement == "cpu" and isinstance(dataset.features, np.memmap):
         actual = "mmap"
     stored = dataset.meta.get("feature_dtype") or str(dataset.features.dtype)
-    indptr = dataset.indptr if placement == "cached" else None
+    indptr = dataset.indptr if placement == "cached" or cache_gb else None
     if dtype is None or dtype == stored:
         return store_for_placement(dataset.features, actual, dtype=stored, device=device,
-                                   num_buffers=num_buffers, indptr=indptr)
+                                   num_buffers=num_buffers, indptr=indptr,
+                                   scales=getattr(dataset, "feature_scale", None), cache_gb=cache_gb)
+    if stored == "int8":
+        raise ConfigError("the dataset's features are stored as int8: they are read as float32 "
+                          "(dequantised); drop --feature-dtype or prepare the dataset again in another dtype")
     if placement == "mmap" and convert_dir is None:
         raise ValueError("converting an mmap table to another dtype needs convert_dir")
     path = Path(convert_dir) / f"features-{dtype}.npy" if placement == "mmap" else None
-    table = convert_table(dataset.features, stored, dtype, path)
+    scales = None
+    if dtype == "int8":
+        table, scales = quantize_features(dataset.features, stored, path)
+    else:
+        table = convert_table(dataset.features, stored, dtype, path)
     return store_for_placement(path if path is not None else table, placement, dtype=dtype,
-                               device=device, num_buffers=num_buffers, indptr=indptr)
+                               device=device, num_buffers=num_buffers, indptr=indptr,
+                               scales=scales, cache_gb=cache_gb)
+
+
+def _decode(stored: str):
+    if stored == "bfloat16":
+        return lambda rows: (rows.astype(np.uint32) << 16).view(np.float32)
+    return lambda rows: rows.astype(np.float32)
+
+
+def quantize_features(src: np.ndarray, stored: str, out_path: Path | None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """int8 codes ``[N, D]`` and float32 scales ``[N]`` of ``src`` (stored as ``stored``), chunk by
+    chunk; the codes written to ``out_path`` (a ``.npy`` memory map) when given."""
+    n, d = src.shape
+    if out_path is not None:
+        q = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.int8, shape=(n, d))
+    else:
+        q = np.empty((n, d), np.int8)
+    s = np.empty(n, np.float32)
+    quantize_table(src, q, s, decode=_decode(stored), chunk_rows=CONVERT_CHUNK_ROWS)
+    if out_path is not None:
+        q.flush()
+    return q, s
 
 
 def convert_table(src: np.ndarray, stored: str, dtype: str, out_path: Path | None) -> np.ndarray:

@@ -22,6 +22,20 @@ EDGE_WIDTHS = (8, 4, 2, 1)
 WIDE_MIN_ROW_BYTES = 64
 
 
+#: the int8 gather of ``cuda/gather.cu`` (dequantises with the per-row scales while copying)
+INT8_GATHER_KERNEL = "gnnsys_gather_int8"
+
+
+def plan_int8_gather(n: int, dim: int, max_blocks: int = 65535) -> GatherPlan:
+    """Launch of :data:`INT8_GATHER_KERNEL`: one group of lanes per row, a warp for rows of 32
+    codes or more (each step of a group reads ``lanes`` consecutive bytes)."""
+    lanes = 1
+    while lanes < WARP_LANES and lanes < dim:
+        lanes *= 2
+    grid = 0 if n == 0 or dim == 0 else min(max_blocks, -(-n // (BLOCK_THREADS // lanes)))
+    return GatherPlan(kernel=INT8_GATHER_KERNEL, vector_bytes=1, lanes=lanes, grid=grid)
+
+
 def all_gather_kernels() -> tuple[str, ...]:
     """Every extern "C" kernel of ``cuda/gather.cu`` (plain and ``cached``, every width)."""
     suffixes = [f"w{w}" for w in VECTOR_WIDTHS] + [f"w16s{s}" for s in EDGE_WIDTHS]

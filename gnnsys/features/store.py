@@ -19,12 +19,13 @@ from gnnsys.features.cpu_gather import (
     gather_rows_into,
 )
 from gnnsys.features.cuda_runtime import ATTR_CAN_USE_HOST_POINTER, CudaRuntime, resolve_runtime
-from gnnsys.features.hot import in_degree_cache, select_hot_rows
+from gnnsys.features.hot import build_slot_map, in_degree_cache, select_hot_rows
 from gnnsys.features.hugepages import MIN_HUGE_BYTES, advise_huge
 from gnnsys.features.ids import check_ids
 from gnnsys.features.pending import PendingGather
 from gnnsys.features.registration import PinPlan, pinnable_bytes, plan_pinning
 from gnnsys.features.table import HostTable, TableLike, open_table
+from gnnsys.features.tiered_gather import gather_tiered_into
 from gnnsys.features.validate import ValidationReport, find_nonfinite_rows
 
 PLACEMENTS = ("cpu", "mmap", "uva", "gpu", "cached")
@@ -74,6 +75,9 @@ class FeatureStore:
             output buffers (pinned when CUDA is present). The default.
         ``mmap``: the same over a memory-mapped ``.npy`` (tables larger than RAM; the page cache
             caches). Ids are read in sorted order when the table exceeds the available memory.
+            With ``cache_rows`` (and ``row_scores`` or ``hot_ids``) the hottest rows are copied
+            into an in-RAM table once and served from there (a RAM hot-row cache, the ``cached``
+            design one level down); :attr:`hit_rate` reports the fraction served from RAM.
         ``uva``: zero-copy: the table is pinned in place (``cudaHostRegister``, never copied) and
             the kernels of ``cuda/gather.cu`` read its rows over PCIe into a CUDA tensor.
         ``gpu``: the whole table resident on the GPU.
@@ -94,8 +98,12 @@ class FeatureStore:
         device: where ``gather`` returns tensors. ``cpu``/``mmap`` default to ``"cpu"`` (with
             ``"cuda"`` the gathered rows are copied from pinned buffers); the GPU placements
             default to ``"cuda"``.
-        dtype: declared element type (``"float32"``, ``"float16"``, ``"bfloat16"``); ``None`` infers.
-        cache_rows: rows kept on the GPU (``cached``; default ``len(hot_ids)``).
+        dtype: declared element type (``"float32"``, ``"float16"``, ``"bfloat16"``, ``"int8"``);
+            ``None`` infers.
+        scales: float32 ``[N]`` per-row scales of an int8 table (needed for ``dtype="int8"``):
+            gathers return float32 rows ``table[ids] * scales[ids]`` (``cpu``/``mmap`` only).
+        cache_rows: rows kept on the GPU (``cached``; default ``len(hot_ids)``) or in RAM
+            (``mmap``; default no cache).
         hot_ids: row ids hottest first (``cached``), e.g. from a warm-up pass of the sampler.
         row_scores: ``[N]`` per-row scores (in-degree or warm-up counts, see
             :mod:`gnnsys.features.hot`); the ``cache_rows`` highest are cached.
@@ -133,12 +141,13 @@ class FeatureStore:
                  num_buffers: int = 4, sort_ids: bool | None = None,
                  num_threads: int | None = None, huge_pages: bool | None = None,
                  debug: bool = False, pin_limit_bytes: int | None = None,
-                 runtime: CudaRuntime | None = None):
+                 runtime: CudaRuntime | None = None, scales: np.ndarray | None = None):
         if placement not in PLACEMENTS:
             raise ConfigError(f"placement={placement!r} is unknown; choose one of {PLACEMENTS}")
-        if placement != "cached" and (cache_rows is not None or hot_ids is not None
-                                      or row_scores is not None):
-            raise ConfigError("cache_rows / hot_ids / row_scores only apply to placement='cached'")
+        if placement not in ("cached", "mmap") and (cache_rows is not None or hot_ids is not None
+                                                    or row_scores is not None):
+            raise ConfigError("cache_rows / hot_ids / row_scores only apply to placements "
+                              "'cached' (GPU) and 'mmap' (RAM cache)")
         if int(num_buffers) < 1:
             raise ConfigError(f"num_buffers must be >= 1, got {num_buffers}")
         if num_threads is not None and int(num_threads) < 1:
@@ -154,6 +163,7 @@ class FeatureStore:
         else:
             self._device, self._on_gpu = _resolve_device(placement, device, self._runtime)
         self._table = _open(table, placement, dtype)
+        self._scales = self._check_scales(scales)
         self._num_buffers = int(num_buffers)
         self._num_threads = None if num_threads is None else int(num_threads)
         self._debug = bool(debug)
@@ -170,8 +180,16 @@ class FeatureStore:
         self.huge_pages = False
         if placement == "cpu" and huge_pages is not False:
             self.huge_pages = advise_huge(self._table.array, min_bytes=0 if huge_pages else MIN_HUGE_BYTES)
+        #: RAM hot-row cache of an ``mmap`` table: ``[C, D]`` rows and the ``[N]`` row -> slot map
+        self._ram_cache: np.ndarray | None = None
+        self._ram_slots: np.ndarray | None = None
+        self._hits = 0
+        self._requests = 0
+        if placement == "mmap" and (cache_rows is not None or hot_ids is not None):
+            self._build_ram_cache(self._hot_rows(cache_rows, hot_ids, row_scores))
         if placement in ("cpu", "mmap"):
-            self._words = as_words(self._table.array)
+            self._words = (self._table.array if self._scales is not None
+                           else as_words(self._table.array))
             # pinned only when this store copies its results to a GPU itself (with events);
             # results handed out on the host are pageable, so a caller's own copy of them is
             # never a race with the next gather
@@ -188,6 +206,53 @@ class FeatureStore:
             self._finalizer = weakref.finalize(self, self._backend.close)
 
     # -- construction helpers -------------------------------------------------------------
+    def _check_scales(self, scales) -> np.ndarray | None:
+        if self._table.dtype.name != "int8":
+            if scales is not None:
+                raise ConfigError("scales only apply to an int8 table (dtype='int8')")
+            return None
+        if scales is None:
+            raise ConfigError("an int8 feature table needs its float32 per-row scales (scales=...)")
+        if self._placement not in ("cpu", "mmap"):
+            raise ConfigError(f"int8 tables are dequantised by the CPU gather (placements 'cpu' and "
+                              f"'mmap'); placement {self._placement!r} cannot read them yet")
+        sc = np.asarray(scales)
+        if sc.shape != (self._table.num_rows,) or sc.dtype != np.float32:
+            raise ConfigError(f"scales must be float32 [{self._table.num_rows}], got {sc.dtype} {sc.shape}")
+        return np.ascontiguousarray(sc)
+
+    def _build_ram_cache(self, hot: np.ndarray) -> None:
+        """Copy rows ``hot`` of the mapped table into RAM (read in ascending order, in chunks)."""
+        hot = np.sort(np.asarray(hot, dtype=np.int64))
+        self._ram_slots = build_slot_map(self._table.num_rows, hot)
+        src = self._table.array
+        cache = np.empty((hot.shape[0], self._table.dim), src.dtype)
+        step = max(1, (64 << 20) // max(1, self._table.row_bytes))
+        for a in range(0, hot.shape[0], step):
+            cache[a:a + step] = src[hot[a:a + step]]
+        self._ram_cache = cache if self._scales is not None else as_words(cache)
+
+    @property
+    def cache_rows(self) -> int:
+        """Rows held in the RAM cache of an ``mmap`` table (0 without one)."""
+        return 0 if self._ram_cache is None else int(self._ram_cache.shape[0])
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of the RAM cache (rows and the row -> slot map)."""
+        if self._ram_cache is None:
+            return 0
+        return int(self._ram_cache.nbytes + self._ram_slots.nbytes)
+
+    def reset_hit_rate(self) -> float | None:
+        """Return :attr:`hit_rate` and start counting afresh (e.g. once per epoch)."""
+        rate = self.hit_rate
+        with self._lock:
+            self._hits = self._requests = 0
+        if self._backend is not None and self._placement == "cached":
+            self._backend.hits = self._backend.requests = 0
+        return rate
+
     def _make_gpu_backend(self, cache_rows, hot_ids, row_scores, pin_limit_bytes):
         from gnnsys.features import cuda_backends as cb  # noqa: PLC0415 - needs CUDA
 
@@ -239,10 +304,15 @@ class FeatureStore:
             raise FeatureStoreError("the dataset has no node features (ds.features is None)")
         meta = getattr(ds, "meta", None) or {}
         kwargs.setdefault("dtype", meta.get("feature_dtype"))
+        if getattr(ds, "feature_scale", None) is not None:
+            kwargs.setdefault("scales", ds.feature_scale)
         if placement == "cached" and kwargs.get("hot_ids") is None and kwargs.get("row_scores") is None:
             default = in_degree_cache(ds.indptr)
             kwargs["row_scores"] = default["row_scores"]
             kwargs.setdefault("cache_rows", default["cache_rows"])
+        if (placement == "mmap" and kwargs.get("cache_rows") is not None
+                and kwargs.get("hot_ids") is None and kwargs.get("row_scores") is None):
+            kwargs["row_scores"] = in_degree_cache(ds.indptr)["row_scores"]
         return cls(features, placement=placement, **kwargs)
 
     # -- properties -----------------------------------------------------------------------
@@ -296,6 +366,8 @@ class FeatureStore:
         """``cached``: fraction of the rows gathered so far served from the GPU cache (``None``
         before the first gather and for other placements)."""
         backend = self._backend
+        if self._placement == "mmap" and self._ram_cache is not None:
+            return self._hits / self._requests if self._requests else None
         if self._placement != "cached" or backend.requests == 0:
             return None
         return backend.hits / backend.requests
@@ -368,8 +440,17 @@ class FeatureStore:
         else:
             with self._lock:
                 slot, target = self._ring.take(n)
-        gather_rows_into(self._words, idx, as_words(target.numpy()), sort_ids=self._sort_ids,
-                         num_threads=self._num_threads)
+        if self._scales is not None or self._ram_cache is not None:
+            out_words = target.numpy() if self._scales is not None else as_words(target.numpy())
+            hits = gather_tiered_into(self._words, idx, out_words, scales=self._scales,
+                                      cache=self._ram_cache, slots=self._ram_slots,
+                                      num_threads=self._num_threads)
+            with self._lock:
+                self._hits += hits
+                self._requests += n
+        else:
+            gather_rows_into(self._words, idx, as_words(target.numpy()), sort_ids=self._sort_ids,
+                             num_threads=self._num_threads)
         result = target.view(self._table.dtype.torch_dtype)
         if self._on_gpu:
             return self._copy_to_device(slot, result, out)

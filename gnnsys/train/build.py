@@ -12,11 +12,13 @@ needs beyond the defaults comes from its :class:`~gnnsys.models.registry.ModelSp
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -25,6 +27,7 @@ from ..data.registry import resolve
 from ..errors import ConfigError, DeviceUnavailableError, GnnsysError
 from ..features.external import embedding_run_dir, with_embedding_features
 from ..features.factory import dataset_store
+from ..features.memory_plan import plan_memory
 from ..features.store import GPU_PLACEMENTS
 from ..loader import LinkLoader, NodeLoader
 from ..models.embedding import FeatureFreeEncoder
@@ -172,15 +175,20 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
     targets = tg.target_kind(dataset) if task == "node" else None
     if targets is not None:
         tg.check_train_labels(dataset, targets)
+    check_memory(config, dataset, options, eval_full=False)  # before any table is read
     sampler = build_sampler(spec, dataset, options, config.seed,
                             gpu=device if config.sampler == "gpu" else None)
     features = build_features(spec, dataset, options, config, device, run_dir, shared_host)
     in_dim = None if features is None else int(features.dim)
     model = build_model(spec, options, config, dataset, task, in_dim).to(device)
+    eval_mode = resolve_eval_mode(config, spec, model)
+    if eval_mode == "full" and check_memory(config, dataset, options, eval_full=True,
+                                            refuse=config.eval_mode == "full") is not None:
+        eval_mode = "sampled"  # auto: layer-wise evaluation would not fit in RAM
     return Assembly(config=config, device=device, dataset=dataset, task=task, spec=spec,
                     options=options, metric=metric, sampler=sampler, features=features,
                     aggregate_first_hop=aggregates_first_hop(options, features), model=model,
-                    eval_mode=resolve_eval_mode(config, spec, model),
+                    eval_mode=eval_mode,
                     train_batch_size=train_batch_size or config.batch_size, shard=shard,
                     targets=targets)
 
@@ -231,6 +239,31 @@ def resolve_metric(config: TrainConfig, dataset: Any, task: str) -> str:
         raise ConfigError(f"metric {metric} needs explicit negative pairs (valid_neg / test_neg splits); "
                           f"dataset {dataset.name!r} has none")
     return metric
+
+
+def run_memory_plan(config: TrainConfig, dataset: Any, options: dict[str, Any], eval_full: bool):
+    """The :class:`~gnnsys.features.memory_plan.MemoryPlan` of this run on ``dataset``."""
+    workers = max(1, config.num_workers)
+    prefetch = config.prefetch if config.prefetch is not None else 2
+    return plan_memory(dataset.meta, features=config.features, feature_dtype=config.feature_dtype,
+                       cache_gb=config.cache_gb, batch_size=max(config.batch_size, config.eval_batch_size or 0),
+                       fanouts=options.get("fanouts"), num_buffers=workers * -(-prefetch // workers) + 2,
+                       samplers=workers + 1, eval_full=eval_full, hidden=int(options.get("hidden", 256)),
+                       num_threads=config.num_threads or numba.get_num_threads())
+
+
+def check_memory(config: TrainConfig, dataset: Any, options: dict[str, Any], eval_full: bool,
+                 refuse: bool = True) -> str | None:
+    """Print the run's memory plan (with a progress bar) and refuse a run that cannot fit:
+    :class:`ConfigError` naming a placement that fits, or (``refuse=False``) the reason."""
+    plan = run_memory_plan(config, dataset, options, eval_full)
+    if config.progress and not eval_full and os.environ.get("RANK", "0") == "0":
+        sys.stderr.write("\n".join(plan.lines()) + "\n")
+    if plan.refusal is not None and refuse:
+        raise ConfigError(f"{dataset.path}: {plan.refusal}")
+    if plan.refusal is not None and config.progress:
+        sys.stderr.write(f"eval_mode auto: sampled evaluation ({plan.refusal})\n")
+    return plan.refusal
 
 
 def resolve_eval_mode(config: TrainConfig, spec: ModelSpec, model: torch.nn.Module) -> str:
@@ -310,8 +343,9 @@ def build_features(spec: ModelSpec, dataset: Any, options: dict[str, Any], confi
     # loop variable is rebound (more only costs an allocation, never an overwrite)
     workers = max(1, config.num_workers)
     num_buffers = workers * -(-config.prefetch // workers) + 2
-    return dataset_store(dataset, base, dtype=config.feature_dtype, device=device, num_buffers=num_buffers,
-                         convert_dir=run_dir, shared_host=shared_host)
+    return dataset_store(dataset, base, dtype=config.feature_dtype, device=device,
+                         num_buffers=num_buffers, convert_dir=run_dir, shared_host=shared_host,
+                         cache_gb=config.cache_gb)
 
 
 def build_model(spec: ModelSpec, options: dict[str, Any], config: TrainConfig, dataset: Any,

@@ -17,7 +17,7 @@ from .host_allocator import HOST_ALLOCATORS
 #: flag dest -> TrainConfig field, for flags that map one to one.
 _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", "epochs", "lr",
            "weight_decay", "grad_clip", "grad_clip_per", "scheduler", "device", "features", "sampler",
-           "feature_dtype", "seed", "out",
+           "feature_dtype", "cache_gb", "seed", "out",
            "checkpoint_every", "eval_every", "eval_mode", "eval_fanouts", "eval_batch_size",
            "max_batches", "neg", "num_neg", "decoder", "embedding_dim", "metric", "num_threads",
            "num_workers", "prefetch", "host_allocator", "runs", "patience", "logger", "split_index")
@@ -82,7 +82,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                    help="cpu (numba, default) or gpu: the same neighbour draws by CUDA kernels that "
                         "read the pinned graph from host memory (--device cuda, node tasks)")
     p.add_argument("--feature-dtype", dest="feature_dtype", choices=FEATURE_DTYPES, default=S,
-                   help="feature precision (default: as stored)")
+                   help="feature precision (default: as stored; int8: per-row quantised)")
+    p.add_argument("--cache-gb", dest="cache_gb", type=float, default=S,
+                   help="--features mmap: GiB of RAM for the hot rows (highest in-degree)")
     p.add_argument("--seed", type=int, default=S)
     p.add_argument("--out", default=S, help="run folder (default runs/<model>-<dataset>-<time>)")
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=S,

@@ -16,14 +16,14 @@ from .host_allocator import HOST_ALLOCATORS
 TASKS = ("node", "link")
 DEVICES = ("cpu", "cuda")
 PLACEMENTS = ("cpu", "mmap", "uva", "gpu", "cached")
-FEATURE_DTYPES = ("float32", "float16", "bfloat16")
+FEATURE_DTYPES = ("float32", "float16", "bfloat16", "int8")
 EVAL_MODES = ("auto", "full", "sampled")
 SCHEDULERS = ("none", "cosine", "step")
 NEG_MODES = ("uniform", "per_source", "exclude_existing", "random_pairs")
 DECODERS = ("dot", "mlp")
 #: Fields that do not change the result of a run (excluded from :meth:`TrainConfig.fingerprint`).
 NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers", "host_allocator",
-                "sampler", "runs", "logger")
+                "sampler", "runs", "logger", "cache_gb")
 SAMPLERS = ("cpu", "gpu")
 #: Fields added after the first release: left out of the fingerprint while at their default, so
 #: that runs checkpointed before a field existed still resume.
@@ -64,7 +64,10 @@ class TrainConfig:
             kernels of ``cuda/sample.cu`` on the GPU, reading the pinned graph from host memory
             (``--device cuda``; node tasks with a fanout sampler; the samples are the same, so
             it does not change a run's result).
-        feature_dtype: precision of the features as stored for training (``None``: as on disk).
+        feature_dtype: precision of the features as stored for training (``None``: as on disk;
+            ``int8``: per-row quantised, read back as float32).
+        cache_gb: ``mmap`` placement: GiB of RAM for the hot-row cache (rows of highest
+            in-degree; gathered values are bit-identical with or without it).
         seed: the one seed of the run (model init, dropout, batch order, sampling).
         out: the run folder (``config.json``, ``metrics.jsonl``, ``checkpoint.pt``, ...).
         checkpoint_every: also checkpoint every this many optimizer steps (0: each epoch only).
@@ -125,6 +128,7 @@ class TrainConfig:
     features: str = "cpu"
     sampler: str = "cpu"
     feature_dtype: str | None = None
+    cache_gb: float | None = None
     seed: int = 0
     out: str | None = None
     checkpoint_every: int = 0
@@ -163,6 +167,11 @@ class TrainConfig:
         if not (isinstance(self.features, str) and self.features.startswith("embeddings:")
                 and len(self.features) > len("embeddings:")):
             _choice(self, "features", PLACEMENTS)
+        if self.cache_gb is not None:
+            if not (isinstance(self.cache_gb, (int, float)) and self.cache_gb > 0):
+                raise ConfigError(f"cache_gb must be a number > 0, got {self.cache_gb!r}")
+            if self.features != "mmap":
+                raise ConfigError(f"--cache-gb is the RAM cache of --features mmap, not of {self.features!r}")
         _choice(self, "sampler", SAMPLERS)
         if self.sampler == "gpu" and self.device != "cuda":
             raise ConfigError("sampler gpu runs on the GPU: it needs --device cuda")

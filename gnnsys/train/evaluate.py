@@ -175,10 +175,19 @@ def link_metric(dataset_name: str, metric: str, pos: Tensor, neg: Tensor) -> flo
 
 def all_features(dataset: Any) -> Tensor | None:
     """``[N, D]`` features of every node as a tensor over the dataset's (memory-mapped) array,
-    without a copy; bfloat16 tables (stored as uint16) are viewed as ``torch.bfloat16``."""
+    without a copy; bfloat16 tables (stored as uint16) are viewed as ``torch.bfloat16``; int8
+    tables are dequantised (``q * scale``, float32, in RAM, chunk by chunk)."""
     feats = dataset.features
     if feats is None:
         return None
+    if dataset.meta.get("feature_dtype") == "int8":
+        from ..data.quantize import dequantize_rows
+
+        out = torch.empty(tuple(feats.shape), dtype=torch.float32)
+        step = 1 << 16
+        for a in range(0, feats.shape[0], step):
+            out[a:a + step] = torch.from_numpy(dequantize_rows(feats[a:a + step], dataset.feature_scale[a:a + step]))
+        return out
     with warnings.catch_warnings():  # read-only memmaps: we never write through the tensor
         warnings.simplefilter("ignore", UserWarning)
         if dataset.meta.get("feature_dtype") == "bfloat16":
@@ -245,7 +254,6 @@ def evaluate_splits(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict
 def _evaluate_node(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict[str, float]:
     ds = parts.dataset
     logits = parts.full_outputs() if parts.eval_mode == "full" else None
-    labels = torch.from_numpy(np.array(ds.labels, dtype=np.int64))  # a writable copy
     out: dict[str, float] = {}
     for s in ("train", "valid", "test"):
         if s not in ds.splits:
@@ -254,7 +262,8 @@ def _evaluate_node(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict[
         if ids.size == 0:
             continue
         pred = logits[torch.from_numpy(ids)] if logits is not None else sampled(ids)
-        y = labels[torch.from_numpy(ids)]
+        # the split's labels only (a copy of every label would cost O(num_nodes) per evaluation)
+        y = torch.from_numpy(np.asarray(ds.labels[ids], dtype=np.int64))
         if s == "train" and parts.metric != "acc" and not _defined(parts.metric, parts.targets, y):
             continue  # e.g. ROC-AUC of a train split holding one class: valid/test are checked up front
         out[f"{s}_{parts.metric}"] = node_metric(ds.name, parts.metric, parts.targets, pred, y)

@@ -237,6 +237,7 @@ class Trainer:
         loader = self.train_loader
         _position_loader(loader, epoch, start)
         bar = _progress(c.progress, self.steps_per_epoch, start, f"epoch {epoch + 1}/{c.epochs}")
+        _hit_rate(self.parts.features)  # count this epoch's cache hits afresh
         t_epoch = time.perf_counter()
         it = iter(loader)
         losses = _StepLosses(epoch, start, c.lr)
@@ -285,7 +286,8 @@ class Trainer:
             if bar is not None:
                 bar.close()
         wall = time.perf_counter() - t_epoch
-        return {
+        hits = _hit_rate(self.parts.features)
+        record = {
             "epoch": epoch + 1,
             "loss": part["loss_sum"] / max(part["count"], 1),
             "steps": self.steps_per_epoch,
@@ -297,6 +299,9 @@ class Trainer:
             f"{self._unit()}_per_s": part["items"] / max(part["time_wait"] + part["time_compute"], 1e-9),
             "resumed_at_batch": start if start else None,
         }
+        if hits is not None:  # the RAM (mmap --cache-gb) or GPU (cached) cache's share of rows
+            record["cache_hit_rate"] = hits
+        return record
 
     def _prediction_counts(self) -> list[float]:
         """The epoch's predicted-class counts of the training items (see :class:`CollapseWatch`)."""
@@ -448,10 +453,18 @@ def _progress(enabled: bool, total: int, start: int, desc: str):
     return tqdm(total=total, initial=start, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
 
 
+def _hit_rate(features) -> float | None:
+    """The feature cache's hit rate since the last call (``None`` without a cache), restarted."""
+    reset = getattr(features, "reset_hit_rate", None)
+    return reset() if reset is not None else None
+
+
 def _epoch_line(record: dict[str, Any]) -> str:
     parts = [f"epoch {record['epoch']}", f"loss {record['loss']:.4f}"]
     parts += [f"{k} {v:.4f}" for k, v in record.items()
               if k.startswith(("train_", "valid_", "test_")) and isinstance(v, float)]
     parts.append(f"time {record['time_epoch']:.1f}s (sample {record['time_sample']:.1f}, "
                  f"gather {record['time_gather']:.1f}, compute {record['time_compute']:.1f})")
+    if record.get("cache_hit_rate") is not None:
+        parts.append(f"cache hits {100 * record['cache_hit_rate']:.1f}%")
     return " | ".join(parts)

@@ -1,0 +1,233 @@
+"""How cost grows with size: papers100m-like at scales 0.01 and 0.1 (float16 and int8 tables).
+
+Per scale and dtype, each stage runs in its own child process (so that its peak RSS is its own):
+
+* preparation (``gnnsys.data.synthetic.generate``, out of core): wall time and peak RSS of every
+  stage (``VmHWM`` reset per stage), total time, files on disk;
+* training (GraphSAGE, fanouts 15,10,5, batch 1024, Adam, the library's NodeLoader with one
+  prefetching worker): seeds/s over the timed batches after ``--warmup`` batches, the gather's
+  share of the loop's wall time, the RAM hot-row cache's hit rate (``--features mmap
+  --cache-gb``), and the peak RSS while training (``VmHWM`` reset after setup) and of the setup;
+* the reference: the same training loop on products-like (2.4M nodes, 62M edges, float32) held
+  fully in RAM (``--features cpu``), in the same run.
+
+Scale 1 (111M nodes, 1.6B edges) is not run here (the machine is shared); docs/scale.md
+extrapolates it from these figures.
+
+    python bench/scale.py --quick              # scale 0.01 only (+ the products-like reference)
+    python bench/scale.py                      # scales 0.01 and 0.1
+    python bench/scale.py --data /tmp/x        # where datasets are prepared (reused if present)
+
+Last line: one JSON object ``{"bench": "scale", "scales": {...}, "reference": {...}, ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# children
+
+
+def child_prep(args) -> dict:
+    from gnnsys.data.synthetic import generate
+
+    stats: dict = {}
+    t = time.perf_counter()
+    ds = generate(args.preset, args.out, scale=args.scale, feature_dtype=args.dtype, overwrite=True,
+                  stats=stats)
+    wall = time.perf_counter() - t
+    disk = sum(f["bytes"] for f in ds.meta["files"].values())
+    peak = max(r["peak_rss_bytes"] for r in stats["stages"].values())
+    return {"seconds": round(wall, 2), "peak_rss_bytes": peak, "disk_bytes": disk,
+            "disk_estimate_bytes": stats["disk_estimate_bytes"], "num_nodes": ds.num_nodes,
+            "num_edges": ds.num_edges, "stages": stats["stages"]}
+
+
+def child_train(args) -> dict:
+    import numpy as np
+    import torch
+    from torch.nn import functional as F
+
+    from gnnsys.data.format import load_dataset
+    from gnnsys.data.stages import peak_rss_bytes, reset_peak_rss
+    from gnnsys.features.factory import dataset_store
+    from gnnsys.loader import NodeLoader
+    from gnnsys.models import GraphSAGE
+    from samplers import NeighborSampler
+
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    ds = load_dataset(args.dataset, validate="quick")
+    sampler = NeighborSampler(ds.graph, [15, 10, 5], seed=0)
+    store = dataset_store(ds, args.features, num_buffers=4,
+                          cache_gb=args.cache_gb if args.features == "mmap" else None)
+    model = GraphSAGE(store.dim, 256, int(ds.num_classes), num_layers=3, dropout=0.5)
+    opt = torch.optim.Adam(model.parameters(), lr=0.003)
+    loader = NodeLoader(sampler, np.asarray(ds.splits["train"]), 1024, features=store,
+                        labels=ds.labels, shuffle=True, prefetch=1)
+    setup = time.perf_counter() - t0
+    setup_peak = peak_rss_bytes()
+    reset_peak_rss()
+    model.train()
+    it = iter(loader)
+    gather = sample = 0.0
+    seeds = 0
+    t_start = None
+    for i in range(args.warmup + args.batches):
+        if i == args.warmup:
+            store.reset_hit_rate()
+            gather = sample = 0.0
+            seeds = 0
+            t_start = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:  # a small train split: start another epoch
+            it = iter(loader)
+            batch = next(it)
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(batch), batch.y)
+        loss.backward()
+        opt.step()
+        if i >= args.warmup:
+            gather += float(batch.timings.get("gather", 0.0))
+            sample += float(batch.timings.get("sample", 0.0))
+            seeds += int(batch.batch_size)
+        del batch
+    wall = time.perf_counter() - t_start
+    hit = store.reset_hit_rate()
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
+    return {"seeds_per_s": round(seeds / wall, 1), "timed_batches": args.batches,
+            "warmup_batches": args.warmup, "wall_s": round(wall, 2),
+            "gather_share": round(gather / wall, 3), "sample_share": round(sample / wall, 3),
+            "hit_rate": None if hit is None else round(hit, 4),
+            "peak_rss_training_bytes": peak_rss_bytes(), "peak_rss_setup_bytes": setup_peak,
+            "setup_s": round(setup, 2), "features": args.features,
+            "cache_gb": args.cache_gb if args.features == "mmap" else None,
+            "table_bytes": int(ds.features.nbytes), "feature_dtype": ds.feature_dtype}
+
+
+# ----------------------------------------------------------------------------------------------
+# parent
+
+
+def _run_child(argv: list[str], timeout: float) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv]
+    t = time.perf_counter()
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s", "command": " ".join(cmd)}
+    if res.returncode != 0:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+        return {"error": f"exit {res.returncode}: {' | '.join(tail)}", "command": " ".join(cmd)}
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["child_wall_s"] = round(time.perf_counter() - t, 2)
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
+def _prepared(path: Path) -> bool:
+    return (path / "meta.json").is_file()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="scale 0.01 only")
+    ap.add_argument("--scales", default=None, help="comma-separated scales (default 0.01,0.1)")
+    ap.add_argument("--dtypes", default="float16,int8")
+    ap.add_argument("--data", default="/tmp/gnnsys-bench-scale", help="dataset folder (reused)")
+    ap.add_argument("--reprepare", action="store_true", help="prepare again even if present")
+    ap.add_argument("--batches", type=int, default=5, help="timed batches per training run")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--cache-fraction", type=float, default=0.25,
+                    help="RAM cache as a fraction of the table (mmap runs)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--reference", default="products-like", help="preset trained in RAM as the reference")
+    ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--child", choices=("prep", "train"))
+    ap.add_argument("--preset"), ap.add_argument("--scale", type=float), ap.add_argument("--dtype")
+    ap.add_argument("--out"), ap.add_argument("--dataset"), ap.add_argument("--features")
+    ap.add_argument("--cache-gb", dest="cache_gb", type=float, default=None)
+    args = ap.parse_args()
+    if args.child == "prep":
+        print(json.dumps(child_prep(args)))
+        return
+    if args.child == "train":
+        print(json.dumps(child_train(args)))
+        return
+
+    import numba
+    import numpy as np
+    import torch
+
+    scales = [0.01] if args.quick else [float(s) for s in (args.scales or "0.01,0.1").split(",")]
+    dtypes = args.dtypes.split(",")
+    data = Path(args.data)
+    data.mkdir(parents=True, exist_ok=True)
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    common = ["--batches", str(args.batches), "--warmup", str(args.warmup), *threads]
+    print(f"bench/scale.py: python {platform.python_version()}, numpy {np.__version__}, torch "
+          f"{torch.__version__}, numba {numba.__version__}; torch threads {torch.get_num_threads()}, "
+          f"numba threads {numba.get_num_threads()}; command: {' '.join(sys.argv)}", flush=True)
+    result: dict = {"bench": "scale", "scales": {}, "reference": None,
+                    "command": " ".join(sys.argv), "load_start": os.getloadavg()[0],
+                    "cpus": os.cpu_count(), "fanouts": [15, 10, 5], "batch_size": 1024}
+    # the reference: products-like in RAM
+    ref_dir = data / args.reference
+    ref_prep = None
+    if args.reprepare or not _prepared(ref_dir):
+        ref_prep = _run_child(["--child", "prep", "--preset", args.reference, "--scale", "1",
+                               "--dtype", "float32", "--out", str(ref_dir)], args.timeout)
+    ref = _run_child(["--child", "train", "--dataset", str(ref_dir), "--features", "cpu", *common],
+                     args.timeout)
+    result["reference"] = {"dataset": args.reference, "features": "cpu", "preparation": ref_prep,
+                           "training": ref}
+    print(f"reference {args.reference} in RAM: {ref.get('seeds_per_s')} seeds/s "
+          f"(load {ref.get('load_after')})", flush=True)
+    for scale in scales:
+        per_dtype = {}
+        for dtype in dtypes:
+            d = data / f"papers100m-like-x{scale:g}-{dtype}"
+            prep = None
+            if args.reprepare or not _prepared(d):
+                prep = _run_child(["--child", "prep", "--preset", "papers100m-like", "--scale", str(scale),
+                                   "--dtype", dtype, "--out", str(d)], args.timeout)
+                print(f"scale {scale:g} {dtype}: prepared in {prep.get('seconds')} s, peak RSS "
+                      f"{prep.get('peak_rss_bytes', 0) / 2**30:.2f} GiB (load {prep.get('load_after')})",
+                      flush=True)
+            meta = json.loads((d / "meta.json").read_text()) if _prepared(d) else None
+            table = meta["files"]["features.npy"]["bytes"] if meta else 0
+            cache_gb = max(0.01, args.cache_fraction * table / 2**30)
+            train = _run_child(["--child", "train", "--dataset", str(d), "--features", "mmap",
+                                "--cache-gb", f"{cache_gb:.3f}", *common], args.timeout)
+            ratio = (train.get("seeds_per_s") / ref["seeds_per_s"]
+                     if train.get("seeds_per_s") and ref.get("seeds_per_s") else None)
+            per_dtype[dtype] = {"preparation": prep, "training": train,
+                                "throughput_vs_products_in_ram": None if ratio is None else round(ratio, 3)}
+            print(f"scale {scale:g} {dtype}: {train.get('seeds_per_s')} seeds/s (x{ratio} of products "
+                  f"in RAM), gather share {train.get('gather_share')}, hit rate {train.get('hit_rate')}, "
+                  f"peak RSS training {train.get('peak_rss_training_bytes', 0) / 2**30:.2f} GiB "
+                  f"(load {train.get('load_after')})", flush=True)
+        result["scales"][f"{scale:g}"] = per_dtype
+    result["load_end"] = os.getloadavg()[0]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -91,21 +91,21 @@ def test_save_dataset_validates_in_the_temporary_sibling_before_replacing(tmp_pa
 
 def test_disk_full_while_preparing_removes_partial_files_and_keeps_the_old_dataset(tmp_path, capsys,
                                                                                   monkeypatch):
-    import gnnsys.data.format as fmt
+    import gnnsys.data.external_csc as ext
 
     out = tmp_path / "ds"
     synthetic.generate("tiny", out, seed=0)
     before = _digests(out)
-    real = fmt.DatasetWriter.create
+    real = ext.NpyOut.write
     calls = [0]
 
-    def create(self, rel, shape, dtype):  # the disk fills up at the second large array
+    def write(self, *args, **kwargs):  # the disk fills up at the second positioned write
         calls[0] += 1
         if calls[0] == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, rel, shape, dtype)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(fmt.DatasetWriter, "create", create)
+    monkeypatch.setattr(ext.NpyOut, "write", write)
     assert main(["prepare", "tiny", "--seed", "1", "--out", str(out), "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"gnnsys: error: {out}: disk full while writing the dataset (No space left on device); "

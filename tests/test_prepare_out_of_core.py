@@ -88,7 +88,9 @@ def test_second_writer_of_the_same_dataset_is_refused(tmp_path):
     from gnnsys.data.format import DatasetWriter
 
     w = DatasetWriter(tmp_path / "d")
-    with pytest.raises(DatasetError, match="another process is writing"):
+    from gnnsys.data.atomic import LockHeldError
+
+    with pytest.raises(LockHeldError, match="is writing this dataset"):
         DatasetWriter(tmp_path / "d")
     w.abort()
     DatasetWriter(tmp_path / "d").abort()  # released

@@ -34,7 +34,7 @@ from .format import (
     GraphDataset,
     float32_to_bfloat16_bits,
 )
-from .progress import DELAY_S, progress_enabled
+from . import progress as _progress
 from .quantize import quantize_rows
 from .stages import Stages
 
@@ -249,11 +249,11 @@ def _edges_out_of_core(p: Preset, w: DatasetWriter, model: _EdgeModel, streams, 
     part = BucketPartition(scratch, p.num_nodes, 2 * p.num_edges, symmetrize=True,
                            drop_self_loops=True)
     with stages.stage("edges -> buckets"):
-        for i, rng in enumerate(_bar(streams, progress, "edges")):
+        for i, rng in enumerate(_bar(streams, progress, f"edges {p.name}")):
             lo, hi = i * EDGE_CHUNK, min(p.num_edges, (i + 1) * EDGE_CHUNK)
             part.add(*model.sample(rng, hi - lo))
     with stages.stage("buckets -> CSC"):
-        bar = _bar(None, progress, "CSC buckets", total=part.num_buckets)
+        bar = _bar(None, progress, f"CSC buckets {p.name}", total=part.num_buckets)
         num_edges = finish_to_files(part, w.reserve("graph/indptr.npy"), w.reserve("graph/indices.npy"),
                                     drop_duplicates=True,
                                     on_bucket=(lambda i: bar.update(1)) if bar is not None else None)
@@ -292,11 +292,11 @@ def _edges_in_memory(p: Preset, w: DatasetWriter, model: _EdgeModel, streams, rn
 def _bar(iterable, enabled: bool, desc: str, total: int | None = None):
     """A tqdm bar (shown after :data:`~gnnsys.data.progress.DELAY_S` seconds) when bars are on
     (a terminal, no ``--no-progress``) or ``enabled``; the plain iterable (or ``None``) otherwise."""
-    if not (progress_enabled() or (enabled and sys.stderr.isatty())):
+    if not (_progress.progress_enabled() or (enabled and sys.stderr.isatty())):
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, leave=False, delay=DELAY_S)
+    return tqdm(iterable, desc=desc, total=total, leave=False, delay=_progress.DELAY_S)
 
 
 def disk_estimate(p: Preset) -> int:
@@ -336,7 +336,7 @@ def _write_features(p: Preset, w: DatasetWriter, labels, seed: int, rng_means,
     feats = NpyOut(w.reserve("features.npy"), (p.num_nodes, d), FEATURE_DTYPES[p.feature_dtype])
     scale = NpyOut(w.reserve(SCALE_FILE), (p.num_nodes,), np.float32) if p.feature_dtype == "int8" else None
     nchunks = -(-p.num_nodes // ROW_CHUNK)
-    for i, rng in enumerate(_bar(_streams(seed + 2, nchunks), progress, "features")):
+    for i, rng in enumerate(_bar(_streams(seed + 2, nchunks), progress, f"features {p.name}")):
         lo, hi = i * ROW_CHUNK, min(p.num_nodes, (i + 1) * ROW_CHUNK)
         x = rng.standard_normal((hi - lo, d), dtype=np.float32)
         x += means[labels[lo:hi]].astype(np.float32)

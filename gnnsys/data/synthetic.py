@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from . import progress as _progress
 from .csc import build_csc
 from .external_csc import BucketPartition, NpyOut, finish_to_files
 from .format import (
@@ -34,7 +35,6 @@ from .format import (
     GraphDataset,
     float32_to_bfloat16_bits,
 )
-from . import progress as _progress
 from .quantize import quantize_rows
 from .stages import Stages
 

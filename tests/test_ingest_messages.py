@@ -82,6 +82,7 @@ def test_fractional_label_is_an_error(tmp_path, capsys):
 
 
 def test_huge_fanout_is_one_line(tiny, tmp_path, capsys):
+    assert main(_train(tiny, tmp_path / "ok", "--fanouts", f"{10**9},{10**9}")) == 0  # 10^9: all neighbours
     assert main(_train(tiny, tmp_path / "r", "--fanouts", f"{10**21},3")) == 2
     assert _err(capsys) == (f"--fanouts: fanout {10**21} is larger than the largest fanout 2147483647; use "
                             "-1 for all neighbours")

@@ -160,3 +160,28 @@ def test_ogb_question_becomes_an_error(tmp_path, monkeypatch):
             node_ds.input("Will you update the dataset now? (y/N)\n")
         assert node_ds.decide_download("http://x") is True
     assert "input" not in node_ds.__dict__  # restored
+
+
+def test_prepare_ogbn_offline_in_a_real_process_never_waits_on_stdin(tmp_path):
+    """stdin an open pipe that never answers (not a terminal): exit 2 with the one line, no hang."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "raw"
+    root.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GNNSYS_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "gnnsys", "prepare", "ogbn-arxiv", "--root", str(root),
+                             "--out", str(tmp_path / "ds")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        proc.wait(timeout=180)  # stdin stays open and silent all along (a prompt would wait forever)
+        out, err = proc.stdout.read(), proc.stderr.read()
+    finally:
+        proc.kill()
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            f.close()
+    assert proc.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gnnsys: error: ogbn-arxiv: raw files not found ("), err
+    assert "(GNNSYS_OFFLINE is set)" in lines[0] and "then run `gnnsys prepare ogbn-arxiv --root" in lines[0]
+    assert out == "" and not (tmp_path / "ds").exists()

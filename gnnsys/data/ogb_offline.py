@@ -37,8 +37,12 @@ def raw_files_needed(info: Any) -> list[str]:
 
 
 def url_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """``None`` when ``url`` answers a HEAD request within ``timeout`` seconds, else why not."""
+    """``None`` when ``url`` answers a HEAD request within ``timeout`` seconds, else why not
+    (never tried when ``$GNNSYS_OFFLINE`` is ``1``: gnnsys then never downloads)."""
     import urllib.request
+
+    if os.environ.get("GNNSYS_OFFLINE", "") not in ("", "0"):
+        return "GNNSYS_OFFLINE is set"
 
     try:
         req = urllib.request.Request(url, method="HEAD")

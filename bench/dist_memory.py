@@ -19,7 +19,7 @@ that of the one-process run: what a second rank costs, in the same units on both
 Last line: ``{"bench": "dist_memory", "second_rank_fraction": ..., ...}``.
 
     python bench/dist_memory.py            # products-like (2.45M nodes), 20 global batches
-    python bench/dist_memory.py --quick    # products-1m, 8 global batches
+    python bench/dist_memory.py --quick    # products-1m, 4 global batches of 512
     python bench/dist_memory.py --host-allocator retain   # glibc keeps freed blocks for reuse
 """
 
@@ -98,9 +98,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--dataset", help="preset or dataset folder (default: products-like, quick: products-1m)")
-    ap.add_argument("--batches", type=int, help="global batches (default 20, quick 8)")
+    ap.add_argument("--batches", type=int, help="global batches (default 20, quick 4)")
     ap.add_argument("--batch-size", type=int, default=1024,
-                    help="global batch (default 1024, OGB's products setting: 512 seeds per rank)")
+                    help="global batch (default 1024, OGB's products setting: 512 seeds per rank; quick 512)")
     ap.add_argument("--host-allocator", choices=("auto", "retain", "system"), default="auto",
                     help="the trainer's --host-allocator (default auto: retain alone on a host, system "
                          "for ranks sharing it)")
@@ -108,7 +108,9 @@ def main() -> None:
     args = ap.parse_args()
     info = header("dist_memory")
     dataset = args.dataset or ("products-1m" if args.quick else "products-like")
-    batches = args.batches or (8 if args.quick else 20)
+    batches = args.batches or (4 if args.quick else 20)
+    if args.quick and args.batch_size == 1024:
+        args.batch_size = 512
     home = ["--home", args.home] if args.home else []
     common = ["--dataset", dataset, *home]
     # prepare (or open the cached copy) first, so that generation memory is not measured

@@ -39,7 +39,7 @@ BENCHES: list[tuple[str, list[str], tuple[str, ...], int]] = [
                              "ratio_vs_index_select_alloc", "gpu_reason"), 180),
     ("kernels", ["--quick"], ("ratio_mean_vs_index_add", "ratio_relu_dropout_vs_torch"), 180),
     ("build_csc", ["--quick"], ("ratio_vs_scipy", "ratio_vs_scipy_all_threads"), 180),
-    ("dist_memory", ["--quick"], ("second_rank_fraction", "second_rank_anon_fraction"), 300),
+    ("dist_memory", ["--quick"], ("second_rank_fraction", "second_rank_anon_fraction"), 420),
     ("soak", ["--quick"], ("anon_growth", "anon_trend_growth", "goal_met"), 300),
     ("transformer_epoch", ["--quick"], ("gps_epoch_ratio_vs_sage", "gps_acc_delta_points"), 420),
     ("gpu_check", ["--dry-run"], ("ok", "reason"), 120),

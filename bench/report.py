@@ -34,15 +34,14 @@ BENCHES: list[tuple[str, list[str], tuple[str, ...], int]] = [
     ("sampler", ["--quick"], ("ratio_vs_pyg_1t", "ratio_vs_pyg_2t", "ratio_vs_pyg", "ratio_vs_pyg_cpu_time_1t",
                               "ratio_vs_dgl_1t", "speedup_2workers_vs_1t", "speedup_2t_vs_1t"), 420),
     ("train_epoch", ["--quick"], ("ratio_vs_pyg", "pyg_num_workers", "pyg_trim", "pyg_adj", "pyg_null_reason"), 600),
-    ("drop_in", ["--quick"], ("ratio_vs_pyg",), 300),
+    ("drop_in", ["--quick"], ("ratio_vs_pyg", "ratio_vs_pyg_plain_loop", "ratio_vs_pyg_none_loop"), 600),
     ("gather", ["--quick"], ("ratio_vs_index_select", "ratio_vs_read_limit", "ratio_vs_memcpy",
                              "ratio_vs_index_select_alloc", "gpu_reason"), 180),
     ("kernels", ["--quick"], ("ratio_mean_vs_index_add", "ratio_relu_dropout_vs_torch"), 180),
     ("build_csc", ["--quick"], ("ratio_vs_scipy", "ratio_vs_scipy_all_threads"), 180),
-    ("dist_memory", ["--quick"], ("second_rank_fraction", "second_rank_anon_fraction"), 300),
+    ("dist_memory", ["--quick"], ("second_rank_fraction", "second_rank_anon_fraction"), 420),
     ("soak", ["--quick"], ("anon_growth", "anon_trend_growth", "goal_met"), 300),
-    ("transformer_epoch", ["--quick"], ("gps_epoch_ratio_vs_sage", "gps_acc_delta_points",
-                                        "largegt_epoch_ratio_vs_sage", "largegt_acc_delta_points"), 420),
+    ("transformer_epoch", ["--quick"], ("gps_epoch_ratio_vs_sage", "gps_acc_delta_points"), 420),
     ("gpu_check", ["--dry-run"], ("ok", "reason"), 120),
 ]
 

@@ -108,6 +108,8 @@ def child_train(args) -> dict:
         del batch
     wall = time.perf_counter() - t_start
     hit = store.reset_hit_rate()
+    status = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in Path("/proc/self/status").read_text().splitlines()
+              if ln.startswith(("RssAnon:", "RssFile:", "VmRSS:"))}
     close = getattr(it, "close", None)
     if close is not None:
         close()
@@ -116,6 +118,8 @@ def child_train(args) -> dict:
             "gather_share": round(gather / wall, 3), "sample_share": round(sample / wall, 3),
             "hit_rate": None if hit is None else round(hit, 4),
             "peak_rss_training_bytes": peak_rss_bytes(), "peak_rss_setup_bytes": setup_peak,
+            # at the end of training: anonymous memory vs mapped file pages (evictable page cache)
+            "rss_anon_end_bytes": status.get("RssAnon"), "rss_file_end_bytes": status.get("RssFile"),
             "setup_s": round(setup, 2), "features": args.features,
             "cache_gb": args.cache_gb if args.features == "mmap" else None,
             "table_bytes": int(ds.features.nbytes), "feature_dtype": ds.feature_dtype}

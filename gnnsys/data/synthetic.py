@@ -112,6 +112,17 @@ def _node_attributes(p: Preset, rng: np.random.Generator):
     return labels, theta
 
 
+def _searchsorted_batch(cum: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(cum, keys, side="right")``, computed on the sorted keys and scattered back:
+    the same result, but the binary searches then walk ``cum`` in order (measured 7.7x faster for
+    4M keys in an 11M-entry ``cum`` on this loaded machine: random searches miss the cache at
+    every step)."""
+    order = np.argsort(keys)
+    out = np.empty(keys.shape[0], np.int64)
+    out[order] = np.searchsorted(cum, keys[order], side="right")
+    return out
+
+
 class _EdgeModel:
     """Vectorised edge sampler of the degree-corrected SBM."""
 
@@ -131,7 +142,7 @@ class _EdgeModel:
 
     def sample(self, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
         total = self.cum[-1]
-        src = np.searchsorted(self.cum, rng.random(m) * total, side="right")
+        src = _searchsorted_batch(self.cum, rng.random(m) * total)
         src = np.minimum(src, self.cum.size - 1)
         c = self.labels[src]
         same = rng.random(m) < self.homophily
@@ -142,7 +153,7 @@ class _EdgeModel:
         if empty.any():  # a class with no node: fall back to the source's class
             c[empty] = self.labels[src[empty]]
         lo, hi = self.mass_lo[c], self.mass_hi[c]
-        pos = np.searchsorted(self.cum_by_class, lo + rng.random(m) * (hi - lo), side="right")
+        pos = _searchsorted_batch(self.cum_by_class, lo + rng.random(m) * (hi - lo))
         dst = self.order[np.minimum(pos, self.order.size - 1)]
         return src, dst
 

@@ -119,6 +119,13 @@ def test_bad_input_is_one_line(tiny, tmp_path, capsys, argv, needles):
     assert not (out / "embeddings.npy").exists()
 
 
+def test_resume_of_an_embedding_run_is_refused(deepwalk_run, capsys):
+    before = (deepwalk_run / "embeddings.npy").read_bytes()
+    code, _, err = _cli(["train", "--resume", "--out", deepwalk_run], capsys)
+    _one_line_error(code, err, "--resume", "--overwrite")
+    assert (deepwalk_run / "embeddings.npy").read_bytes() == before
+
+
 def test_memory_estimate_is_printed_in_the_error():
     with pytest.raises(ConfigError, match=r"needs about 0\.\d GiB .* 0\.0 GiB are available"):
         check_memory(100_000, 10, EmbeddingOptions(dim=128), available=1000)

@@ -81,8 +81,8 @@ def test_link_hits_by_ogb_evaluator(link_tiny, tmp_path, capsys, extra):
     assert code == 0, err
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     emb = torch.from_numpy(np.load(tmp_path / "r" / "embeddings.npy"))
-    pos = torch.from_numpy(np.asarray(link_tiny.splits["test_pos"]))
-    neg = torch.from_numpy(np.asarray(link_tiny.splits["test_neg"]))
+    pos = torch.from_numpy(np.array(link_tiny.splits["test_pos"]))
+    neg = torch.from_numpy(np.array(link_tiny.splits["test_neg"]))
     k = int(s["metric"].split("@")[1])
     want = hits_at_k(link_tiny.name, (emb[pos[:, 0]] * emb[pos[:, 1]]).sum(-1),
                      (emb[neg[:, 0]] * emb[neg[:, 1]]).sum(-1), k)

@@ -200,6 +200,11 @@ def _embedding_model(args) -> bool:
     from .embedding import EMBEDDING_MODELS
 
     model = getattr(args, "model", None)
+    if model is None and getattr(args, "resume", False) and getattr(args, "out", None):
+        from .embedding.api import is_embedding_run
+
+        if is_embedding_run(args.out):
+            return True
     if model is None and getattr(args, "config", None):
         try:
             model = json.loads(Path(args.config).read_text()).get("model")

@@ -81,8 +81,8 @@ def test_link_hits_by_ogb_evaluator(link_tiny, tmp_path, capsys, extra):
     assert code == 0, err
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     emb = torch.from_numpy(np.load(tmp_path / "r" / "embeddings.npy"))
-    pos = torch.from_numpy(np.asarray(link_tiny.splits["test_pos"]))
-    neg = torch.from_numpy(np.asarray(link_tiny.splits["test_neg"]))
+    pos = torch.from_numpy(np.array(link_tiny.splits["test_pos"]))
+    neg = torch.from_numpy(np.array(link_tiny.splits["test_neg"]))
     k = int(s["metric"].split("@")[1])
     want = hits_at_k(link_tiny.name, (emb[pos[:, 0]] * emb[pos[:, 1]]).sum(-1),
                      (emb[neg[:, 0]] * emb[neg[:, 1]]).sum(-1), k)
@@ -117,6 +117,13 @@ def test_bad_input_is_one_line(tiny, tmp_path, capsys, argv, needles):
     code, _, err = _cli(["train", "--dataset", tiny.path, "--out", out, "--no-progress", *argv], capsys)
     _one_line_error(code, err, *needles)
     assert not (out / "embeddings.npy").exists()
+
+
+def test_resume_of_an_embedding_run_is_refused(deepwalk_run, capsys):
+    before = (deepwalk_run / "embeddings.npy").read_bytes()
+    code, _, err = _cli(["train", "--resume", "--out", deepwalk_run], capsys)
+    _one_line_error(code, err, "--resume", "--overwrite")
+    assert (deepwalk_run / "embeddings.npy").read_bytes() == before
 
 
 def test_memory_estimate_is_printed_in_the_error():

@@ -390,7 +390,8 @@ def main(argv: list[str] | None = None) -> dict:
     threads = [1, 2] if numba.config.NUMBA_NUM_THREADS >= 2 else [1]
     t2 = threads[-1]
     vers = versions()
-    print(f"command: {command}\nversions: {json.dumps(vers)}\nnumba threads: {threads}, "
+    print(f"command: {command}\nversions: {json.dumps(vers)} (threading layer: see the JSON)\n"
+          f"numba threads: {threads}, "
           f"cpu_count {os.cpu_count()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
           flush=True)
     load_start = [round(x, 2) for x in os.getloadavg()]
@@ -480,6 +481,7 @@ def main(argv: list[str] | None = None) -> dict:
             return None
         return round(res[a]["edges_per_s"] / res[b]["edges_per_s"], 3)
 
+    vers = versions()  # again: numba reports its threading layer once a parallel region ran
     summary: dict = {"bench": "sampler", "command": command, "versions": vers,
                      "threads": threads, "graph": g.name, "num_nodes": g.num_nodes,
                      "num_edges": int(g.indices.size), "fanouts": fanouts,

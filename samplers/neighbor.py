@@ -291,7 +291,8 @@ class NeighborSampler:
         nchunks = chunks or max(1, min(numba.get_num_threads(), scratch.num_threads))
         ebase = _fused.init_seeds(seeds, scratch.gmap, nodes, scratch.starts, scratch.avail,
                                   self.indptr, self.indices, self.weights, self._wdeg, ex_nodes,
-                                  ex_keys, self.fanouts[0], self.replace, min(nchunks, b))
+                                  ex_keys, self.fanouts[0], self.replace,
+                                  1 if 8 * b < _fused.SERIAL_HOP_EDGES else min(nchunks, b))
         if profile is not None:
             t = _tick(profile, "init", t)
         known = b
@@ -307,6 +308,8 @@ class NeighborSampler:
                 if profile is not None:
                     t = _tick(profile, f"hop{k}/plan", t)
             e = int(ebase[-1])
+            if e < _fused.SERIAL_HOP_EDGES and ebase.size > 2:  # a small hop: one thread
+                ebase = np.array([0, e], np.int64)
             scratch.reserve(e, known + e)
             edge_index = np.empty((2, e), np.int64)
             if profile is not None:

@@ -107,12 +107,13 @@ def test_same_output_as_two_kernel_sampler(g, serial, fanouts, replace, layout, 
         src = rng.integers(0, g.num_nodes, 3)
         dst = rng.integers(0, g.num_nodes, 3)
         ex = _exclusion(src, dst)
-    saved = _fused.SERIAL_RESOLVE_MAX
-    _fused.SERIAL_RESOLVE_MAX = 2**62 if serial else 0  # both candidate resolutions
+    saved = _fused.SERIAL_RESOLVE_MAX, _fused.SERIAL_HOP_EDGES
+    # both candidate resolutions; small hops split into chunks too (tiny graphs)
+    _fused.SERIAL_RESOLVE_MAX, _fused.SERIAL_HOP_EDGES = (2**62 if serial else 0), 0
     try:
         sub = s._sample(seeds, bs, ex, chunks=chunks)
     finally:
-        _fused.SERIAL_RESOLVE_MAX = saved
+        _fused.SERIAL_RESOLVE_MAX, _fused.SERIAL_HOP_EDGES = saved
     assert_same(sub, reference_sample(s, seeds, bs, *(ex if ex is not None else (EMPTY, EMPTY))))
 
 
@@ -122,6 +123,7 @@ def test_same_output_as_two_kernel_sampler(g, serial, fanouts, replace, layout, 
 def test_same_output_as_two_kernel_sampler_many_chunks(layout, replace, weighted, serial_max,
                                                        monkeypatch):
     monkeypatch.setattr(_fused, "SERIAL_RESOLVE_MAX", serial_max)
+    monkeypatch.setattr(_fused, "SERIAL_HOP_EDGES", 0 if serial_max == 0 else 2**62)
     # large enough for every chunk and ownership segment to hold many candidates
     g = random_graph(5_000, 60_000, seed=7)
     w = np.random.default_rng(1).random(g.indices.size) if weighted else None

@@ -19,7 +19,7 @@ other processes hits all of them alike:
   floor time / our time (1.0 = the sampler costs nothing beyond its cache misses).
 * ``pyg_1t``: PyG's sampler op (``torch.ops.torch_sparse.neighbor_sample``, serial code) on one
   thread, against ``ours_1t``; ``pyg_loader_2w``: PyG's own multi-core mode, ``NeighborLoader``
-  with ``num_workers=2`` (a fresh loader per round; its first batch, which pays the worker
+  with ``num_workers=2`` (a fresh loader per round; an extra first batch, which pays the worker
   start, is not timed), against ``ours_2w``. The peers get exactly the batches ours gets. A peer
   that cannot run is ``null`` with its reason.
 
@@ -219,18 +219,21 @@ def make_pyg_loader(g: Graph, fanouts: list[int]):
 
     def run(seed_sets, ids, workers):
         ids = list(ids)
-        seeds = torch.from_numpy(np.concatenate([seed_sets[i] for i in ids]))
+        # an extra first batch (a copy of the first one) absorbs the workers' start, untimed;
+        # then every batch of ``ids`` is timed (later batches are already under way meanwhile,
+        # which favours the peer)
+        seeds = torch.from_numpy(np.concatenate([seed_sets[i] for i in [ids[0]] + ids]))
         bs = seed_sets[ids[0]].size
         loader = NeighborLoader(data, fanouts, input_nodes=seeds, batch_size=bs, shuffle=False,
                                 num_workers=workers, persistent_workers=False,
                                 neighbor_sampler=sampler)
         it = iter(loader)
-        next(it)  # worker start: not timed (favours the peer: later batches are under way)
+        next(it)
         edges = 0
         t = time.perf_counter()
         for batch in it:
             edges += int(batch.adj_t.nnz())
-        return time.perf_counter() - t, edges, len(ids) - 1
+        return time.perf_counter() - t, edges, len(ids)
 
     return run
 
@@ -390,7 +393,8 @@ def main(argv: list[str] | None = None) -> dict:
     threads = [1, 2] if numba.config.NUMBA_NUM_THREADS >= 2 else [1]
     t2 = threads[-1]
     vers = versions()
-    print(f"command: {command}\nversions: {json.dumps(vers)}\nnumba threads: {threads}, "
+    print(f"command: {command}\nversions: {json.dumps(vers)} (threading layer: see the JSON)\n"
+          f"numba threads: {threads}, "
           f"cpu_count {os.cpu_count()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
           flush=True)
     load_start = [round(x, 2) for x in os.getloadavg()]
@@ -480,6 +484,7 @@ def main(argv: list[str] | None = None) -> dict:
             return None
         return round(res[a]["edges_per_s"] / res[b]["edges_per_s"], 3)
 
+    vers = versions()  # again: numba reports its threading layer once a parallel region ran
     summary: dict = {"bench": "sampler", "command": command, "versions": vers,
                      "threads": threads, "graph": g.name, "num_nodes": g.num_nodes,
                      "num_edges": int(g.indices.size), "fanouts": fanouts,

@@ -1,28 +1,35 @@
 """One hop of neighbour sampling fused with relabelling, parallel end to end.
 
-A hop runs as :func:`hop_plan` (edge offsets of the frontier chunks) then :func:`hop_expand`
-(sampling, de-duplication, relabelling, block assembly), both numba kernels with no serial stage
-longer than ``O(threads)``. Per-node facts that every hop needs (``starts`` = ``indptr[v]`` and
-``avail`` = the number of neighbours a node may be sampled from) are read once, when a node
-enters the subgraph, and stored by local id, so a hop reads them sequentially.
+A batch runs :func:`init_seeds` (seeds, their per-node facts, the first hop's plan) then one
+:func:`hop_expand` per hop (sampling, de-duplication, relabelling, block assembly and the next
+hop's plan); ``layout="block"`` plans each later hop with :func:`hop_plan`. No serial stage is
+longer than ``O(threads)`` except the optional single-pass candidate resolution below, used only
+when it is shorter than a barrier. Per-node facts that every hop needs (``starts`` =
+``indptr[v]`` and ``avail`` = the number of neighbours a node may be sampled from) are read once,
+when a node enters the subgraph, in a flat parallel loop, and stored by local id.
 
 The draws are exactly those of :func:`samplers._hop.hop_fill` (keyed by ``(hop_key, node, j)``)
 and new nodes get local ids in order of first occurrence among the sampled edges, as in
 :func:`samplers._relabel.relabel`; the output is therefore bit-identical to the two-kernel
 version and independent of the thread count.
 
-``hop_expand``, with ``T`` chunks (one per thread) of the frontier, each owning the contiguous
-edge range ``ebase[t]:ebase[t + 1]``:
+``hop_expand``, with ``T`` chunks (one per thread) of the frontier, chunk ``t`` owning the
+contiguous edge range ``ebase[t]:ebase[t + 1]`` (parallel regions separated by barriers):
 
 1. per chunk: draw every node's neighbour positions (pure arithmetic, sequential writes), then,
-   tile by tile, three flat loops that keep many cache misses in flight: ``indices`` at the
-   chosen positions, the relabel-table probe ``gmap[nbr]``, and the per-chunk "seen" bitmap of
-   the sources not yet in the subgraph (candidates, in order);
-2. the candidates of all chunks, split into equal segments: a candidate is *owned* (it is that
-   node's first occurrence) when no earlier chunk's bitmap has it; owners are counted per segment;
-3. owners get consecutive local ids segment by segment (a prefix sum over ``O(T)`` segment
-   counts) and, when another hop follows, their ``starts``/``avail``;
-4. per chunk: sources that were new read their local id and clear their bitmap bytes.
+   tile by tile, flat loops that keep many cache misses in flight: ``indices`` at the chosen
+   positions, then the relabel-table probe ``gmap[nbr]``, then a branchy pass over the probed
+   tile. Chunk 0's first occurrences are global first occurrences, so chunk 0 numbers its new
+   sources at once (``known``, ``known + 1``, ...). A later chunk lists its unmapped sources
+   once each (its "seen" bitmap) as candidates; it may meanwhile read ids that chunk 0 writes
+   (aligned word stores: it sees ``-1`` or the final id, and both end the same);
+2. candidates not numbered by chunk 0: with at most :data:`SERIAL_RESOLVE_MAX` of them, one
+   ordered pass numbers those still unmapped. Otherwise, split into equal segments over the
+   threads, a candidate is *owned* (a first occurrence) when gmap still lacks it and no earlier
+   chunk's bitmap has it, owners are counted per segment, and a second pass numbers them after
+   a prefix sum over the ``O(T)`` segment counts;
+3. split evenly over the threads: sources that were new read their local id and clear their
+   bitmap bytes; new nodes get their per-node facts and the next hop's per-chunk edge counts.
 """
 
 from __future__ import annotations
@@ -43,6 +50,13 @@ from samplers._rng import node_key
 _TILE = 256
 # Candidate segments per chunk in the ownership passes (balance across threads).
 _SEGMENTS_PER_CHUNK = 4
+#: Below this many candidates (about 0.2 ms of work), later chunks' candidates are resolved by
+#: one thread in a single ordered pass instead of two parallel passes (two fewer barriers).
+SERIAL_RESOLVE_MAX = 32768
+#: A hop with fewer sampled edges (about 0.5 ms of work) runs on one thread, and so do the seeds'
+#: facts of a batch of fewer than ``SERIAL_HOP_EDGES // 8`` seeds: on a machine whose cores are
+#: shared, each barrier can cost a scheduler time slice, far more than such work.
+SERIAL_HOP_EDGES = 32768
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -55,26 +69,59 @@ def _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys):
     return indptr[v + 1] - indptr[v]
 
 
+@njit(cache=True, nogil=True)
+def _seed_facts(seeds, starts, avail, indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout,
+                replace, lo, hi):
+    """Per-node facts of ``seeds[lo:hi]``; returns their first-hop edge count."""
+    c = 0
+    for i in range(lo, hi):
+        v = seeds[i]
+        starts[i] = indptr[v]
+        a = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
+        avail[i] = a
+        c += _count(a, fanout, replace)
+    return c
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def init_seeds(seeds, gmap, nodes, starts, avail, indptr, indices, weights, wdeg, ex_nodes,
-               ex_keys, need_next):
-    """Put ``seeds`` at local ids ``0 .. B - 1`` (a repeated seed maps to its first position).
+               ex_keys, fanout, replace, nchunks):
+    """Put ``seeds`` at local ids ``0 .. B - 1`` (a repeated seed maps to its first position),
+    read their per-node facts and plan the first hop.
 
     Args:
         seeds: int64 ``[B]``; gmap: ``[N]`` all ``-1`` on entry.
-        nodes: int64 ``[>= B]`` output, local -> global; starts, avail: int64 ``[>= B]`` outputs
-            (filled only when ``need_next``).
+        nodes: int64 ``[>= B]`` output, local -> global; starts, avail: int64 ``[>= B]`` outputs.
+        fanout, replace: the first hop's; nchunks: its number of frontier chunks.
+
+    Returns:
+        The first hop's ``ebase`` (see :func:`hop_plan`).
     """
     for i in range(seeds.size):
         s = seeds[i]
         nodes[i] = s
         if gmap[s] < 0:
             gmap[s] = i
-    if need_next:
-        for i in prange(seeds.size):
-            v = seeds[i]
-            starts[i] = indptr[v]
-            avail[i] = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
+    b = seeds.size
+    per = (b + nchunks - 1) // nchunks
+    tot = np.zeros(nchunks, np.int64)
+    if nchunks == 1:  # a small batch: one thread, no barrier
+        tot[0] = _seed_facts(seeds, starts, avail, indptr, indices, weights, wdeg, ex_nodes,
+                             ex_keys, fanout, replace, 0, b)
+    else:
+        for t in prange(nchunks):
+            tot[t] = _seed_facts(seeds, starts, avail, indptr, indices, weights, wdeg, ex_nodes,
+                                 ex_keys, fanout, replace, min(b, t * per), min(b, (t + 1) * per))
+    return _exclusive_sum(tot)
+
+
+@njit(cache=True, nogil=True)
+def _exclusive_sum(tot):
+    out = np.empty(tot.size + 1, np.int64)
+    out[0] = 0
+    for t in range(tot.size):
+        out[t + 1] = out[t] + tot[t]
+    return out
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -94,18 +141,15 @@ def hop_plan(avail, f0, known, fanout, replace, nchunks):
         for i in range(lo, hi):
             s += _count(avail[i], fanout, replace)
         tot[t] = s
-    ebase = np.empty(nchunks + 1, np.int64)
-    ebase[0] = 0
-    for t in range(nchunks):
-        ebase[t + 1] = ebase[t] + tot[t]
-    return ebase
+    return _exclusive_sum(tot)
 
 
 @njit(cache=True, nogil=True)
 def _draw_chunk(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, hop_key, nodes,
                 starts, avail, lo, hi, o, work, dst_out):
     """Absolute ``indices`` positions of the neighbours of local ids ``lo .. hi - 1`` into
-    ``work[o:]`` and their destinations into ``dst_out[o:]`` (the draws of ``hop_fill``)."""
+    ``work[o:]`` and their destinations into ``dst_out[o:]`` (the draws of ``hop_fill``).
+    Returns the offset after the last edge written."""
     weighted = weights.size > 0
     full = fanout < 0
     rep = replace and not full
@@ -132,6 +176,7 @@ def _draw_chunk(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, ho
             for q in range(o, o + c):
                 work[q] += start
         o += c
+    return o
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -199,10 +244,55 @@ def _later_chunk(indices, gmap, bitmap, work, src_out, cand, elo, ehi):
     return c - elo
 
 
+@njit(cache=True, nogil=True)
+def _chunk_pass(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, hop_key, nodes,
+                starts, avail, f0, known, t, per, ebase, gmap, bitmaps, work, cand, src_out,
+                dst_out):
+    """Step 1 of :func:`hop_expand` for chunk ``t`` (``per`` frontier nodes a chunk; 0 = all)."""
+    f = known - f0
+    lo = f0 if per == 0 else f0 + min(f, t * per)
+    hi = known if per == 0 else f0 + min(f, (t + 1) * per)
+    elo = ebase[t]
+    ehi = ebase[t + 1]
+    _draw_chunk(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, hop_key, nodes,
+                starts, avail, lo, hi, elo, work, dst_out)
+    if t == 0:
+        return _first_chunk(indices, gmap, work, src_out, nodes, elo, ehi, known)
+    return _later_chunk(indices, gmap, bitmaps[t], work, src_out, cand, elo, ehi)
+
+
+@njit(cache=True, nogil=True)
+def _finish_part(indptr, indices, weights, wdeg, ex_nodes, ex_keys, replace, nodes, starts,
+                 avail, known, ebase, gmap, bitmaps, work, src_out, need_next, next_fanout,
+                 next_chunks, m_new, t, per_fix, per_new):
+    """Step 3 of :func:`hop_expand`, part ``t``: fix up later chunks' new sources, read the new
+    nodes' facts; returns the part's next-hop edge count (0 when it has no next-hop chunk)."""
+    nchunks = ebase.size - 1
+    e1 = ebase[1]
+    rest = ebase[nchunks] - e1
+    c = 1
+    for q in range(e1 + min(rest, t * per_fix), e1 + min(rest, (t + 1) * per_fix)):
+        while q >= ebase[c + 1]:
+            c += 1
+        if src_out[q] < 0:
+            v = work[q]
+            src_out[q] = gmap[v]
+            bitmaps[c, v >> 3] = 0
+    n = 0
+    if need_next and t < next_chunks:
+        for r in range(known + min(m_new, t * per_new), known + min(m_new, (t + 1) * per_new)):
+            v = nodes[r]
+            starts[r] = indptr[v]
+            x = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
+            avail[r] = x
+            n += _count(x, next_fanout, replace)
+    return n
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replace, hop_key,
                nodes, starts, avail, f0, known, ebase, gmap, bitmaps, work, cand, src_out,
-               dst_out, need_next):
+               dst_out, need_next, next_fanout, next_chunks, serial_max):
     """Sample one hop for the frontier ``nodes[f0:known]`` and relabel it (see module docstring).
 
     Args:
@@ -219,28 +309,46 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
         work, cand: int64 ``[>= E]`` scratch.
         src_out, dst_out: int64 ``[E]`` outputs: local source / destination of every edge.
         need_next: whether another hop follows (then the new nodes' ``starts``/``avail`` are read).
+        next_fanout, next_chunks: the next hop's fanout and number of frontier chunks (used
+            when ``need_next``).
+        serial_max: resolve at most this many candidates in one ordered pass (else two
+            parallel passes); the result is the same either way.
 
     Returns:
-        The number ``M`` of new nodes; they are ``nodes[known:known + M]``.
+        ``(M, next_ebase)``: the number of new nodes (they are ``nodes[known:known + M]``) and,
+        when ``need_next``, the plan of a next hop whose frontier is exactly the new nodes
+        (``layout="pyg"``), as :func:`hop_plan` would compute it with ``next_chunks`` chunks.
     """
     nchunks = ebase.size - 1
     f = known - f0
     per = (f + nchunks - 1) // nchunks
     found = np.zeros(nchunks, np.int64)
     # 1. draw, gather, probe; chunk 0 numbers its new sources, later chunks list candidates
-    for t in prange(nchunks):
-        lo = f0 + min(f, t * per)
-        hi = f0 + min(f, (t + 1) * per)
-        elo = ebase[t]
-        ehi = ebase[t + 1]
-        _draw_chunk(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, hop_key, nodes,
-                    starts, avail, lo, hi, elo, work, dst_out)
-        if t == 0:
-            found[t] = _first_chunk(indices, gmap, work, src_out, nodes, elo, ehi, known)
-        else:
-            found[t] = _later_chunk(indices, gmap, bitmaps[t], work, src_out, cand, elo, ehi)
+    if nchunks == 1:  # a small hop: one thread, no barrier
+        found[0] = _chunk_pass(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace,
+                               hop_key, nodes, starts, avail, f0, known, 0, 0, ebase, gmap,
+                               bitmaps, work, cand, src_out, dst_out)
+    else:
+        for t in prange(nchunks):
+            found[t] = _chunk_pass(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace,
+                                   hop_key, nodes, starts, avail, f0, known, t, per, ebase, gmap,
+                                   bitmaps, work, cand, src_out, dst_out)
     first = found[0]
-    if nchunks > 1:
+    total_cand = 0
+    for t in range(1, nchunks):
+        total_cand += found[t]
+    if nchunks > 1 and total_cand <= serial_max:
+        # few candidates: one ordered pass (earlier chunks' numbers are in gmap already)
+        r = known + first
+        for t in range(1, nchunks):
+            for p in range(ebase[t], ebase[t] + found[t]):
+                v = cand[p]
+                if gmap[v] < 0:
+                    gmap[v] = r
+                    nodes[r] = v
+                    r += 1
+        end = r
+    elif nchunks > 1:
         cbase = np.empty(nchunks + 1, np.int64)
         cbase[0] = 0
         cbase[1] = 0
@@ -299,21 +407,20 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
     e1 = ebase[1]
     rest = ebase[nchunks] - e1
     m_new = end - known
-    for t in prange(nchunks):
-        a = e1 + min(rest, t * ((rest + nchunks - 1) // nchunks))
-        b = e1 + min(rest, (t + 1) * ((rest + nchunks - 1) // nchunks))
-        c = 1
-        for q in range(a, b):
-            while q >= ebase[c + 1]:
-                c += 1
-            if src_out[q] < 0:
-                v = work[q]
-                src_out[q] = gmap[v]
-                bitmaps[c, v >> 3] = 0
-        if need_next:
-            per_new = (m_new + nchunks - 1) // nchunks
-            for r in range(known + min(m_new, t * per_new), known + min(m_new, (t + 1) * per_new)):
-                v = nodes[r]
-                starts[r] = indptr[v]
-                avail[r] = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
-    return m_new
+    nt = max(nchunks, next_chunks)
+    per_fix = (rest + nt - 1) // nt
+    per_new = (m_new + next_chunks - 1) // next_chunks
+    next_tot = np.zeros(next_chunks, np.int64)
+    if nt == 1:
+        next_tot[0] = _finish_part(indptr, indices, weights, wdeg, ex_nodes, ex_keys, replace,
+                                   nodes, starts, avail, known, ebase, gmap, bitmaps, work,
+                                   src_out, need_next, next_fanout, next_chunks, m_new, 0,
+                                   per_fix, per_new)
+    else:
+        for t in prange(nt):
+            n = _finish_part(indptr, indices, weights, wdeg, ex_nodes, ex_keys, replace, nodes,
+                             starts, avail, known, ebase, gmap, bitmaps, work, src_out, need_next,
+                             next_fanout, next_chunks, m_new, t, per_fix, per_new)
+            if t < next_chunks:
+                next_tot[t] = n
+    return m_new, _exclusive_sum(next_tot)

@@ -288,11 +288,13 @@ class NeighborSampler:
         nhops = len(self.fanouts)
         nodes = np.empty(self._node_capacity(b), np.int64)
         scratch.reserve(0, b)
-        _fused.init_seeds(seeds, scratch.gmap, nodes, scratch.starts, scratch.avail, self.indptr,
-                           self.indices, self.weights, self._wdeg, ex_nodes, ex_keys, nhops > 0)
+        nchunks = chunks or max(1, min(numba.get_num_threads(), scratch.num_threads))
+        ebase = _fused.init_seeds(seeds, scratch.gmap, nodes, scratch.starts, scratch.avail,
+                                  self.indptr, self.indices, self.weights, self._wdeg, ex_nodes,
+                                  ex_keys, self.fanouts[0], self.replace,
+                                  1 if 8 * b < _fused.SERIAL_HOP_EDGES else min(nchunks, b))
         if profile is not None:
             t = _tick(profile, "init", t)
-        nchunks = chunks or max(1, min(numba.get_num_threads(), scratch.num_threads))
         known = b
         frontier_start = 0
         hops: list[Hop] = []
@@ -300,21 +302,26 @@ class NeighborSampler:
         num_edges_per_hop: list[int] = []
         for k, fanout in enumerate(self.fanouts):
             f0 = 0 if self.layout == "block" else frontier_start
-            ebase = _fused.hop_plan(scratch.avail, f0, known, fanout, self.replace,
-                                     min(nchunks, max(1, known - f0)))
+            if k > 0 and self.layout == "block":  # the pyg layout's plan came with the last hop
+                ebase = _fused.hop_plan(scratch.avail, f0, known, fanout, self.replace,
+                                        min(nchunks, max(1, known - f0)))
+                if profile is not None:
+                    t = _tick(profile, f"hop{k}/plan", t)
             e = int(ebase[-1])
-            if profile is not None:
-                t = _tick(profile, f"hop{k}/plan", t)
+            if e < _fused.SERIAL_HOP_EDGES and ebase.size > 2:  # a small hop: one thread
+                ebase = np.array([0, e], np.int64)
             scratch.reserve(e, known + e)
             edge_index = np.empty((2, e), np.int64)
             if profile is not None:
                 t = _tick(profile, f"hop{k}/alloc", t)
             hop_key = np.uint64(stream_key(self.seed, batch_seed, _TAG_HOP, k))
-            m = _fused.hop_expand(self.indptr, self.indices, self.weights, self._wdeg, ex_nodes,
-                                   ex_keys, fanout, self.replace, hop_key, nodes, scratch.starts,
-                                   scratch.avail, f0, known, ebase, scratch.gmap, scratch.bitmaps,
-                                   scratch.work, scratch.cand, edge_index[0], edge_index[1],
-                                   k + 1 < nhops)
+            last = k + 1 == nhops
+            m, ebase = _fused.hop_expand(
+                self.indptr, self.indices, self.weights, self._wdeg, ex_nodes, ex_keys, fanout,
+                self.replace, hop_key, nodes, scratch.starts, scratch.avail, f0, known, ebase,
+                scratch.gmap, scratch.bitmaps, scratch.work, scratch.cand, edge_index[0],
+                edge_index[1], not last, fanout if last else self.fanouts[k + 1], nchunks,
+                _fused.SERIAL_RESOLVE_MAX)
             if profile is not None:
                 t = _tick(profile, f"hop{k}/expand", t)
             m = int(m)

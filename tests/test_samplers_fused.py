@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_samplers_helpers import graphs, random_graph
 
-from samplers import NeighborSampler, SampledSubgraph, _hop, _relabel
+from samplers import NeighborSampler, SampledSubgraph, _fused, _hop, _relabel
 from samplers._rng import stream_key
 from samplers.neighbor import _TAG_HOP, _exclusion
 
@@ -86,12 +86,12 @@ def assert_equal_subgraphs(a: SampledSubgraph, b: SampledSubgraph) -> None:
 
 
 @SETTINGS
-@given(g=graphs(), fanouts=st.lists(st.sampled_from([-1, 1, 2, 3, 5, 40]), min_size=1, max_size=3),
+@given(g=graphs(), serial=st.booleans(), fanouts=st.lists(st.sampled_from([-1, 1, 2, 3, 5, 40]), min_size=1, max_size=3),
        replace=st.booleans(), layout=st.sampled_from(["block", "pyg"]),
        weighted=st.booleans(), exclude=st.booleans(), chunks=st.sampled_from([1, 2, 3, 7]),
        data=st.data())
-def test_same_output_as_two_kernel_sampler(g, fanouts, replace, layout, weighted, exclude,
-                                           chunks, data):
+def test_same_output_as_two_kernel_sampler(g, serial, fanouts, replace, layout, weighted,
+                                           exclude, chunks, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     weights = None
     if weighted:
@@ -107,13 +107,23 @@ def test_same_output_as_two_kernel_sampler(g, fanouts, replace, layout, weighted
         src = rng.integers(0, g.num_nodes, 3)
         dst = rng.integers(0, g.num_nodes, 3)
         ex = _exclusion(src, dst)
-    sub = s._sample(seeds, bs, ex, chunks=chunks)
+    saved = _fused.SERIAL_RESOLVE_MAX, _fused.SERIAL_HOP_EDGES
+    # both candidate resolutions; small hops split into chunks too (tiny graphs)
+    _fused.SERIAL_RESOLVE_MAX, _fused.SERIAL_HOP_EDGES = (2**62 if serial else 0), 0
+    try:
+        sub = s._sample(seeds, bs, ex, chunks=chunks)
+    finally:
+        _fused.SERIAL_RESOLVE_MAX, _fused.SERIAL_HOP_EDGES = saved
     assert_same(sub, reference_sample(s, seeds, bs, *(ex if ex is not None else (EMPTY, EMPTY))))
 
 
+@pytest.mark.parametrize("serial_max", [0, 2**62])  # parallel / single-pass candidate resolution
 @pytest.mark.parametrize("layout", ["pyg", "block"])
 @pytest.mark.parametrize("replace,weighted", [(False, False), (True, False), (False, True)])
-def test_same_output_as_two_kernel_sampler_many_chunks(layout, replace, weighted):
+def test_same_output_as_two_kernel_sampler_many_chunks(layout, replace, weighted, serial_max,
+                                                       monkeypatch):
+    monkeypatch.setattr(_fused, "SERIAL_RESOLVE_MAX", serial_max)
+    monkeypatch.setattr(_fused, "SERIAL_HOP_EDGES", 0 if serial_max == 0 else 2**62)
     # large enough for every chunk and ownership segment to hold many candidates
     g = random_graph(5_000, 60_000, seed=7)
     w = np.random.default_rng(1).random(g.indices.size) if weighted else None
@@ -124,9 +134,11 @@ def test_same_output_as_two_kernel_sampler_many_chunks(layout, replace, weighted
         assert_same(s._sample(seeds, 11, None, chunks=chunks), ref)
 
 
-def test_thread_count_gives_identical_arrays():
+@pytest.mark.parametrize("serial_max", [0, 2**62])
+def test_thread_count_gives_identical_arrays(serial_max, monkeypatch):
     """1 vs 2 numba threads (numba.set_num_threads): every output array exactly equal, node and
     link batches, both layouts."""
+    monkeypatch.setattr(_fused, "SERIAL_RESOLVE_MAX", serial_max)
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.fail("this test needs NUMBA_NUM_THREADS >= 2 to compare thread counts")
     g = random_graph(20_000, 200_000, seed=1, symmetric=True)

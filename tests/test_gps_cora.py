@@ -1,20 +1,27 @@
-"""GPS through the real trainer on Cora (public split): test accuracy at the best validation epoch."""
+"""The README's GPS command on Cora (public split) with its default options: the recipe of
+``gnnsys.train.recipes`` (chosen on valid accuracy; sweep in docs/recipes.md), model selected at
+the best valid epoch."""
 
 from __future__ import annotations
 
-from gnnsys.train import TrainConfig, train
+import json
 
-# Per-seed groups with exact attention: each training node attends over its own sampled 2-hop
-# neighbourhood (at most 32 tokens); Cora's 140 labels need heavy input dropout.
-GPS_CORA = {"local": "gine", "attention": "exact", "attn_group": "seed", "group_size": 32, "pe": "rwse",
-            "pe_dim": 8, "hidden": 64, "heads": 4, "input_dropout": 0.8, "dropout": 0.5, "attn_dropout": 0.5}
+from gnnsys.cli import main
+from gnnsys.train.recipes import RECIPES
+
+#: seed 0 reached valid accuracy 0.792 in the sweep (seeds 0 and 1: 0.792 and 0.792); the CPU run
+#: is deterministic, the margin of 0.022 absorbs a different BLAS or thread count.
+VALID_AT_LEAST = 0.77
 
 
-def test_gps_reaches_075_on_cora(cora, tmp_path):
-    cfg = TrainConfig(dataset=str(cora.path), model="gps", model_options=GPS_CORA, fanouts=[10, 10],
-                      batch_size=140, epochs=30, lr=0.005, weight_decay=5e-4, eval_every=2,
-                      eval_batch_size=1024, seed=0, num_threads=1, progress=False, out=str(tmp_path / "run"))
-    summary = train(cfg)
-    print("GPS Cora", summary["best_valid"], summary["test_at_best_valid"], summary["mean_epoch_seconds"])
-    assert summary["eval_mode"] == "sampled"
-    assert summary["test_at_best_valid"] >= 0.75, summary
+def test_gps_defaults_on_cora(planetoid_root, tmp_path, capsys):
+    argv = ["train", "--model", "gps", "--dataset", "cora", "--root", str(planetoid_root), "--home",
+            str(tmp_path / "home"), "--out", str(tmp_path / "run"), "--num-threads", "1", "--no-progress"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    print("GPS Cora defaults", summary)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    recipe = RECIPES[("gps", "cora")]
+    assert all(config[k] == v for k, v in recipe.items() if k != "model_options"), config
+    assert all(config["model_options"][k] == v for k, v in recipe["model_options"].items()), config
+    assert summary["best_valid"] >= VALID_AT_LEAST, summary

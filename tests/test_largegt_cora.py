@@ -1,19 +1,30 @@
-"""LargeGT through the real trainer on Cora (public split): test accuracy at the best validation epoch."""
+"""The README's LargeGT command on Cora (public split) with its default options: the recipe of
+``gnnsys.train.recipes`` (chosen on valid accuracy; sweep in docs/recipes.md), model selected at
+the best valid epoch."""
 
 from __future__ import annotations
 
-from gnnsys.train import TrainConfig, train
+import json
 
-LARGEGT_CORA = {"num_tokens": 32, "hidden": 64, "global_dim": 32, "num_centroids": 64, "heads": 2,
-                "dropout": 0.5}
+from gnnsys.cli import main
+from gnnsys.train.recipes import RECIPES
+
+#: seed 0 reached valid accuracy 0.780 in the sweep (seeds 0 and 1: 0.780 and 0.780); the CPU run
+#: is deterministic, the margin of 0.02 absorbs a different BLAS or thread count.
+VALID_SEED0 = 0.78
+VALID_AT_LEAST = VALID_SEED0 - 0.02
 
 
-def test_largegt_reaches_075_on_cora(cora, tmp_path):
-    opts = dict(LARGEGT_CORA, cache_dir=str(tmp_path / "cache"))  # the propagated table stays out of the fixture
-    cfg = TrainConfig(dataset=str(cora.path), model="largegt", model_options=opts, batch_size=140, epochs=20,
-                      lr=0.01, weight_decay=5e-4, eval_every=2, eval_batch_size=1024, seed=0, num_threads=1,
-                      progress=False, out=str(tmp_path / "run"))
-    summary = train(cfg)
-    print("LargeGT Cora", summary["best_valid"], summary["test_at_best_valid"], summary["mean_epoch_seconds"])
-    assert summary["test_at_best_valid"] >= 0.75, summary
+def test_largegt_defaults_on_cora(planetoid_root, tmp_path, capsys):
+    argv = ["train", "--model", "largegt", "--dataset", "cora", "--root", str(planetoid_root), "--home",
+            str(tmp_path / "home"), "--out", str(tmp_path / "run"), "--num-threads", "1", "--no-progress",
+            "--model-option", f"cache_dir=\"{tmp_path / 'cache'}\""]  # the propagated table stays in tmp
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    print("LargeGT Cora defaults", summary)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    recipe = RECIPES[("largegt", "cora")]
+    assert all(config[k] == v for k, v in recipe.items() if k != "model_options"), config
+    assert all(config["model_options"][k] == v for k, v in recipe["model_options"].items()), config
+    assert summary["best_valid"] >= VALID_AT_LEAST, summary
     assert list((tmp_path / "cache").glob("propagated-*.npy"))

@@ -158,16 +158,18 @@ def config_from_args(args: argparse.Namespace):
     from .run_folder import RunFolder
 
     given = vars(args)
+    # the options given (file, then flags) over nothing else: what stays unset takes the recipe of
+    # the final model and dataset (see gnnsys.train.recipes), not the defaults of another pair
     if args.resume:
         if "out" not in given:
             raise ConfigError("--resume needs --out RUN_FOLDER")
         base = RunFolder(given["out"]).read_config().to_dict()
         if args.config:  # a config file given with --resume must agree with the run too
-            base.update(TrainConfig.from_json_file(args.config).to_dict())
+            base.update(TrainConfig.read_json_options(args.config))
     elif args.config:
-        base = TrainConfig.from_json_file(args.config).to_dict()
+        base = TrainConfig.read_json_options(args.config)
     else:
-        base = TrainConfig().to_dict()
+        base = {}
     changes: dict[str, Any] = {k: given[k] for k in _DIRECT if k in given}
     for k in ("fanouts", "eval_fanouts"):
         if k in changes:

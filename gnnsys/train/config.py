@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .host_allocator import HOST_ALLOCATORS
+from .recipes import fill_defaults
 
 TASKS = ("node", "link")
 DEVICES = ("cpu", "cuda")
@@ -50,6 +51,10 @@ class TrainConfig:
         batch_size: seed nodes (node task) or positive edges (link task) per batch.
         epochs: passes over the training split.
         lr, weight_decay: Adam settings.
+            ``batch_size``, ``epochs``, ``lr``, ``weight_decay`` (and ``fanouts``,
+            ``eval_batch_size``, ``model_options`` keys) left unset (``None``) take the recipe of the
+            model on the named dataset (``gps`` / ``largegt`` on ``cora``, chosen on valid; see
+            :mod:`gnnsys.train.recipes`), else 1024, 5, 0.003 and 0.
         grad_clip: clip the gradients' global L2 norm to this before each step (OGB's link
             examples use 1.0); ``None``: no clipping.
         grad_clip_per: ``model`` (one norm over all parameters) or ``part``: the learnable node
@@ -116,10 +121,10 @@ class TrainConfig:
     task: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     fanouts: list[int] | None = None
-    batch_size: int = 1024
-    epochs: int = 5
-    lr: float = 0.003
-    weight_decay: float = 0.0
+    batch_size: int | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
     grad_clip: float | None = None
     grad_clip_per: str = "model"
     scheduler: str = "none"
@@ -160,8 +165,15 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> "TrainConfig":
-        """Raise :class:`ConfigError` naming the first invalid option; returns ``self``."""
+        """Fill the unset options (see :mod:`gnnsys.train.recipes`), then raise
+        :class:`ConfigError` naming the first invalid option; returns ``self``."""
         _str(self, "dataset")
+        _str(self, "model")
+        if not isinstance(self.model_options, dict):
+            raise ConfigError(f"model_options must be a JSON object, got {self.model_options!r}")
+        for key, value in fill_defaults(self.to_dict()).items():
+            if getattr(self, key) != value:
+                setattr(self, key, value)
         _choice(self, "task", TASKS, allow_none=True)
         _choice(self, "device", DEVICES)
         if not (isinstance(self.features, str) and self.features.startswith("embeddings:")
@@ -183,7 +195,6 @@ class TrainConfig:
         _choice(self, "decoder", DECODERS)
         _choice(self, "host_allocator", HOST_ALLOCATORS)
         _choice(self, "logger", LOGGERS)
-        _str(self, "model")
         for k, lo in (("batch_size", 1), ("epochs", 1), ("step_size", 1), ("checkpoint_every", 0),
                       ("eval_every", 0), ("num_neg", 1), ("decoder_hidden", 1), ("decoder_layers", 1),
                       ("num_workers", 1), ("seed", 0), ("runs", 1)):
@@ -203,8 +214,6 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
         self.fanouts = check_fanouts(self.fanouts, "fanouts")
         self.eval_fanouts = check_fanouts(self.eval_fanouts, "eval_fanouts")
-        if not isinstance(self.model_options, dict):
-            raise ConfigError(f"model_options must be a JSON object, got {self.model_options!r}")
         if self.metric is not None:
             parse_metric(self.metric)
         if self.patience is not None and self.eval_every == 0:
@@ -232,6 +241,13 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config option(s): {', '.join(unknown)}")
         return cls(**d)
+
+    @classmethod
+    def read_json_options(cls, path: str | os.PathLike) -> dict[str, Any]:
+        """The options a JSON config file sets, as written (unset ones stay absent); ConfigError
+        if the file is missing or malformed or the options are not a valid config."""
+        cls.from_json_file(path)
+        return json.loads(Path(path).read_text())
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "TrainConfig":

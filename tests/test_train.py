@@ -295,7 +295,7 @@ def test_config_validation_and_json_round_trip(tmp_path: Path) -> None:
     assert cfg.replace(out="elsewhere", progress=False).fingerprint() == cfg.fingerprint()
     assert cfg.replace(lr=0.02).differences(cfg) == ["lr"]
     for bad in [dict(epochs=0), dict(lr=-1.0), dict(device="tpu"), dict(features="disk"),
-                dict(feature_dtype="int8"), dict(fanouts=[]), dict(fanouts=[5, -2]), dict(metric="auc"),
+                dict(feature_dtype="int4"), dict(fanouts=[]), dict(fanouts=[5, -2]), dict(metric="auc"),
                 dict(eval_mode="fast"), dict(batch_size=True), dict(grad_clip=0), dict(grad_clip=-1.0),
                 dict(grad_clip=float("nan")), dict(grad_clip=True), dict(neg="pairs"), dict(prefetch=-1),
                 dict(prefetch=1.5)]:

@@ -41,14 +41,13 @@ from .atomic import (
 )
 from .csc import CSCGraph, index_dtype
 from .progress import bar
-from .split_names import LINK_SPLIT_NAMES, NODE_SPLIT_NAMES, canonical_split
+from .split_names import canonical_split
 
 FORMAT_NAME = "gnnsys-dataset"
 FORMAT_VERSION = 1
 FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
-#: the split vocabulary (see :mod:`gnnsys.data.split_names`, where it is checked)
-NODE_SPLITS = NODE_SPLIT_NAMES
-LINK_SPLITS = LINK_SPLIT_NAMES
+NODE_SPLITS = ("train", "valid", "test")
+LINK_SPLITS = ("train_pos", "valid_pos", "valid_neg", "test_pos", "test_neg")
 #: Datasets smaller than this are fully validated (content and checksums) on every load.
 FULL_CHECK_BYTES = 512 * 2**20
 _CHUNK = 1 << 24

@@ -41,7 +41,7 @@ from .atomic import (
 )
 from .csc import CSCGraph, index_dtype
 from .progress import bar
-from .split_names import canonical_split
+from .split_names import canonical_split, split_task
 
 FORMAT_NAME = "gnnsys-dataset"
 FORMAT_VERSION = 1
@@ -337,7 +337,7 @@ def save_dataset(
     """
     if task not in ("node", "link"):
         raise DatasetError(f"task must be 'node' or 'link', got {task!r}")
-    splits = {canonical_split(k, task, f"split {k!r}"): v for k, v in (splits or {}).items()}
+    splits = {canonical_split(k, split_task(k), f"split {k!r}"): v for k, v in (splits or {}).items()}
     with DatasetWriter(path, overwrite=overwrite) as w:
         n = int(graph.num_nodes)
         w.write("graph/indptr.npy", np.asarray(graph.indptr, dtype=np.int64))

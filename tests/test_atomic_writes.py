@@ -347,3 +347,13 @@ def test_failed_overwrite_of_runs_keeps_every_old_run(tiny, tmp_path, capsys, mo
     assert main(_train(tiny, out, "--runs", "2", "--overwrite", "--seed", "9")) == 0
     assert json.loads((out / "run-1" / "config.json").read_text())["out"] == str(out / "run-1")
     assert json.loads((out / "summary.json").read_text())["seeds"] == [9, 10]
+
+
+def test_dot_and_dotdot_paths_lock_their_folder(tmp_path, monkeypatch):
+    from gnnsys.data.atomic import temp_sibling
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert lock_path(".") == tmp_path / ".work.lock" == lock_path("sub/..")
+    assert temp_sibling(".", "new").parent == tmp_path

@@ -217,3 +217,20 @@ def test_cache_of_prepared_datasets_depends_on_root(planetoid_root, tmp_path, ca
     assert "is not prepared yet" in _err(capsys)
     assert main(["info", "cora", "--root", str(a), "--home", str(home)]) == 0
     assert json.loads(capsys.readouterr().out)["num_nodes"] == 2708
+
+
+def test_save_dataset_checks_each_split_name_in_its_own_vocabulary(tmp_path):
+    """Node splits (train/valid/test) beside link splits (*_pos/*_neg) in one dataset: each name is
+    checked against its own vocabulary, whatever the dataset's main task."""
+    from gnnsys.data.csc import build_csc
+    from gnnsys.data.format import save_dataset
+    from gnnsys.errors import DatasetError
+
+    g = build_csc(np.array([0, 1, 2]), np.array([1, 2, 3]), 4, symmetrize=True, drop_duplicates=True)
+    pairs = np.array([[0, 1], [1, 2]], np.int64)
+    ds = save_dataset(tmp_path / "a", name="a", task="link", graph=g, splits={"train_pos": pairs, "val_pos": pairs[:1]})
+    assert sorted(ds.splits) == ["train_pos", "valid_pos"]
+    with pytest.raises(DatasetError, match=r"unknown split name 'dev' for a node task"):
+        save_dataset(tmp_path / "b", name="b", task="link", graph=g, splits={"train_pos": pairs, "dev": np.arange(2)})
+    with pytest.raises(DatasetError, match=r"unknown split name 'train_foo_pos' for a link task"):
+        save_dataset(tmp_path / "c", name="c", task="node", graph=g, splits={"train_foo_pos": pairs})

@@ -34,8 +34,9 @@ class LockHeldError(GnnsysError):
 
 
 def lock_path(target: str | os.PathLike) -> Path:
-    """The lock file guarding ``target``: the hidden sibling ``.NAME.lock``."""
-    target = Path(target)
+    """The lock file guarding ``target``: the hidden sibling ``.NAME.lock`` (of the absolute,
+    normalised path: ``.`` and ``a/..`` name their folder)."""
+    target = Path(os.path.abspath(target))
     return target.with_name(f".{target.name}.lock")
 
 
@@ -124,7 +125,7 @@ class WriterLock:
 
 def temp_sibling(target: str | os.PathLike, kind: str = "tmp") -> Path:
     """A fresh hidden sibling name ``.NAME.<kind>-XXXXXXXX`` of ``target`` (same file system)."""
-    target = Path(target)
+    target = Path(os.path.abspath(target))
     return target.with_name(f".{target.name}.{kind}-{uuid.uuid4().hex[:8]}")
 
 
@@ -134,7 +135,7 @@ def remove_stale_siblings(target: str | os.PathLike, kind: str, keep_complete: s
     ``keep_complete``: a file name (e.g. ``"meta.json"``); a sibling holding it is a complete copy
     that an interrupted swap may have left, and is kept.
     """
-    target = Path(target)
+    target = Path(os.path.abspath(target))
     for p in target.parent.glob(f".{target.name}.{kind}-*"):
         if keep_complete is not None and (p / keep_complete).is_file():
             continue

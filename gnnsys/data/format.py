@@ -48,16 +48,15 @@ from .atomic import (
 )
 from .csc import CSCGraph, index_dtype
 from .progress import bar
-from .split_names import LINK_SPLIT_NAMES, NODE_SPLIT_NAMES, canonical_split
+from .split_names import canonical_split, split_task
 
 FORMAT_NAME = "gnnsys-dataset"
 FORMAT_VERSION = 1
 FEATURE_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "int8": np.int8}
 #: the per-row scales of an int8 feature table (see :mod:`gnnsys.data.quantize`)
 SCALE_FILE = "features_scale.npy"
-#: the split vocabulary (see :mod:`gnnsys.data.split_names`, where it is checked)
-NODE_SPLITS = NODE_SPLIT_NAMES
-LINK_SPLITS = LINK_SPLIT_NAMES
+NODE_SPLITS = ("train", "valid", "test")
+LINK_SPLITS = ("train_pos", "valid_pos", "valid_neg", "test_pos", "test_neg")
 #: Datasets smaller than this are fully validated (content and checksums) on every load.
 FULL_CHECK_BYTES = 512 * 2**20
 _CHUNK = 1 << 24
@@ -401,7 +400,7 @@ def save_dataset(
     """
     if task not in ("node", "link"):
         raise DatasetError(f"task must be 'node' or 'link', got {task!r}")
-    splits = {canonical_split(k, task, f"split {k!r}"): v for k, v in (splits or {}).items()}
+    splits = {canonical_split(k, split_task(k), f"split {k!r}"): v for k, v in (splits or {}).items()}
     with DatasetWriter(path, overwrite=overwrite) as w:
         n = int(graph.num_nodes)
         w.write("graph/indptr.npy", np.asarray(graph.indptr, dtype=np.int64))

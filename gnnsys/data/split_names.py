@@ -26,3 +26,9 @@ def canonical_split(name: str, task: str, where: str) -> str:
         raise DatasetError(f"{where}: unknown split name {name!r} for a {task} task; known: "
                            f"{', '.join(known)} ('val' is accepted for 'valid')")
     return name
+
+
+def split_task(name: str) -> str:
+    """The task a split name belongs to: ``"link"`` for ``*_pos`` / ``*_neg`` (edge pairs),
+    ``"node"`` otherwise -- a dataset may hold node splits and link splits together."""
+    return "link" if name.endswith(("_pos", "_neg")) else "node"

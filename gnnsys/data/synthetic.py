@@ -104,10 +104,12 @@ def _streams(seed: int, count: int) -> list[np.random.Generator]:
 def _node_attributes(p: Preset, rng: np.random.Generator):
     """Labels [N] int64, degree weights theta [N] float64."""
     probs = rng.dirichlet(np.full(p.num_classes, 4.0))
-    labels = rng.choice(p.num_classes, size=p.num_nodes, p=probs).astype(np.int64)
-    u = rng.random(p.num_nodes)
-    theta = (1.0 - u) ** (-1.0 / (p.alpha - 1.0))
-    theta = np.minimum(theta, np.sqrt(p.num_nodes) * 4)
+    labels = rng.choice(p.num_classes, size=p.num_nodes, p=probs).astype(np.int64, copy=False)
+    # theta = min((1 - u) ** (-1 / (alpha - 1)), 4 sqrt(N)), in place: one [N] array at a time
+    theta = rng.random(p.num_nodes)
+    np.subtract(1.0, theta, out=theta)
+    np.power(theta, -1.0 / (p.alpha - 1.0), out=theta)
+    np.minimum(theta, np.sqrt(p.num_nodes) * 4, out=theta)
     return labels, theta
 
 
@@ -131,7 +133,8 @@ class _EdgeModel:
         self.homophily = homophily
         self.cum = np.cumsum(theta)
         self.order = np.argsort(labels, kind="stable")
-        self.cum_by_class = np.cumsum(theta[self.order])
+        self.cum_by_class = theta[self.order]
+        np.cumsum(self.cum_by_class, out=self.cum_by_class)
         counts = np.bincount(labels, minlength=num_classes)
         ends = np.cumsum(counts)
         starts = ends - counts
@@ -212,10 +215,12 @@ def generate(
                                        "homophily": p.homophily, "alpha": p.alpha}}
         splits: dict[str, np.ndarray] = {}
         if p.task == "node":
-            num_edges = _edges_out_of_core(p, w, model, streams, stages, progress)
+            part = _partition_edges(p, w, model, streams, stages, progress)
+            del model  # [N] arrays no longer needed: the CSC pass holds the buckets' memory only
+            num_edges = _csc_from_buckets(part, w, stages, progress)
         else:
             num_edges, splits = _edges_in_memory(p, w, model, streams, rng_split)
-        del model
+            del model
         # 3. features: class means + unit noise, row chunk by row chunk
         if p.num_features > 0:
             with stages.stage("features"):
@@ -254,17 +259,21 @@ def generate(
         raise
 
 
-def _edges_out_of_core(p: Preset, w: DatasetWriter, model: _EdgeModel, streams, stages: Stages,
-                       progress: bool) -> int:
-    """Edges chunk by chunk into destination-range buckets on disk, then the CSC bucket by bucket
-    (symmetric, no self loops, no duplicates): memory bounded by the bucket size."""
-    scratch = w.tmp / ".scratch"
-    part = BucketPartition(scratch, p.num_nodes, 2 * p.num_edges, symmetrize=True,
+def _partition_edges(p: Preset, w: DatasetWriter, model: _EdgeModel, streams, stages: Stages,
+                     progress: bool) -> BucketPartition:
+    """Edges chunk by chunk into destination-range buckets on disk (symmetric, no self loops)."""
+    part = BucketPartition(w.tmp / ".scratch", p.num_nodes, 2 * p.num_edges, symmetrize=True,
                            drop_self_loops=True)
     with stages.stage("edges -> buckets"):
         for i, rng in enumerate(_bar(streams, progress, "edges")):
             lo, hi = i * EDGE_CHUNK, min(p.num_edges, (i + 1) * EDGE_CHUNK)
             part.add(*model.sample(rng, hi - lo))
+    return part
+
+
+def _csc_from_buckets(part: BucketPartition, w: DatasetWriter, stages: Stages, progress: bool) -> int:
+    """The CSC bucket by bucket (no duplicates): memory bounded by the bucket size."""
+    scratch = part.workdir
     with stages.stage("buckets -> CSC"):
         bar = _bar(None, progress, "CSC buckets", total=part.num_buckets)
         num_edges = finish_to_files(part, w.reserve("graph/indptr.npy"), w.reserve("graph/indices.npy"),

@@ -215,12 +215,11 @@ def generate(
                                        "homophily": p.homophily, "alpha": p.alpha}}
         splits: dict[str, np.ndarray] = {}
         if p.task == "node":
-            part = _partition_edges(p, w, model, streams, stages, progress)
-            del model  # [N] arrays no longer needed: the CSC pass holds the buckets' memory only
-            num_edges = _csc_from_buckets(part, w, stages, progress)
+            box, model = [model], None  # the callee frees the edge model before the CSC pass
+            num_edges = _edges_out_of_core(p, w, box.pop(), streams, stages, progress)
         else:
             num_edges, splits = _edges_in_memory(p, w, model, streams, rng_split)
-            del model
+        del model
         # 3. features: class means + unit noise, row chunk by row chunk
         if p.num_features > 0:
             with stages.stage("features"):
@@ -259,21 +258,18 @@ def generate(
         raise
 
 
-def _partition_edges(p: Preset, w: DatasetWriter, model: _EdgeModel, streams, stages: Stages,
-                     progress: bool) -> BucketPartition:
-    """Edges chunk by chunk into destination-range buckets on disk (symmetric, no self loops)."""
-    part = BucketPartition(w.tmp / ".scratch", p.num_nodes, 2 * p.num_edges, symmetrize=True,
+def _edges_out_of_core(p: Preset, w: DatasetWriter, model: _EdgeModel, streams, stages: Stages,
+                       progress: bool) -> int:
+    """Edges chunk by chunk into destination-range buckets on disk, then the CSC bucket by bucket
+    (symmetric, no self loops, no duplicates): memory bounded by the bucket size."""
+    scratch = w.tmp / ".scratch"
+    part = BucketPartition(scratch, p.num_nodes, 2 * p.num_edges, symmetrize=True,
                            drop_self_loops=True)
     with stages.stage("edges -> buckets"):
         for i, rng in enumerate(_bar(streams, progress, "edges")):
             lo, hi = i * EDGE_CHUNK, min(p.num_edges, (i + 1) * EDGE_CHUNK)
             part.add(*model.sample(rng, hi - lo))
-    return part
-
-
-def _csc_from_buckets(part: BucketPartition, w: DatasetWriter, stages: Stages, progress: bool) -> int:
-    """The CSC bucket by bucket (no duplicates): memory bounded by the bucket size."""
-    scratch = part.workdir
+    del model  # its [N] arrays: the CSC pass holds the labels and one bucket only
     with stages.stage("buckets -> CSC"):
         bar = _bar(None, progress, "CSC buckets", total=part.num_buckets)
         num_edges = finish_to_files(part, w.reserve("graph/indptr.npy"), w.reserve("graph/indices.npy"),

@@ -105,10 +105,12 @@ def _streams(seed: int, count: int) -> list[np.random.Generator]:
 def _node_attributes(p: Preset, rng: np.random.Generator):
     """Labels [N] int64, degree weights theta [N] float64."""
     probs = rng.dirichlet(np.full(p.num_classes, 4.0))
-    labels = rng.choice(p.num_classes, size=p.num_nodes, p=probs).astype(np.int64)
-    u = rng.random(p.num_nodes)
-    theta = (1.0 - u) ** (-1.0 / (p.alpha - 1.0))
-    theta = np.minimum(theta, np.sqrt(p.num_nodes) * 4)
+    labels = rng.choice(p.num_classes, size=p.num_nodes, p=probs).astype(np.int64, copy=False)
+    # theta = min((1 - u) ** (-1 / (alpha - 1)), 4 sqrt(N)), in place: one [N] array at a time
+    theta = rng.random(p.num_nodes)
+    np.subtract(1.0, theta, out=theta)
+    np.power(theta, -1.0 / (p.alpha - 1.0), out=theta)
+    np.minimum(theta, np.sqrt(p.num_nodes) * 4, out=theta)
     return labels, theta
 
 
@@ -132,7 +134,8 @@ class _EdgeModel:
         self.homophily = homophily
         self.cum = np.cumsum(theta)
         self.order = np.argsort(labels, kind="stable")
-        self.cum_by_class = np.cumsum(theta[self.order])
+        self.cum_by_class = theta[self.order]
+        np.cumsum(self.cum_by_class, out=self.cum_by_class)
         counts = np.bincount(labels, minlength=num_classes)
         ends = np.cumsum(counts)
         starts = ends - counts
@@ -213,7 +216,8 @@ def generate(
                                        "homophily": p.homophily, "alpha": p.alpha}}
         splits: dict[str, np.ndarray] = {}
         if p.task == "node":
-            num_edges = _edges_out_of_core(p, w, model, streams, stages, progress)
+            box, model = [model], None  # the callee frees the edge model before the CSC pass
+            num_edges = _edges_out_of_core(p, w, box.pop(), streams, stages, progress)
         else:
             num_edges, splits = _edges_in_memory(p, w, model, streams, rng_split)
         del model
@@ -263,6 +267,7 @@ def _edges_out_of_core(p: Preset, w: DatasetWriter, model: _EdgeModel, streams, 
         for i, rng in enumerate(_bar(streams, progress, f"edges {p.name}")):
             lo, hi = i * EDGE_CHUNK, min(p.num_edges, (i + 1) * EDGE_CHUNK)
             part.add(*model.sample(rng, hi - lo))
+    del model  # its [N] arrays: the CSC pass holds the labels and one bucket only
     with stages.stage("buckets -> CSC"):
         bar = _bar(None, progress, f"CSC buckets {p.name}", total=part.num_buckets)
         num_edges = finish_to_files(part, w.reserve("graph/indptr.npy"), w.reserve("graph/indices.npy"),

@@ -244,15 +244,17 @@ def interleaved(configs: dict, num_batches: int, rounds: int) -> dict:
     ``fn`` returns ``(seconds, edges)`` or ``(seconds, edges, batches_timed)``. Returns
     ``name -> {"seconds", "edges", "batches", "per_round_edges_per_s"}`` over the rounds.
     """
-    out = {name: {"seconds": 0.0, "edges": 0, "batches": 0, "per_round_edges_per_s": []}
-           for name in configs}
+    out = {name: {"seconds": 0.0, "cpu_seconds": 0.0, "edges": 0, "batches": 0,
+                  "per_round_edges_per_s": []} for name in configs}
     per = max(1, num_batches // rounds)
     for r in range(rounds):
         ids = range(r * per, min(num_batches, (r + 1) * per))
         if not ids:
             break
         for name, fn in configs.items():
+            c = time.process_time()
             res = fn(ids)
+            out[name]["cpu_seconds"] += time.process_time() - c
             s, e = res[0], res[1]
             out[name]["seconds"] += s
             out[name]["edges"] += e
@@ -260,6 +262,7 @@ def interleaved(configs: dict, num_batches: int, rounds: int) -> dict:
             out[name]["per_round_edges_per_s"].append(e / s)
     for v in out.values():
         v["edges_per_s"] = v["edges"] / v["seconds"] if v["seconds"] else None
+        v["edges_per_cpu_s"] = v["edges"] / v["cpu_seconds"] if v["cpu_seconds"] else None
         rates = v["per_round_edges_per_s"]
         v["median"], v["min"], v["max"] = float(np.median(rates)), min(rates), max(rates)
     return out
@@ -474,10 +477,12 @@ def main(argv: list[str] | None = None) -> dict:
     cpu = os.times()
     load_end = [round(x, 2) for x in os.getloadavg()]
 
-    print(f"\n{'config':<16} {'Medges/s':>9} {'min':>7} {'max':>7} {'batches':>8}")
+    print(f"\n{'config':<16} {'Medges/s':>9} {'min':>7} {'max':>7} {'Medges/cpu-s':>13} "
+          f"{'batches':>8}")
     for name, v in res.items():
+        cpu_rate = v["edges_per_cpu_s"] / 1e6 if v["edges_per_cpu_s"] else float("nan")
         print(f"{name:<16} {v['edges_per_s'] / 1e6:>9.2f} {v['min'] / 1e6:>7.2f} "
-              f"{v['max'] / 1e6:>7.2f} {v['batches']:>8}")
+              f"{v['max'] / 1e6:>7.2f} {cpu_rate:>13.2f} {v['batches']:>8}")
 
     def ratio(a: str, b: str) -> float | None:
         if a not in res or b not in res:
@@ -502,9 +507,23 @@ def main(argv: list[str] | None = None) -> dict:
     summary[f"edges_per_s_{t2}w_vs_baseline"] = ratio(f"ours_{t2}w", f"base_{t2}w")
     summary["ratio_vs_pyg_1t"] = ratio("ours_1t", "pyg_1t")
     summary[f"ratio_vs_pyg_loader_{t2}w"] = ratio(f"ours_{t2}w", f"pyg_loader_{t2}w")
+    # 1-thread configurations by this process's CPU time: robust to other processes taking the
+    # cores (not to their cache traffic); meaningless for 2 threads (spinning at barriers counts)
+    # and for the PyG loader (its workers are other processes)
+    def cpu_ratio(a: str, b: str) -> float | None:
+        if a not in res or b not in res or not res[a]["edges_per_cpu_s"] or not res[b]["edges_per_cpu_s"]:
+            return None
+        return round(res[a]["edges_per_cpu_s"] / res[b]["edges_per_cpu_s"], 3)
+
+    summary["cpu_time_ratio_vs_limit_1t"] = cpu_ratio("ours_1t", "limit_1t")
+    summary["base_cpu_time_ratio_vs_limit_1t"] = cpu_ratio("base_1t", "limit_1t")
+    summary["cpu_time_edges_per_s_1t_vs_baseline"] = cpu_ratio("ours_1t", "base_1t")
+    summary["cpu_time_ratio_vs_pyg_1t"] = cpu_ratio("ours_1t", "pyg_1t")
     summary["missing_peers"] = missing or None
     summary["edges_per_s"] = {k: round(v["edges_per_s"]) for k, v in res.items()}
     summary["edges_per_s_min_max"] = {k: [round(v["min"]), round(v["max"])] for k, v in res.items()}
+    summary["edges_per_cpu_s"] = {k: round(v["edges_per_cpu_s"]) for k, v in res.items()
+                                  if v["edges_per_cpu_s"]}
     summary["first_call_in_process_s"] = round(first_call_s, 3)
     summary["process_cpu_s"] = round(cpu.user + cpu.system - stat0.user - stat0.system, 1)
     summary["load_avg"] = {"start": load_start, "end": load_end}

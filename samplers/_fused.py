@@ -53,9 +53,9 @@ _SEGMENTS_PER_CHUNK = 4
 #: Below this many candidates (about 0.2 ms of work), later chunks' candidates are resolved by
 #: one thread in a single ordered pass instead of two parallel passes (two fewer barriers).
 SERIAL_RESOLVE_MAX = 32768
-#: A hop with fewer sampled edges (about 0.5 ms of work) runs on one thread, and so do the seeds'
-#: facts of a batch of fewer than ``SERIAL_HOP_EDGES // 8`` seeds: on a machine whose cores are
-#: shared, each barrier can cost a scheduler time slice, far more than such work.
+#: A hop with fewer sampled edges (about 0.5 ms of work) runs as one chunk (one thread does the
+#: work; no candidates, ownership or fix-up), and so do the seeds' facts of a batch of fewer
+#: than ``SERIAL_HOP_EDGES // 8`` seeds.
 SERIAL_HOP_EDGES = 32768
 
 
@@ -67,20 +67,6 @@ def _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys):
     if weights.size > 0:
         return wdeg[v]
     return indptr[v + 1] - indptr[v]
-
-
-@njit(cache=True, nogil=True)
-def _seed_facts(seeds, starts, avail, indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout,
-                replace, lo, hi):
-    """Per-node facts of ``seeds[lo:hi]``; returns their first-hop edge count."""
-    c = 0
-    for i in range(lo, hi):
-        v = seeds[i]
-        starts[i] = indptr[v]
-        a = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
-        avail[i] = a
-        c += _count(a, fanout, replace)
-    return c
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -105,13 +91,15 @@ def init_seeds(seeds, gmap, nodes, starts, avail, indptr, indices, weights, wdeg
     b = seeds.size
     per = (b + nchunks - 1) // nchunks
     tot = np.zeros(nchunks, np.int64)
-    if nchunks == 1:  # a small batch: one thread, no barrier
-        tot[0] = _seed_facts(seeds, starts, avail, indptr, indices, weights, wdeg, ex_nodes,
-                             ex_keys, fanout, replace, 0, b)
-    else:
-        for t in prange(nchunks):
-            tot[t] = _seed_facts(seeds, starts, avail, indptr, indices, weights, wdeg, ex_nodes,
-                                 ex_keys, fanout, replace, min(b, t * per), min(b, (t + 1) * per))
+    for t in prange(nchunks):
+        c = 0
+        for i in range(min(b, t * per), min(b, (t + 1) * per)):
+            v = seeds[i]
+            starts[i] = indptr[v]
+            a = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
+            avail[i] = a
+            c += _count(a, fanout, replace)
+        tot[t] = c
     return _exclusive_sum(tot)
 
 
@@ -244,51 +232,6 @@ def _later_chunk(indices, gmap, bitmap, work, src_out, cand, elo, ehi):
     return c - elo
 
 
-@njit(cache=True, nogil=True)
-def _chunk_pass(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, hop_key, nodes,
-                starts, avail, f0, known, t, per, ebase, gmap, bitmaps, work, cand, src_out,
-                dst_out):
-    """Step 1 of :func:`hop_expand` for chunk ``t`` (``per`` frontier nodes a chunk; 0 = all)."""
-    f = known - f0
-    lo = f0 if per == 0 else f0 + min(f, t * per)
-    hi = known if per == 0 else f0 + min(f, (t + 1) * per)
-    elo = ebase[t]
-    ehi = ebase[t + 1]
-    _draw_chunk(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, hop_key, nodes,
-                starts, avail, lo, hi, elo, work, dst_out)
-    if t == 0:
-        return _first_chunk(indices, gmap, work, src_out, nodes, elo, ehi, known)
-    return _later_chunk(indices, gmap, bitmaps[t], work, src_out, cand, elo, ehi)
-
-
-@njit(cache=True, nogil=True)
-def _finish_part(indptr, indices, weights, wdeg, ex_nodes, ex_keys, replace, nodes, starts,
-                 avail, known, ebase, gmap, bitmaps, work, src_out, need_next, next_fanout,
-                 next_chunks, m_new, t, per_fix, per_new):
-    """Step 3 of :func:`hop_expand`, part ``t``: fix up later chunks' new sources, read the new
-    nodes' facts; returns the part's next-hop edge count (0 when it has no next-hop chunk)."""
-    nchunks = ebase.size - 1
-    e1 = ebase[1]
-    rest = ebase[nchunks] - e1
-    c = 1
-    for q in range(e1 + min(rest, t * per_fix), e1 + min(rest, (t + 1) * per_fix)):
-        while q >= ebase[c + 1]:
-            c += 1
-        if src_out[q] < 0:
-            v = work[q]
-            src_out[q] = gmap[v]
-            bitmaps[c, v >> 3] = 0
-    n = 0
-    if need_next and t < next_chunks:
-        for r in range(known + min(m_new, t * per_new), known + min(m_new, (t + 1) * per_new)):
-            v = nodes[r]
-            starts[r] = indptr[v]
-            x = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
-            avail[r] = x
-            n += _count(x, next_fanout, replace)
-    return n
-
-
 @njit(parallel=True, cache=True, nogil=True)
 def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replace, hop_key,
                nodes, starts, avail, f0, known, ebase, gmap, bitmaps, work, cand, src_out,
@@ -324,15 +267,17 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
     per = (f + nchunks - 1) // nchunks
     found = np.zeros(nchunks, np.int64)
     # 1. draw, gather, probe; chunk 0 numbers its new sources, later chunks list candidates
-    if nchunks == 1:  # a small hop: one thread, no barrier
-        found[0] = _chunk_pass(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace,
-                               hop_key, nodes, starts, avail, f0, known, 0, 0, ebase, gmap,
-                               bitmaps, work, cand, src_out, dst_out)
-    else:
-        for t in prange(nchunks):
-            found[t] = _chunk_pass(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace,
-                                   hop_key, nodes, starts, avail, f0, known, t, per, ebase, gmap,
-                                   bitmaps, work, cand, src_out, dst_out)
+    for t in prange(nchunks):
+        lo = f0 + min(f, t * per)
+        hi = f0 + min(f, (t + 1) * per)
+        elo = ebase[t]
+        ehi = ebase[t + 1]
+        _draw_chunk(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, hop_key,
+                    nodes, starts, avail, lo, hi, elo, work, dst_out)
+        if t == 0:
+            found[t] = _first_chunk(indices, gmap, work, src_out, nodes, elo, ehi, known)
+        else:
+            found[t] = _later_chunk(indices, gmap, bitmaps[t], work, src_out, cand, elo, ehi)
     first = found[0]
     total_cand = 0
     for t in range(1, nchunks):
@@ -411,16 +356,22 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
     per_fix = (rest + nt - 1) // nt
     per_new = (m_new + next_chunks - 1) // next_chunks
     next_tot = np.zeros(next_chunks, np.int64)
-    if nt == 1:
-        next_tot[0] = _finish_part(indptr, indices, weights, wdeg, ex_nodes, ex_keys, replace,
-                                   nodes, starts, avail, known, ebase, gmap, bitmaps, work,
-                                   src_out, need_next, next_fanout, next_chunks, m_new, 0,
-                                   per_fix, per_new)
-    else:
-        for t in prange(nt):
-            n = _finish_part(indptr, indices, weights, wdeg, ex_nodes, ex_keys, replace, nodes,
-                             starts, avail, known, ebase, gmap, bitmaps, work, src_out, need_next,
-                             next_fanout, next_chunks, m_new, t, per_fix, per_new)
-            if t < next_chunks:
-                next_tot[t] = n
+    for t in prange(nt):
+        c = 1
+        for q in range(e1 + min(rest, t * per_fix), e1 + min(rest, (t + 1) * per_fix)):
+            while q >= ebase[c + 1]:
+                c += 1
+            if src_out[q] < 0:
+                v = work[q]
+                src_out[q] = gmap[v]
+                bitmaps[c, v >> 3] = 0
+        if need_next and t < next_chunks:
+            n = 0
+            for r in range(known + min(m_new, t * per_new), known + min(m_new, (t + 1) * per_new)):
+                v = nodes[r]
+                starts[r] = indptr[v]
+                x = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
+                avail[r] = x
+                n += _count(x, next_fanout, replace)
+            next_tot[t] = n
     return m_new, _exclusive_sum(next_tot)

@@ -227,3 +227,18 @@ def test_batch_to_pyg_refuses_first_hop_aggregates(tiny):
     agg = dataclasses.replace(batch, x=batch.x[:32], x_agg=torch.zeros(32, batch.x.shape[1]))
     with pytest.raises(ConfigError, match="aggregate_first_hop"):
         agg.to_pyg()
+
+
+@pytest.mark.parametrize("sep", ["\t", " ", "  "])
+def test_snap_style_whitespace_edge_lists(tmp_path, capsys, sep):
+    """SNAP-style .txt edge lists: '#' comment lines, tab or space separated."""
+    e = _edges()
+    with open(tmp_path / "g.txt", "w") as f:
+        f.write("# Directed graph (each unordered pair of nodes is saved once)\n# FromNodeId\tToNodeId\n")
+        f.writelines(f"{u}{sep}{v}\n" for u, v in e)
+    code, _, err = _cli(["prepare", "--edges", tmp_path / "g.txt", "--out", tmp_path / "o"], capsys)
+    assert code == 0, err
+    assert load_dataset(tmp_path / "o").splits["train_pos"].tolist() == e.tolist()
+    (tmp_path / "bad.txt").write_text(f"0{sep}1\n1{sep}x\n")
+    code, _, err = _cli(["prepare", "--edges", tmp_path / "bad.txt", "--out", tmp_path / "b"], capsys)
+    _one_line_error(code, err, "bad.txt: line 2: edge list: 'x' is not an integer")

@@ -7,6 +7,7 @@ link splits (always ``task=node``), labels and link splits could not live in one
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -42,6 +43,15 @@ def _one_line_error(code, err, *needles):
     assert len(lines) == 1 and lines[0].startswith("gnnsys: error: "), err
     for n in needles:
         assert n in lines[0], (n, lines[0])
+
+
+def _tree_digest(path) -> str:
+    """SHA-256 over every file (name and bytes) under ``path``."""
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(path)).encode() + p.read_bytes())
+    return h.hexdigest()
 
 
 def _graph_pairs(ds) -> set[tuple[int, int]]:
@@ -112,6 +122,15 @@ def test_flat_negatives_are_refused_not_reshaped(link_files, capsys):
                          "--split-edges", f"valid_neg={d / 'flat.npy'}"], capsys)
     _one_line_error(code, err, "flat.npy", "shape (30,)", "P = 15", "never reshaped")
     assert not (d / "ds").exists()
+    # over an existing dataset with --overwrite: refused before anything is written
+    code, _, err = _cli(["prepare", "--edges", d / "edges.csv", "--out", d / "ds"], capsys)
+    assert code == 0, err
+    before = _tree_digest(d / "ds")
+    code, _, err = _cli(["prepare", "--edges", d / "edges.csv", "--out", d / "ds", "--overwrite",
+                         "--split-edges", f"valid={d / 'valid.npy'}",
+                         "--split-edges", f"valid_neg={d / 'flat.npy'}"], capsys)
+    _one_line_error(code, err, "never reshaped")
+    assert _tree_digest(d / "ds") == before
 
 
 def test_per_source_negatives_need_one_row_per_positive(link_files, capsys):

@@ -212,3 +212,17 @@ def test_validation_checks_every_split_set_on_disk(tmp_path):
         save_dataset(tmp_path / "ds", name="t", task="node", graph=g, labels=np.zeros(10, np.int64),
                      num_classes=1, splits={"train": np.arange(3), "test": np.arange(5, 8)},
                      split_sets=[{"train": np.arange(4, 7)}])
+
+
+def test_from_pyg_takes_ogb_style_split_idx(tmp_path):
+    import torch
+
+    from gnnsys.data.sources import from_pyg
+
+    data = _pyg_with_ten_masks()
+    idx = {"train": torch.arange(0, 20), "valid": torch.arange(20, 30), "test": torch.arange(30, 60)}
+    ds = from_pyg(data, tmp_path / "ds", split_idx=idx)
+    assert ds.num_split_sets == 1
+    assert {k: v.tolist() for k, v in ds.splits.items()} == {k: v.tolist() for k, v in idx.items()}
+    with pytest.raises(DatasetError, match="share 5 nodes"):
+        from_pyg(data, tmp_path / "bad", split_idx={"train": torch.arange(0, 20), "test": torch.arange(15, 30)})

@@ -183,8 +183,9 @@ class GraphDataset:
         out["symmetrized"] = bool(self.meta.get("symmetrized", not self.meta.get("directed", True)))
         if self.split_sets:
             out["split_sets"] = self.num_split_sets
-        if self.meta.get("eval_edges_in_graph"):
-            out["eval_edges_in_graph"] = True
+        if "eval_edges_removed" in self.meta:  # link splits of a user's graph (edge_splits.py)
+            out["eval_edges_removed"] = int(self.meta["eval_edges_removed"])
+            out["eval_edges_in_graph"] = bool(self.meta.get("eval_edges_in_graph", False))
         if self.labels is not None and self.labels.ndim == 2:
             out["num_tasks"] = int(self.labels.shape[1])
         elif self.labels is not None and self.num_classes:

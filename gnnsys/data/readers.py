@@ -38,11 +38,24 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def csv_has_header(path: Path) -> bool:
+def csv_delimiter(path: Path) -> str:
+    """``","`` when the first data line has a comma, else ``"\\t"`` or any whitespace (SNAP-style
+    ``.txt`` edge lists: ``0<TAB>1``)."""
+    for _number, text in _data_lines(path):
+        if "," in text:
+            return ","
+        return "\t" if "\t" in text else r"\s+"
+    return ","
+
+
+def csv_has_header(path: Path, sep: str = ",") -> bool:
     """Whether the first data line of a CSV is a header (a field that is not a number or
     true/false, e.g. ``src,dst``)."""
+    import re
+
     for _number, text in _data_lines(path):
-        return not all(_is_number(t) for t in text.split(","))
+        fields = text.split(",") if sep == "," else re.split(r"\s+" if sep != "\t" else "\t", text)
+        return not all(_is_number(t) for t in fields)
     return False
 
 
@@ -59,8 +72,8 @@ def read_array(path: Path, what: str, *, integer: bool = False) -> np.ndarray:
     """Read a ``.npy`` (``allow_pickle=False``) or CSV file into a NumPy array.
 
     Args:
-        path: the file; a suffix other than ``.npy`` is read as CSV (comma separated, ``#``
-            comments, an optional header row detected and skipped).
+        path: the file; a suffix other than ``.npy`` is read as CSV (comma, tab or whitespace
+            separated, ``#`` comments, an optional header row detected and skipped).
         what: what the file holds, for messages (``"edge list"``, ``"split valid"``, ...).
         integer: every value must be an integer (a CSV cell that is not names its line).
 
@@ -87,9 +100,10 @@ def read_array(path: Path, what: str, *, integer: bool = False) -> np.ndarray:
 def _read_csv(path: Path, what: str, integer: bool) -> np.ndarray:
     import pandas as pd
 
-    header = csv_has_header(path)
+    sep = csv_delimiter(path)
+    header = csv_has_header(path, sep)
     try:
-        df = pd.read_csv(path, header=0 if header else None, comment="#", skip_blank_lines=True)
+        df = pd.read_csv(path, sep=sep, header=0 if header else None, comment="#", skip_blank_lines=True)
     except pd.errors.EmptyDataError:
         return np.empty((0, 0), dtype=np.int64 if integer else np.float64)
     except (ValueError, OSError) as e:  # ParserError names the line ("... in line 3, saw 3")

@@ -282,13 +282,23 @@ def _np(t) -> np.ndarray | None:
     return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
-def _pyg_node_split_sets(data, n: int, split_column: int | None) -> tuple[list[dict[str, np.ndarray]], int]:
+def _pyg_node_split_sets(data, n: int, split_column: int | None,
+                         split_idx: dict | None = None) -> tuple[list[dict[str, np.ndarray]], int]:
     """PyG masks (``train_mask``/``val_mask``/``test_mask``, ``[N]`` or ``[N, S]``) or index
-    tensors (``train_idx``, ...) -> split sets; ``split_column`` keeps one column only."""
+    tensors (``train_idx``, ...) -> split sets; ``split_column`` keeps one column only.
+    ``split_idx`` (OGB's ``get_idx_split()``: ``train``/``valid``/``test`` ids) replaces them."""
     from .splits import node_split_sets
 
     given: dict[str, list[tuple[np.ndarray, str]]] = {}
     num_columns = 1
+    if split_idx is not None:
+        for k, v in split_idx.items():
+            name = {"val": "valid"}.get(k, k)
+            if name not in ("train", "valid", "test"):
+                raise DatasetError(f"split_idx: unknown split {k!r}; known: train, valid, test")
+            given[name] = [(_np(v).reshape(-1) if _np(v).ndim == 2 and _np(v).shape[1] == 1 else _np(v),
+                            f"split_idx[{k!r}]")]
+        return node_split_sets(given, n), num_columns
     for ours, names in (("train", ("train_mask", "train_idx")), ("valid", ("val_mask", "valid_mask", "val_idx", "valid_idx")),
                         ("test", ("test_mask", "test_idx"))):
         for theirs in names:
@@ -344,7 +354,8 @@ def _random_link_split_parts(data) -> tuple[Any, dict[str, np.ndarray], dict[str
 def from_pyg(data, out_dir: str | os.PathLike, name: str = "pyg", overwrite: bool = False,
              split_column: int | None = None, feature_dtype: str | None = None, *,
              directed: bool = DEFAULT_DIRECTED, split_edge: dict | None = None,
-             keep_eval_edges: bool = False, task: str | None = None) -> GraphDataset:
+             keep_eval_edges: bool = False, task: str | None = None,
+             split_idx: dict | None = None) -> GraphDataset:
     """Convert a PyG ``Data`` (``x``, ``y``, ``edge_index``, ``train/val/test_mask``), the
     ``(train, val, test)`` output of ``torch_geometric.transforms.RandomLinkSplit``, or a
     ``Data`` with OGB-style edge splits (``split_edge``: ``dataset.get_edge_split()``).
@@ -361,6 +372,8 @@ def from_pyg(data, out_dir: str | os.PathLike, name: str = "pyg", overwrite: boo
             stores every edge in both directions.
         task: the dataset's default task when it holds both node labels and link splits
             (default: ``link`` when link splits are given).
+        split_idx: OGB-style node split ids (``PygNodePropPredDataset.get_idx_split()``) in place
+            of the masks.
     """
     from .edge_splits import build_link_splits
 
@@ -393,7 +406,7 @@ def from_pyg(data, out_dir: str | os.PathLike, name: str = "pyg", overwrite: boo
     x = getattr(data, "x", None)
     y = _np(getattr(data, "y", None))
     labels = None if y is None else y.reshape(n, -1)[:, 0].astype(np.int64)
-    sets, num_columns = _pyg_node_split_sets(data, n, split_column)
+    sets, num_columns = _pyg_node_split_sets(data, n, split_column, split_idx)
     splits.update(sets[0])
     varying = [{k: v for k, v in st.items() if v is not sets[0][k]} for st in sets[1:]]
     tasks = (["node"] if labels is not None and "train" in sets[0] else []) + (["link"] if positives else [])

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from gnnsys.data import save_dataset, synthetic
-from gnnsys.data.registry import resolve
 from gnnsys.errors import ConfigError
 from gnnsys.train import TrainConfig, Trainer, read_metrics, train
 from gnnsys.train import evaluate as ev

@@ -23,6 +23,8 @@ from pathlib import Path
 from .errors import ConfigError, GnnsysError
 
 EXIT_USAGE = 2
+#: exit status when the reader of stdout went away (128 + SIGPIPE, what a shell reports for cat)
+EXIT_BROKEN_PIPE = 141
 
 
 def _add_prepare(sub) -> None:
@@ -253,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gnnsys: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`gnnsys info ... | head`): stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush at exit must not fail
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -119,3 +119,20 @@ def test_help_answers_without_importing_torch(argv: list[str]) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert "usage" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
+    """``gnnsys info DATASET | head -1``: the pipe closes before gnnsys writes; no traceback and no
+    "Exception ignored" message, exit 141 (128 + SIGPIPE, as a shell reports for cat)."""
+    import subprocess
+    import sys
+
+    from gnnsys.data import synthetic
+
+    synthetic.generate("tiny", tmp_path / "ds", seed=0)
+    p = subprocess.Popen([sys.executable, "-m", "gnnsys", "info", str(tmp_path / "ds")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before the first write
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141, err
+    assert err == "", err

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from cli_helpers import assert_one_line_error as _one_line_error
+from cli_helpers import run_cli as _cli
 
 from gnnsys.cli import main as cli_main
 from gnnsys.data import CSCGraph, save_dataset
@@ -19,20 +21,6 @@ from gnnsys.train.evaluate import hits_at_k
 
 SMALL = ["--dim", "16", "--walk-length", "20", "--context", "4", "--walks-per-node", "10", "--no-progress",
          "--num-threads", "2"]
-
-
-def _cli(argv, capsys):
-    code = cli_main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def _one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("gnnsys: error: "), err
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

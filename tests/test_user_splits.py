@@ -12,26 +12,13 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error as _one_line_error
+from cli_helpers import run_cli as _cli
 
-from gnnsys.cli import main as cli_main
 from gnnsys.data import load_dataset
 from gnnsys.errors import DatasetError
 
 N = 60
-
-
-def _cli(argv, capsys):
-    code = cli_main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def _one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("gnnsys: error: "), err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 def _tree_digest(path) -> str:

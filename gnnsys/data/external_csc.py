@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from .csc import index_dtype
+from .format import shrink_npy
 
 #: default size of one bucket: pass 2 holds about 2.5x this at once
 DEFAULT_BUCKET_BYTES = 256 << 20
@@ -233,23 +234,3 @@ def finish_to_files(part: BucketPartition, indptr_path, indices_path, drop_dupli
     if written != total:
         shrink_npy(Path(indices_path), written)
     return written
-
-
-def shrink_npy(p: Path, length: int) -> None:
-    """Cut a 1-D ``.npy`` to its first ``length`` entries (header rewritten in place, file truncated)."""
-    with open(p, "r+b") as f:
-        version = np.lib.format.read_magic(f)
-        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                else np.lib.format.read_array_header_2_0)
-        shape, _fortran, dtype = read(f)
-        offset = f.tell()
-        if len(shape) != 1 or length > shape[0]:
-            raise DatasetError(f"{p}: cannot shrink shape {shape} to {length}")
-        f.seek(0)
-        header = f.read(offset)
-        old = repr(tuple(shape)).encode()
-        new = repr((int(length),)).encode()
-        header = header.replace(old, new + b" " * (len(old) - len(new)), 1)
-        f.seek(0)
-        f.write(header)
-        f.truncate(offset + int(length) * dtype.itemsize)

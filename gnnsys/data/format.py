@@ -320,24 +320,7 @@ class DatasetWriter:
         Rewrites the shape in the header (same header size) and truncates the file, so no copy of
         the data is made. Any memory map of the file must no longer be used past ``length``.
         """
-        p = self.tmp / rel
-        with open(p, "r+b") as f:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _fortran, dtype = read(f)
-            offset = f.tell()
-            if len(shape) != 1 or length > shape[0]:
-                raise DatasetError(f"{p}: cannot shrink shape {shape} to {length}")
-            f.seek(0)
-            header = f.read(offset)
-            old = repr(tuple(shape)).encode()
-            new = repr((int(length),)).encode()
-            if old not in header:
-                raise DatasetError(f"{p}: unexpected .npy header")
-            header = header.replace(old, new + b" " * (len(old) - len(new)), 1)
-            f.seek(0)
-            f.write(header)
-            f.truncate(offset + int(length) * dtype.itemsize)
+        shrink_npy(self.tmp / rel, length)
 
     def abort(self) -> None:
         """Remove the temporary folder and release the lock (the existing dataset is untouched)."""
@@ -375,6 +358,28 @@ class DatasetWriter:
         swap_into_place(self.tmp, self.path)
         self._lock.release()
         return load_dataset(self.path, validate=False)
+
+
+def shrink_npy(p: Path, length: int) -> None:
+    """Cut a 1-D ``.npy`` at ``p`` down to its first ``length`` entries: the shape in the header is
+    rewritten in place (same header size) and the file truncated, so no data is copied."""
+    with open(p, "r+b") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read(f)
+        offset = f.tell()
+        if len(shape) != 1 or length > shape[0]:
+            raise DatasetError(f"{p}: cannot shrink shape {shape} to {length}")
+        f.seek(0)
+        header = f.read(offset)
+        old = repr(tuple(shape)).encode()
+        new = repr((int(length),)).encode()
+        if old not in header:
+            raise DatasetError(f"{p}: unexpected .npy header")
+        header = header.replace(old, new + b" " * (len(old) - len(new)), 1)
+        f.seek(0)
+        f.write(header)
+        f.truncate(offset + int(length) * dtype.itemsize)
 
 
 def save_dataset(

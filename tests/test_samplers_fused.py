@@ -171,3 +171,42 @@ def test_scratch_is_clean_after_a_batch():
         s._sample(np.arange(100, dtype=np.int64), 0, None, chunks=chunks)
         for scratch in s._pool._free:
             assert (scratch.gmap == -1).all() and not scratch.bitmaps.any()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(g=graphs(), hops=st.integers(1, 3), replace=st.booleans(), data=st.data())
+def test_whole_graph_shortcut_equals_the_kernels(g, hops, replace, data):
+    """All fanouts -1 and every node a seed, in id order (every ogbl-ddi link batch): the
+    sampler returns the whole graph without running the kernels; it must be exactly what the
+    kernels (and the two-kernel reference) build, fresh arrays each call."""
+    s = NeighborSampler(g, [-1] * hops, replace=replace, seed=3)
+    seeds = np.arange(g.num_nodes, dtype=np.int64)
+    if seeds.size == 0:
+        return
+    assert s._covers_graph(seeds)
+    sub = s.sample_from_nodes(seeds, batch_seed=5)
+    assert_same(sub, reference_sample(s, seeds, 5))
+    assert_equal_subgraphs(sub, s._sample(seeds, 5, None, profile={}))  # profile: the kernels
+    again = s.sample_from_nodes(seeds, batch_seed=6)
+    assert all(not np.shares_memory(a.edge_index, b.edge_index) for a in sub.hops for b in again.hops)
+    if g.num_nodes > 1:  # any other seed set, order or a weighted graph takes the kernels
+        assert not s._covers_graph(seeds[::-1])
+        assert not s._covers_graph(seeds[1:])
+        weighted = NeighborSampler(g, [-1] * hops, weights=np.ones(g.indices.size))
+        assert not weighted._covers_graph(seeds)
+    assert not NeighborSampler(g, [-1] * hops + [2])._covers_graph(seeds)
+    assert not NeighborSampler(g, [-1] * hops, layout="pyg")._covers_graph(seeds)
+
+
+@pytest.mark.parametrize("num_nodes, num_ids", [(10, 100), (1000, 250), (1000, 249), (3, 0), (7, 7)])
+def test_sorted_unique_is_numpys(num_nodes, num_ids):
+    """The link batches' endpoint relabelling (a mark table on small graphs, a sort otherwise)
+    gives np.unique's sorted ids and inverse, with np.unique's dtypes."""
+    from samplers.neighbor import _sorted_unique
+
+    ids = np.random.default_rng(num_ids).integers(0, num_nodes, num_ids)
+    seeds, inverse = _sorted_unique(ids, num_nodes)
+    want_seeds, want_inverse = np.unique(ids, return_inverse=True)
+    assert seeds.dtype == want_seeds.dtype and inverse.dtype == np.int64
+    np.testing.assert_array_equal(seeds, want_seeds)
+    np.testing.assert_array_equal(inverse, want_inverse)

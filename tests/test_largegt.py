@@ -163,5 +163,27 @@ def test_bad_options():
         validate_options(small_options(hidden=15))
     with pytest.raises(ConfigError, match="ema_decay"):
         validate_options(small_options(ema_decay=1.0))
+    with pytest.raises(ConfigError, match="input_dropout"):
+        validate_options(small_options(input_dropout=1.0))
     with pytest.raises(ConfigError, match="token_index"):
         LargeGT(4, 2, small_options())(Batch(subgraph=None, batch_size=1, x=torch.zeros(1, 4)))
+
+
+def test_input_dropout_acts_on_the_features_in_training_only(tiny):
+    """``input_dropout`` drops input feature entries (tokens and the global projection) while
+    training; in eval mode the model equals the same weights without it, bit for bit."""
+    table = open_propagated(propagated_features(tiny, hops=2))
+    batch = make_batch(tiny, small_options(), table)
+    torch.manual_seed(0)
+    plain = LargeGT(table.shape[1], tiny.num_classes, small_options(dropout=0.0))
+    dropped = LargeGT(table.shape[1], tiny.num_classes, small_options(dropout=0.0, input_dropout=0.5))
+    dropped.load_state_dict(plain.state_dict())
+    for m in (plain, dropped):
+        m.codebook.update = lambda z: None  # keep the centroids fixed: only the input differs
+        m.codebook.initialised.fill_(True)
+    with torch.no_grad():
+        plain.eval(), dropped.eval()
+        assert torch.equal(plain(batch), dropped(batch))
+        plain.train(), dropped.train()
+        assert torch.equal(plain(batch), plain(batch))  # nothing random left without input dropout
+        assert not torch.equal(plain(batch), dropped(batch))

@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "layers": 1,
     "heads": 2,
     "dropout": 0.1,
+    "input_dropout": 0.0,
     "ema_decay": 0.99,
     "prop_hops": 2,
     "cache_dir": None,
@@ -85,7 +86,7 @@ def validate_options(options: dict[str, Any]) -> None:
     _int(options, "num_centroids", 1)
     _int(options, "layers", 1)
     _int(options, "prop_hops", 0)
-    for key, hi in (("dropout", 1.0), ("ema_decay", 1.0)):
+    for key, hi in (("dropout", 1.0), ("input_dropout", 1.0), ("ema_decay", 1.0)):
         v = options.get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) < hi:
             raise ConfigError(f"LargeGT option {key} must be a float in [0, {hi}), got {v!r}")
@@ -150,6 +151,9 @@ class LargeGT(nn.Module):
         validate_options(options)
         hidden, gdim, heads = int(options["hidden"]), int(options["global_dim"]), int(options["heads"])
         p = float(options["dropout"])
+        # dropout on the input features (tokens and the global projection alike): what small
+        # labelled sets with sparse bag-of-words features (Planetoid) need, as in GPS
+        self.input_dropout = Dropout(float(options.get("input_dropout", 0.0)))
         self.inp = nn.Linear(in_dim, hidden)
         self.hop_embed = nn.Embedding(3, hidden)
         layer = nn.TransformerEncoderLayer(hidden, heads, 2 * hidden, p, batch_first=True, norm_first=True)
@@ -168,7 +172,7 @@ class LargeGT(nn.Module):
             raise ConfigError("LargeGT batch has no token_index: use the LargeGT ModelSpec's sampler "
                               "(samplers.tokens.TokenSampler) and transform")
         b = batch.batch_size
-        x = batch.x.to(torch.float32)
+        x = self.input_dropout(batch.x.to(torch.float32))
         tok, mask, hop = ex["token_index"], ex["token_mask"], ex["token_hop"]
         h = self.inp(x)[tok] + self.hop_embed(hop.long().clamp(min=0))
         h = self.encoder(h, src_key_padding_mask=~mask)

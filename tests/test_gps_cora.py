@@ -12,6 +12,9 @@ from gnnsys.train.recipes import RECIPES
 #: seed 0 reached valid accuracy 0.792 in the sweep (seeds 0 and 1: 0.792 and 0.792); the CPU run
 #: is deterministic, the margin of 0.022 absorbs a different BLAS or thread count.
 VALID_AT_LEAST = 0.77
+#: issue 18's bar for the README's GPS and LargeGT commands (GraphSAGE's test accuracy on Cora); the
+#: recipe was chosen on valid only, this checks the bar it was asked to clear (seed 0 reached 0.794)
+TEST_BAR = 0.78
 
 
 def test_gps_defaults_on_cora(planetoid_root, tmp_path, capsys):
@@ -25,3 +28,4 @@ def test_gps_defaults_on_cora(planetoid_root, tmp_path, capsys):
     assert all(config[k] == v for k, v in recipe.items() if k != "model_options"), config
     assert all(config["model_options"][k] == v for k, v in recipe["model_options"].items()), config
     assert summary["best_valid"] >= VALID_AT_LEAST, summary
+    assert summary["test_at_best_valid"] >= TEST_BAR, summary

@@ -9,10 +9,13 @@ import json
 from gnnsys.cli import main
 from gnnsys.train.recipes import RECIPES
 
-#: seed 0 reached valid accuracy 0.780 in the sweep (seeds 0 and 1: 0.780 and 0.780); the CPU run
+#: seed 0 reached valid accuracy 0.804 in the sweep (seeds 0 and 1: 0.804 and 0.794); the CPU run
 #: is deterministic, the margin of 0.02 absorbs a different BLAS or thread count.
-VALID_SEED0 = 0.78
+VALID_SEED0 = 0.804
 VALID_AT_LEAST = VALID_SEED0 - 0.02
+#: issue 18's bar for the README's GPS and LargeGT commands (GraphSAGE's test accuracy on Cora); the
+#: recipe was chosen on valid only, this checks the bar it was asked to clear (seed 0 reached 0.807)
+TEST_BAR = 0.78
 
 
 def test_largegt_defaults_on_cora(planetoid_root, tmp_path, capsys):
@@ -27,4 +30,5 @@ def test_largegt_defaults_on_cora(planetoid_root, tmp_path, capsys):
     assert all(config[k] == v for k, v in recipe.items() if k != "model_options"), config
     assert all(config["model_options"][k] == v for k, v in recipe["model_options"].items()), config
     assert summary["best_valid"] >= VALID_AT_LEAST, summary
+    assert summary["test_at_best_valid"] >= TEST_BAR, summary
     assert list((tmp_path / "cache").glob("propagated-*.npy"))

@@ -84,3 +84,18 @@ def test_a_budget_too_small_for_the_activations_spills_them(tmp_path, monkeypatc
     # without a run folder to spill to, an explicit full evaluation is still refused
     with pytest.raises(ConfigError, match="layer-wise evaluation"):
         assemble(cfg)
+
+
+def test_info_plan_shows_the_spilled_evaluation(tmp_path, monkeypatch, capsys):
+    from gnnsys.cli import main
+
+    ds = generate("small", tmp_path / "d", seed=0)
+    args = ["info", str(ds.path), "--plan", "--features", "mmap", "--batch-size", "64", "--fanouts", "4,4",
+            "--eval-mode", "full"]
+    common = {"features": "mmap", "batch_size": 64, "fanouts": [4, 4], "eval_full": True}
+    without = mp.plan_memory(ds.meta, **{**common, "eval_full": False}, available=1 << 40).peak_bytes
+    with_eval = mp.plan_memory(ds.meta, **common, available=1 << 40).peak_bytes
+    monkeypatch.setattr(mp, "available_ram", lambda: int((without + with_eval) / 2 / mp.RAM_FRACTION))
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "spilled to the run folder" in out and "verdict: fits" in out

@@ -196,5 +196,6 @@ def _advice(plan: MemoryPlan, features: str, eval_full: bool, budget: int) -> st
         return f"{need}: use a smaller --cache-gb (at most {spare / 2**30:.1f})"
     ev = next((i for i in plan.items if i.name.startswith("layer-wise evaluation")), None)
     if eval_full and ev is not None and plan.peak_bytes - ev.nbytes <= budget:
-        return f"{need}: layer-wise evaluation holds {gib(ev.nbytes)}; use --eval-mode sampled"
+        return (f"{need}: layer-wise evaluation holds {gib(ev.nbytes)}; give the run folder that much "
+                f"free disk (train then memory-maps it there) or use --eval-mode sampled")
     return f"{need}; use --features mmap, a smaller --batch-size and --eval-mode sampled"

@@ -36,7 +36,7 @@ def small_chunks(monkeypatch):
 
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["stored", "deflated"])
-@pytest.mark.parametrize("fdt", ["float32", "int8"])
+@pytest.mark.parametrize("fdt", ["float32", "int8", "float16", "bfloat16"])
 def test_out_of_core_equals_in_memory_byte_for_byte(tmp_path, small_chunks, compressed, fdt):
     root = tmp_path / "root"
     write_ogb_binary_layout(root, compressed=compressed)

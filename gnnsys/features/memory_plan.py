@@ -164,8 +164,8 @@ def plan_memory(meta: dict[str, Any], *, features: str = "cpu", feature_dtype: s
         add(f"in-flight batches ({num_buffers} x {rows} rows x {d} float32)", num_buffers * rows * d * 4, "ram")
     if eval_full:
         where, how = ("mmap", ", spilled to the run folder") if eval_spill else ("ram", "")
-        add(f"layer-wise evaluation (2 x [{n}, {max(hidden, width)}] float32{how})",
-            2 * n * max(hidden, width) * 4, where)
+        wide = max(hidden, width, int(meta.get("num_classes") or 0))  # the output layer may be widest
+        add(f"layer-wise evaluation (2 x [{n}, {wide}] float32{how})", 2 * n * wide * 4, where)
         if stored == "int8":
             add(f"dequantised input of layer-wise evaluation [{n}, {width}] float32{how}", 4 * n * width, where)
     budget = int(plan.available * RAM_FRACTION)

@@ -162,9 +162,12 @@ def _cmd_info(args) -> int:
             fanouts = [int(f) for f in args.fanouts.split(",")]
         except ValueError:
             raise ConfigError(f"--fanouts expects comma-separated ints, got {args.fanouts!r}") from None
-        plan = plan_memory(ds.meta, features=args.features, feature_dtype=args.feature_dtype,
-                           cache_gb=args.cache_gb, batch_size=args.batch_size, fanouts=fanouts,
-                           eval_full=args.eval_mode == "full")
+        common = {"features": args.features, "feature_dtype": args.feature_dtype, "cache_gb": args.cache_gb,
+                  "batch_size": args.batch_size, "fanouts": fanouts, "eval_full": args.eval_mode == "full"}
+        plan = plan_memory(ds.meta, **common)
+        if args.eval_mode == "full" and plan.refusal is not None:
+            spilled = plan_memory(ds.meta, **common, eval_spill=True)  # as `train` then runs it
+            plan = spilled if spilled.refusal is None else plan
         print("\n".join(plan.lines()))
         if plan.refusal is not None:
             raise ConfigError(f"{ds.path}: {plan.refusal}")

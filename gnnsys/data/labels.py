@@ -13,10 +13,10 @@ import numpy as np
 from ..errors import DatasetError
 
 
-def labels_as_int(y: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+def labels_as_int(y: np.ndarray, path: str | os.PathLike, row_offset: int = 0) -> np.ndarray:
     """``y`` ``[N]`` as int64 labels: integers as they are, floats holding whole numbers or NaN
     (NaN -> ``-1``, unlabelled); anything else, or a label below ``-1``, is a DatasetError naming
-    ``path`` and the first bad value."""
+    ``path`` and the first bad value (``row_offset``: the row of ``y[0]``, when ``y`` is a chunk)."""
     y = np.asarray(y)
     if np.issubdtype(y.dtype, np.integer):
         out = y.astype(np.int64, copy=False)
@@ -27,12 +27,12 @@ def labels_as_int(y: np.ndarray, path: str | os.PathLike) -> np.ndarray:
         if frac.size:
             bad = finite[frac[0]]
             raise DatasetError(f"{path}: labels must be integers (or NaN / -1 for an unlabelled node), got "
-                               f"{float(bad):g} at row {int(np.flatnonzero(~nan)[frac[0]])}")
+                               f"{float(bad):g} at row {row_offset + int(np.flatnonzero(~nan)[frac[0]])}")
         out = np.where(nan, -1, y).astype(np.int64)
     else:
         raise DatasetError(f"{path}: labels must be integers (or NaN / -1 for an unlabelled node), got {y.dtype}")
     if out.size and int(out.min()) < -1:
         row = int(np.argmin(out))
-        raise DatasetError(f"{path}: label {int(out[row])} at row {row} is negative; labels are 0..C-1, "
+        raise DatasetError(f"{path}: label {int(out[row])} at row {row_offset + row} is negative; labels are 0..C-1, "
                            "with -1 (or NaN) for an unlabelled node")
     return out

@@ -69,3 +69,14 @@ def bar(total: float | None, desc: str, unit: str = "it") -> Any:
 
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", unit_divisor=1024 if unit == "B" else 1000,
                 delay=DELAY_S, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+def stage_bar(iterable, enabled: bool, desc: str, total: int | None = None):
+    """A tqdm bar over ``iterable`` (shown after :data:`DELAY_S` seconds) when bars are on (a
+    terminal, no ``--no-progress``) or ``enabled`` on a terminal; the plain iterable (or ``None``
+    when there is none) otherwise."""
+    if not (progress_enabled() or (enabled and sys.stderr.isatty())):
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False, delay=DELAY_S)

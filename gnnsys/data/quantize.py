@@ -24,8 +24,10 @@ from ..errors import DatasetError
 QMAX = 127
 
 
-def quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def quantize_rows(x: np.ndarray, row_offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Quantise rows of ``x`` (float ``[n, D]``, finite) to ``(q int8 [n, D], s float32 [n])``.
+
+    ``row_offset``: the table row of ``x[0]`` (a chunk of a larger table), for messages.
 
     Raises:
         DatasetError: ``x`` holds NaN or Inf (a scale cannot represent them).
@@ -36,7 +38,7 @@ def quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x64 = x.astype(np.float64)
     if x.size and not np.isfinite(x64).all():
         bad = int(np.flatnonzero(~np.isfinite(x64).all(axis=1))[0])
-        raise DatasetError(f"cannot quantise to int8: row {bad} holds NaN or Inf")
+        raise DatasetError(f"cannot quantise to int8: row {row_offset + bad} holds NaN or Inf")
     n, d = x64.shape
     if d == 0:
         return np.zeros((n, 0), np.int8), np.zeros(n, np.float32)

@@ -67,7 +67,8 @@ def prepare(name: str, root: str | os.PathLike | None = None, out: str | os.Path
             raise DatasetError(f"{name}: --feature-dtype applies to synthetic presets and OGB datasets")
         return from_planetoid(name, raw_root, out, overwrite=overwrite)
     if name.startswith(("ogbn-", "ogbl-")):
-        return from_ogb(name, raw_root, out, overwrite=overwrite, feature_dtype=feature_dtype)
+        return from_ogb(name, raw_root, out, overwrite=overwrite, feature_dtype=feature_dtype,
+                        progress=progress, stats=stats)
     raise DatasetError(f"unknown dataset {name!r}: not a dataset folder and not one of {', '.join(known_names())}")
 
 

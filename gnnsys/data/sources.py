@@ -22,6 +22,7 @@ from .csc import build_csc
 from .format import GraphDataset, save_dataset
 from .labels import labels_as_int
 from .limits import check_node_count
+from .ogb_splits import load_ogb_node_split, load_ogb_split_file
 
 os.environ.setdefault("OUTDATED_IGNORE", "1")  # stop ogb's import-time version-check thread
 
@@ -81,42 +82,9 @@ def ogb_staging_root(root: Path, dir_name: str):
         yield Path(tmp)
 
 
-def load_ogb_split_file(path: Path) -> Any:
-    """Read one of OGB's split files (``split/<type>/*.pt``: dicts of NumPy arrays written by an
-    old ``torch.save``) without unpickling arbitrary objects: ``torch.load(weights_only=True)``
-    with only NumPy's array reconstruction allowed. A file that needs anything else is refused."""
-    import codecs
-
-    import torch
-
-    rebuild = np._core.multiarray._reconstruct
-    allowed = [(rebuild, "numpy.core.multiarray._reconstruct"), rebuild, np.ndarray, np.dtype,
-               codecs.encode] + [type(np.dtype(t)) for t in
-                                 ("int64", "int32", "int16", "int8", "uint8", "float64", "float32",
-                                  "float16", "bool")]
-    try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, weights_only=True)
-    except Exception as e:
-        raise DatasetError(f"{path}: not a readable OGB split file (only NumPy arrays are accepted; "
-                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-
-
 def _load_ogb_node_split(ds) -> dict[str, np.ndarray]:
-    """OGB's node split (``split_dict.pt`` or ``train/valid/test.csv.gz``), read safely."""
-    split_dir = Path(ds.root) / "split" / ds.meta_info["split"]
-    if (split_dir / "split_dict.pt").is_file():
-        d = load_ogb_split_file(split_dir / "split_dict.pt")
-        return {k: np.asarray(d[k], dtype=np.int64) for k in ("train", "valid", "test")}
-    import pandas as pd
-
-    out = {}
-    for k in ("train", "valid", "test"):
-        f = split_dir / f"{k}.csv.gz"
-        if not f.is_file():
-            raise DatasetError(f"{f}: missing OGB split file")
-        out[k] = pd.read_csv(f, compression="gzip", header=None).to_numpy(dtype=np.int64).reshape(-1)
-    return out
+    """OGB's node split of reader ``ds``, read safely (see :func:`load_ogb_node_split`)."""
+    return load_ogb_node_split(Path(ds.root) / "split" / ds.meta_info["split"])
 
 
 def _load_ogb_edge_split(ds) -> dict[str, Any]:
@@ -147,7 +115,8 @@ def _load_ogb_edge_split(ds) -> dict[str, Any]:
 
 
 def from_ogb(name: str, root: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False,
-             feature_dtype: str | None = None) -> GraphDataset:
+             feature_dtype: str | None = None, *, out_of_core: bool | None = None,
+             progress: bool = False, stats: dict | None = None) -> GraphDataset:
     """Convert an OGB ``ogbn-*`` or ``ogbl-*`` dataset under ``root`` (OGB's layout) to ``out_dir``.
 
     Reads with ``ogb.nodeproppred.NodePropPredDataset`` / ``ogb.linkproppred.LinkPropPredDataset``
@@ -157,6 +126,12 @@ def from_ogb(name: str, root: str | os.PathLike, out_dir: str | os.PathLike, ove
     staging folder when the network answers (no ``input()`` prompt); offline, a DatasetError
     says where to put the files. Node graphs are symmetrised, as in OGB's example scripts; link
     splits keep OGB's edge lists.
+
+    A binary node dataset whose ``raw/data.npz`` is present (ogbn-papers100M) is converted out of
+    core instead (:mod:`gnnsys.data.ogb_binary`: the same files, byte for byte, with memory that
+    does not grow with the graph); ``out_of_core=False`` forces ogb's in-memory reader,
+    ``True`` refuses any other layout. ``progress`` and ``stats`` as
+    :func:`~gnnsys.data.synthetic.generate` (out-of-core path only).
     """
     root = Path(root)
     if not name.startswith(("ogbn-", "ogbl-")):
@@ -177,6 +152,16 @@ def from_ogb(name: str, root: str | os.PathLike, out_dir: str | os.PathLike, ove
     dir_name = name.replace("-", "_")
     info = master[name]
     _ogb_meta_ok(root, dir_name, int(info["version"]))
+    if name.startswith("ogbn-") and out_of_core is not False:
+        from .ogb_binary import from_ogb_binary, is_binary_node_layout
+
+        if is_binary_node_layout(root / dir_name, info):
+            return from_ogb_binary(name, root / dir_name, out_dir, split=str(info["split"]),
+                                   overwrite=overwrite, feature_dtype=feature_dtype,
+                                   progress=progress, stats=stats)
+    if out_of_core:
+        raise DatasetError(f"{name}: out-of-core conversion needs a binary OGB node dataset with "
+                           f"{root / dir_name / 'raw' / 'data.npz'}; convert it without out_of_core")
     from .ogb_offline import ogb_without_prompts, require_ogb_raw
 
     require_ogb_raw(name, root, dir_name, info)  # offline and no raw files: where to put them

@@ -25,17 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from . import progress as _progress
 from .csc import build_csc
-from .external_csc import BucketPartition, NpyOut, finish_to_files
-from .format import (
-    FEATURE_DTYPES,
-    SCALE_FILE,
-    DatasetWriter,
-    GraphDataset,
-    float32_to_bfloat16_bits,
-)
-from .quantize import quantize_rows
+from .external_csc import BucketPartition, finish_to_files
+from .feature_out import FeatureTableOut
+from .format import FEATURE_DTYPES, DatasetWriter, GraphDataset
+from .progress import stage_bar as _bar
 from .stages import Stages
 
 EDGE_CHUNK = 1 << 22
@@ -305,26 +299,21 @@ def _edges_in_memory(p: Preset, w: DatasetWriter, model: _EdgeModel, streams, rn
     return num_edges, splits
 
 
-def _bar(iterable, enabled: bool, desc: str, total: int | None = None):
-    """A tqdm bar (shown after :data:`~gnnsys.data.progress.DELAY_S` seconds) when bars are on
-    (a terminal, no ``--no-progress``) or ``enabled``; the plain iterable (or ``None``) otherwise."""
-    if not (_progress.progress_enabled() or (enabled and sys.stderr.isatty())):
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, leave=False, delay=_progress.DELAY_S)
-
-
 def disk_estimate(p: Preset) -> int:
-    """Upper bound of the disk a preparation of ``p`` needs at its peak: the buckets (8 B per
-    directed entry) while the CSC is written (4 or 8 B per entry, cut after de-duplication),
-    and the features, labels, splits and indptr."""
-    entries = 2 * p.num_edges
-    idx = 4 if p.num_nodes <= 2**31 - 1 else 8
-    feats = p.num_nodes * p.num_features * np.dtype(FEATURE_DTYPES[p.feature_dtype]).itemsize
-    if p.feature_dtype == "int8":
-        feats += 4 * p.num_nodes
-    return int(8 * entries + idx * entries + 8 * (p.num_nodes + 1) + feats + 16 * p.num_nodes)
+    """Upper bound of the disk a preparation of ``p`` needs at its peak (see :func:`disk_estimate_of`)."""
+    return disk_estimate_of(p.num_nodes, p.num_edges, p.num_features, p.feature_dtype)
+
+
+def disk_estimate_of(num_nodes: int, num_edges: int, num_features: int, feature_dtype: str) -> int:
+    """Upper bound of the disk an out-of-core preparation needs at its peak: the buckets (8 B per
+    directed entry, ``2 * num_edges`` input pairs once symmetrised) while the CSC is written (4 or
+    8 B per entry, cut after de-duplication), and the features, labels, splits and indptr."""
+    entries = 2 * int(num_edges)
+    idx = 4 if num_nodes <= 2**31 - 1 else 8
+    feats = num_nodes * num_features * np.dtype(FEATURE_DTYPES[feature_dtype]).itemsize
+    if feature_dtype == "int8":
+        feats += 4 * num_nodes
+    return int(8 * entries + idx * entries + 8 * (num_nodes + 1) + feats + 16 * num_nodes)
 
 
 def check_free_disk(out_dir: Path, estimate: int, verbose: bool = False) -> None:
@@ -348,23 +337,14 @@ def _write_features(p: Preset, w: DatasetWriter, labels, seed: int, rng_means,
     d = p.num_features
     means = rng_means.normal(size=(p.num_classes, d))
     means *= p.feature_signal / max(1e-12, np.sqrt((means**2).sum(1, keepdims=True)).mean()) * np.sqrt(d) ** 0.5
-    # positioned writes, not a memory map: the resident set stays one chunk whatever N
-    feats = NpyOut(w.reserve("features.npy"), (p.num_nodes, d), FEATURE_DTYPES[p.feature_dtype])
-    scale = NpyOut(w.reserve(SCALE_FILE), (p.num_nodes,), np.float32) if p.feature_dtype == "int8" else None
+    feats = FeatureTableOut(w, p.num_nodes, d, p.feature_dtype)  # one chunk resident whatever N
     nchunks = -(-p.num_nodes // ROW_CHUNK)
     for i, rng in enumerate(_bar(_streams(seed + 2, nchunks), progress, f"features {p.name}")):
         lo, hi = i * ROW_CHUNK, min(p.num_nodes, (i + 1) * ROW_CHUNK)
         x = rng.standard_normal((hi - lo, d), dtype=np.float32)
         x += means[labels[lo:hi]].astype(np.float32)
-        if scale is not None:
-            q, sc = quantize_rows(x)
-            feats.write(lo, q)
-            scale.write(lo, sc)
-        else:
-            feats.write(lo, float32_to_bfloat16_bits(x) if p.feature_dtype == "bfloat16" else x)
+        feats.write(lo, x)
     feats.close()
-    if scale is not None:
-        scale.close()
 
 
 def _hold_out_edges(p: Preset, src, dst, rng, scratch: Path):

@@ -16,7 +16,9 @@ nothing. Estimates, per item (``N`` nodes, ``E`` edges, ``D`` features):
   int8 tables keep their float32 scales (4 N B) in RAM; GPU placements pin (``uva``/``cached``)
   or copy (``gpu``) the table from RAM.
 * batches: the sampled rows of ``num_buffers`` in-flight batches (float32 after the gather).
-* layer-wise evaluation (``eval_mode`` full): two ``[N, hidden]`` float32 activations at once.
+* layer-wise evaluation (``eval_mode`` full): two ``[N, hidden]`` float32 activations at once
+  (and an int8 table's dequantised float32 input); memory-mapped instead with ``eval_spill``
+  (:mod:`gnnsys.train.spill`: the run folder's disk holds them).
 * the process itself (Python, torch, numba): :data:`BASE_BYTES`.
 """
 
@@ -116,7 +118,7 @@ def plan_memory(meta: dict[str, Any], *, features: str = "cpu", feature_dtype: s
                 cache_gb: float | None = None, batch_size: int = 1024,
                 fanouts: list[int] | None = None, num_buffers: int = 4, samplers: int = 2,
                 eval_full: bool = False, hidden: int = 256, num_threads: int = 2,
-                available: int | None = None) -> MemoryPlan:
+                available: int | None = None, eval_spill: bool = False) -> MemoryPlan:
     """Plan the memory of a run on the dataset described by ``meta`` (its ``meta.json``).
 
     Args:
@@ -126,6 +128,7 @@ def plan_memory(meta: dict[str, Any], *, features: str = "cpu", feature_dtype: s
         cache_gb: RAM cache of ``mmap``. batch_size, fanouts, num_buffers: the in-flight batches.
         samplers: concurrent samplers (each keeps its relabelling scratch).
         eval_full: layer-wise full-graph evaluation (two ``[N, hidden]`` activations).
+        eval_spill: those activations are memory maps on disk, not in RAM.
         available: RAM available (default :func:`available_ram`; tests pass their own).
     """
     n, e = int(meta["num_nodes"]), int(meta["num_edges"])
@@ -160,10 +163,11 @@ def plan_memory(meta: dict[str, Any], *, features: str = "cpu", feature_dtype: s
         rows = batch_rows(batch_size, fanouts, n)
         add(f"in-flight batches ({num_buffers} x {rows} rows x {d} float32)", num_buffers * rows * d * 4, "ram")
     if eval_full:
-        add(f"layer-wise evaluation (2 x [{n}, {max(hidden, width)}] float32)",
-            2 * n * max(hidden, width) * 4, "ram")
+        where, how = ("mmap", ", spilled to the run folder") if eval_spill else ("ram", "")
+        wide = max(hidden, width, int(meta.get("num_classes") or 0))  # the output layer may be widest
+        add(f"layer-wise evaluation (2 x [{n}, {wide}] float32{how})", 2 * n * wide * 4, where)
         if stored == "int8":
-            add(f"dequantised input of layer-wise evaluation [{n}, {width}] float32", 4 * n * width, "ram")
+            add(f"dequantised input of layer-wise evaluation [{n}, {width}] float32{how}", 4 * n * width, where)
     budget = int(plan.available * RAM_FRACTION)
     if plan.peak_bytes > budget:
         plan.refusal = _advice(plan, features, eval_full, budget)
@@ -192,5 +196,6 @@ def _advice(plan: MemoryPlan, features: str, eval_full: bool, budget: int) -> st
         return f"{need}: use a smaller --cache-gb (at most {spare / 2**30:.1f})"
     ev = next((i for i in plan.items if i.name.startswith("layer-wise evaluation")), None)
     if eval_full and ev is not None and plan.peak_bytes - ev.nbytes <= budget:
-        return f"{need}: layer-wise evaluation holds {gib(ev.nbytes)}; use --eval-mode sampled"
+        return (f"{need}: layer-wise evaluation holds {gib(ev.nbytes)}; give the run folder that much "
+                f"free disk (train then memory-maps it there) or use --eval-mode sampled")
     return f"{need}; use --features mmap, a smaller --batch-size and --eval-mode sampled"

@@ -225,7 +225,8 @@ class GraphSAGE(nn.Module):
     @torch.no_grad()
     def inference(self, x_all: Tensor, graph: Any, device: torch.device | str | None = None,
                   chunk_bytes: int = INFERENCE_CHUNK_BYTES,
-                  progress: Callable[[int, int], None] | None = None) -> Tensor:
+                  progress: Callable[[int, int], None] | None = None,
+                  alloc: Callable[[int, tuple[int, int]], Tensor] | None = None) -> Tensor:
         """Full-neighbourhood forward pass over every node, one layer at a time.
 
         For each layer the destinations are processed in contiguous chunks whose gathered
@@ -238,6 +239,9 @@ class GraphSAGE(nn.Module):
             device: where each chunk is computed (default: the model's device).
             chunk_bytes: memory bound of one chunk's gathered rows.
             progress: optional ``progress(layer, fraction_done)`` callback.
+            alloc: ``alloc(layer, (N, width))`` gives layer ``layer``'s float32 CPU output
+                buffer (default ``torch.empty``; e.g. a memory map when it does not fit in RAM,
+                see :mod:`gnnsys.train.spill`). Every row is written before it is read.
 
         Returns:
             float32 ``[N, out_dim]`` on the CPU.
@@ -253,7 +257,8 @@ class GraphSAGE(nn.Module):
         h = x_all
         for i, conv in enumerate(self.convs):
             width = h.shape[1]
-            out = torch.empty((n, conv.out_channels), dtype=torch.float32)
+            shape = (n, conv.out_channels)
+            out = torch.empty(shape, dtype=torch.float32) if alloc is None else alloc(i, shape)
             max_edges = max(1, chunk_bytes // (4 * max(1, width)))
             for a, b in _chunks(indptr, max_edges):
                 lo, hi = int(indptr[a]), int(indptr[b])

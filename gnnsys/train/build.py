@@ -12,6 +12,7 @@ needs beyond the defaults comes from its :class:`~gnnsys.models.registry.ModelSp
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ class Assembly:
         aggregate_first_hop: the loaders hand GraphSAGE its first layer's mean (``Batch.x_agg``).
         model: the seeded model, on ``device``.
         eval_mode: ``"full"`` (layer-wise inference over all nodes) or ``"sampled"``.
+        spill_dir: where full evaluation's layer outputs are memory-mapped when the memory plan
+            says they do not fit in RAM (the run folder); ``None``: in RAM.
         train_batch_size, shard: this process's share of the training batches: the whole batch
             and every item for one process; a rank of a data-parallel run takes its part.
     """
@@ -76,6 +79,7 @@ class Assembly:
     train_batch_size: int
     shard: tuple[int, int] | None = None
     targets: str | None = None
+    spill_dir: Path | None = None
     _eval_sampler: Any = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ loaders
@@ -128,7 +132,10 @@ class Assembly:
 
     # ------------------------------------------------------------------ outputs
     def full_outputs(self) -> Tensor:
-        """``[N, out]`` float32 outputs of every node by layer-wise full-neighbourhood inference."""
+        """``[N, out]`` float32 outputs of every node by layer-wise full-neighbourhood inference
+        (its layer outputs memory-mapped under :attr:`spill_dir` when that is set)."""
+        if self.spill_dir is not None:
+            return ev.spilled_full_outputs(self.model, self.dataset, self.device, self.spill_dir)
         return ev.full_outputs(self.model, ev.all_features(self.dataset), self.dataset.graph, self.device)
 
     def sampled_outputs(self, ids: np.ndarray) -> Tensor:
@@ -182,15 +189,18 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
     in_dim = None if features is None else int(features.dim)
     model = build_model(spec, options, config, dataset, task, in_dim).to(device)
     eval_mode = resolve_eval_mode(config, spec, model)
-    if eval_mode == "full" and check_memory(config, dataset, options, eval_full=True,
-                                            refuse=config.eval_mode == "full") is not None:
-        eval_mode = "sampled"  # auto: layer-wise evaluation would not fit in RAM
+    spill_dir = None
+    if eval_mode == "full" and run_memory_plan(config, dataset, options, eval_full=True).refusal is not None:
+        spill_dir = eval_spill_dir(config, dataset, options, run_dir)  # its layer outputs on disk
+        if spill_dir is None and check_memory(config, dataset, options, eval_full=True,
+                                              refuse=config.eval_mode == "full") is not None:
+            eval_mode = "sampled"  # auto: layer-wise evaluation fits neither in RAM nor on disk
     return Assembly(config=config, device=device, dataset=dataset, task=task, spec=spec,
                     options=options, metric=metric, sampler=sampler, features=features,
                     aggregate_first_hop=aggregates_first_hop(options, features), model=model,
                     eval_mode=eval_mode,
                     train_batch_size=train_batch_size or config.batch_size, shard=shard,
-                    targets=targets)
+                    targets=targets, spill_dir=spill_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +251,8 @@ def resolve_metric(config: TrainConfig, dataset: Any, task: str) -> str:
     return metric
 
 
-def run_memory_plan(config: TrainConfig, dataset: Any, options: dict[str, Any], eval_full: bool):
+def run_memory_plan(config: TrainConfig, dataset: Any, options: dict[str, Any], eval_full: bool,
+                    eval_spill: bool = False):
     """The :class:`~gnnsys.features.memory_plan.MemoryPlan` of this run on ``dataset``."""
     workers = max(1, config.num_workers)
     prefetch = config.prefetch if config.prefetch is not None else 2
@@ -249,7 +260,30 @@ def run_memory_plan(config: TrainConfig, dataset: Any, options: dict[str, Any], 
                        cache_gb=config.cache_gb, batch_size=max(config.batch_size, config.eval_batch_size or 0),
                        fanouts=options.get("fanouts"), num_buffers=workers * -(-prefetch // workers) + 2,
                        samplers=workers + 1, eval_full=eval_full, hidden=int(options.get("hidden", 256)),
-                       num_threads=config.num_threads or numba.get_num_threads())
+                       num_threads=config.num_threads or numba.get_num_threads(), eval_spill=eval_spill)
+
+
+def eval_spill_dir(config: TrainConfig, dataset: Any, options: dict[str, Any],
+                   run_dir: str | os.PathLike | None) -> Path | None:
+    """The run folder, when layer-wise evaluation fits with its layer outputs memory-mapped
+    there (the plan with ``eval_spill`` fits in RAM and the folder's disk holds the maps);
+    ``None`` otherwise (no run folder, or it would not help)."""
+    if run_dir is None:
+        return None
+    plan = run_memory_plan(config, dataset, options, eval_full=True, eval_spill=True)
+    if plan.refusal is not None:
+        return None
+    need = sum(i.nbytes for i in plan.items if "spilled" in i.name)
+    folder = Path(run_dir)
+    probe = folder if folder.exists() else folder.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if shutil.disk_usage(probe).free < need:
+        return None
+    if config.progress:
+        sys.stderr.write(f"eval_mode full: layer outputs do not fit in RAM; memory-mapped under {folder} "
+                         f"({need / 2**30:.2f} GiB of disk, removed after each evaluation)\n")
+    return folder
 
 
 def check_memory(config: TrainConfig, dataset: Any, options: dict[str, Any], eval_full: bool,

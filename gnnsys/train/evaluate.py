@@ -173,17 +173,19 @@ def link_metric(dataset_name: str, metric: str, pos: Tensor, neg: Tensor) -> flo
 # Model outputs
 
 
-def all_features(dataset: Any) -> Tensor | None:
+def all_features(dataset: Any, alloc: Callable[[int, tuple[int, int]], Tensor] | None = None) -> Tensor | None:
     """``[N, D]`` features of every node as a tensor over the dataset's (memory-mapped) array,
     without a copy; bfloat16 tables (stored as uint16) are viewed as ``torch.bfloat16``; int8
-    tables are dequantised (``q * scale``, float32, in RAM, chunk by chunk)."""
+    tables are dequantised (``q * scale``, float32, chunk by chunk) into RAM, or into
+    ``alloc(-1, (N, D))`` (a spilled evaluation's memory map)."""
     feats = dataset.features
     if feats is None:
         return None
     if dataset.meta.get("feature_dtype") == "int8":
         from ..data.quantize import dequantize_rows
 
-        out = torch.empty(tuple(feats.shape), dtype=torch.float32)
+        shape = tuple(feats.shape)
+        out = torch.empty(shape, dtype=torch.float32) if alloc is None else alloc(-1, shape)
         step = 1 << 16
         for a in range(0, feats.shape[0], step):
             out[a:a + step] = torch.from_numpy(dequantize_rows(feats[a:a + step], dataset.feature_scale[a:a + step]))
@@ -201,6 +203,22 @@ def full_outputs(model: torch.nn.Module, x_all: Tensor | None, graph: Any,
     """Layer-wise full-neighbourhood outputs ``[N, out]`` (float32, CPU) of every node."""
     model.eval()
     return model.inference(x_all, graph, device=device)
+
+
+@torch.no_grad()
+def spilled_full_outputs(model: torch.nn.Module, dataset: Any, device: torch.device,
+                         spill_dir: str | os.PathLike) -> Tensor:
+    """:func:`full_outputs` of ``dataset`` with every layer's ``[N, width]`` output (and an int8
+    table's dequantised input) in a memory map under ``spill_dir`` instead of RAM
+    (:class:`~gnnsys.train.spill.ActivationSpill`): the same values, bit for bit. The temporary
+    folder is gone on return, also after an exception; the returned ``[N, out]`` tensor maps
+    the unlinked last file (its disk blocks are freed with the tensor)."""
+    from .spill import ActivationSpill
+
+    model.eval()
+    with ActivationSpill(spill_dir) as spill:
+        x_all = all_features(dataset, alloc=spill.alloc)
+        return model.inference(x_all, dataset.graph, device=device, alloc=spill.alloc)
 
 
 @torch.no_grad()

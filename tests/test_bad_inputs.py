@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nan_dataset import save_nan_feature_dataset
 
 from gnnsys.cli import main as cli_main
 from gnnsys.data import CSCGraph, load_dataset, save_dataset, synthetic
@@ -644,18 +645,10 @@ def test_no_pickle_on_load_paths():
 def test_training_on_nan_features_stops_with_a_clear_error(tmp_path):
     """NaN features make the loss NaN: the run stops naming the epoch and batch (exit 2 in the
     CLI), and no checkpoint of the poisoned model is written."""
-    from gnnsys import TrainingError, save_dataset
-    from gnnsys.data import build_csc
+    from gnnsys import TrainingError
     from gnnsys.train import TrainConfig, train
 
-    rng = np.random.default_rng(0)
-    n = 200
-    g = build_csc(rng.integers(0, n, 800), rng.integers(0, n, 800), n, symmetrize=True, drop_duplicates=True)
-    x = rng.standard_normal((n, 8)).astype(np.float32)
-    x[::7, 3] = np.nan
-    ds = save_dataset(tmp_path / "nan", name="nan", task="node", graph=g, features=x,
-                      labels=rng.integers(0, 3, n), num_classes=3,
-                      splits={"train": np.arange(100), "valid": np.arange(100, 150), "test": np.arange(150, 200)})
+    ds = save_nan_feature_dataset(tmp_path)
     cfg = TrainConfig(dataset=str(ds.path), epochs=1, batch_size=32, fanouts=[5, 5], progress=False,
                       out=str(tmp_path / "run"))
     with pytest.raises(TrainingError, match=r"loss is nan at epoch 1, batch 1"):

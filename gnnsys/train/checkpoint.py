@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..data.atomic import fsync_dir
 from ..errors import CheckpointError, ConfigError
 
 FORMAT = "gnnsys-checkpoint"
@@ -62,14 +63,7 @@ def atomic_torch_save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     # supersedes them, and each is as large as a checkpoint
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
         stale.unlink(missing_ok=True)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    fsync_dir(path.parent)  # make the rename itself durable
 
 
 def load_checkpoint(path: str | os.PathLike, fingerprint: str | None = None,

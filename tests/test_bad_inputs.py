@@ -455,6 +455,17 @@ def test_resume_from_garbage_checkpoint(finished_run, tmp_path):
         load_checkpoint(run / "checkpoint.pt")
 
 
+def test_garbage_best_model_is_one_checkpoint_error(tmp_path):
+    """best.pt goes through the same weights_only load as checkpoint.pt: one CheckpointError naming
+    the file and what it is, no traceback of torch's."""
+    from gnnsys.train.selection import load_best
+
+    best = tmp_path / "best.pt"
+    best.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match=r"best\.pt: corrupt or unreadable best model \(\w+: "):
+        load_best(best)
+
+
 class _Exploit:
     """Unpickling this object would create a file (arbitrary code execution in a real attack)."""
 

@@ -23,21 +23,16 @@ from .errors import (
     FeatureStoreError,
     GnnsysError,
 )
+from .lazy_exports import lazy_getattr
 
 __version__ = "0.1.0"
 
-_LAZY = {"NeighborLoader": "gnnsys.loader.pyg_compat", "LinkNeighborLoader": "gnnsys.loader.pyg_compat",
-         "load_run": "gnnsys.train.predict"}
+#: public name -> the submodule (relative to gnnsys) that defines it; PEP 562: torch and the
+#: trainer load only when asked for
+_LAZY = {"NeighborLoader": "loader.pyg_compat", "LinkNeighborLoader": "loader.pyg_compat",
+         "load_run": "train.predict"}
 
-
-def __getattr__(name: str):
-    if name in _LAZY:  # PEP 562: torch and the trainer load only when asked for
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'gnnsys' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -123,3 +123,18 @@ def check_weights(weights: Any, num_edges: int) -> np.ndarray:
     if arr.size and arr.min() < 0:
         raise SamplerInputError(f"weights must be >= 0, got a minimum of {arr.min()}")
     return arr
+
+
+def check_batch_seed(batch_seed: Any, calls: Iterator[int]) -> int:
+    """The seed of one batch: ``next(calls)`` (the sampler's own call counter) when ``batch_seed``
+    is ``None``, else ``batch_seed`` as a Python int.
+
+    Raises:
+        SamplerInputError: ``batch_seed`` is neither an int (NumPy ints included, bools not) nor
+            ``None``.
+    """
+    if batch_seed is None:
+        return next(calls)
+    if isinstance(batch_seed, bool) or not isinstance(batch_seed, (int, np.integer)):
+        raise SamplerInputError(f"batch_seed must be an int or None, got {batch_seed!r}")
+    return int(batch_seed)

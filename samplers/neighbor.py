@@ -12,7 +12,13 @@ import numpy as np
 
 from samplers import _fused, _hop, _negative, _relabel
 from samplers._rng import stream_key
-from samplers._validate import check_fanouts, check_graph, check_ids, check_weights
+from samplers._validate import (
+    check_batch_seed,
+    check_fanouts,
+    check_graph,
+    check_ids,
+    check_weights,
+)
 from samplers.errors import SamplerInputError
 from samplers.types import Hop, SampledSubgraph
 
@@ -116,7 +122,7 @@ class NeighborSampler:
             A :class:`SampledSubgraph` whose ``nodes`` start with ``seeds`` in the given order.
         """
         seeds = check_ids(seeds, self.num_nodes, "seeds")
-        return self._sample(seeds, self._batch_seed(batch_seed), None)
+        return self._sample(seeds, check_batch_seed(batch_seed, self._calls), None)
 
     # ------------------------------------------------------------------ link batches
     def sample_from_edges(self, src: Any, dst: Any, neg: str | None = "uniform", num_neg: int = 1,
@@ -160,7 +166,7 @@ class NeighborSampler:
             raise SamplerInputError(f"num_neg must be an int >= 1, got {num_neg!r}")
         if exclude_target_edges and self.num_nodes >= 2**31:
             raise SamplerInputError("exclude_target_edges needs a graph with fewer than 2**31 nodes")
-        bs = self._batch_seed(batch_seed)
+        bs = check_batch_seed(batch_seed, self._calls)
         b = src.size
         if neg_dst is not None:
             if neg not in (None, "per_source"):
@@ -200,13 +206,6 @@ class NeighborSampler:
         return out
 
     # ------------------------------------------------------------------ internals
-    def _batch_seed(self, batch_seed: int | None) -> int:
-        if batch_seed is None:
-            return next(self._calls)
-        if isinstance(batch_seed, bool) or not isinstance(batch_seed, (int, np.integer)):
-            raise SamplerInputError(f"batch_seed must be an int or None, got {batch_seed!r}")
-        return int(batch_seed)
-
     def _sorted_neighbours(self) -> np.ndarray:
         """``indices`` with sorted neighbour lists (the graph's own array when already sorted)."""
         with self._sorted_lock:

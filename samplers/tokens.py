@@ -32,7 +32,7 @@ from numba import njit, prange
 
 from samplers._hop import _allowed_positions, _sorted_contains
 from samplers._rng import below, draw, node_key, stream_key
-from samplers._validate import check_graph, check_ids
+from samplers._validate import check_batch_seed, check_graph, check_ids
 from samplers.errors import SamplerInputError
 from samplers.neighbor import NeighborSampler
 from samplers.types import SampledSubgraph
@@ -216,7 +216,7 @@ class TokenSampler:
             ``extra["token_hop"]`` int8 ``[B, K]`` (0 seed, 1 or 2 hops, -1 empty).
         """
         seeds = check_ids(seeds, self.num_nodes, "seeds")
-        return self._tokens_of(seeds, self._batch_seed(batch_seed), None)
+        return self._tokens_of(seeds, check_batch_seed(batch_seed, self._calls), None)
 
     def sample_from_edges(self, src: Any, dst: Any, neg: str | None = "uniform", num_neg: int = 1,
                           exclude_target_edges: bool = False, batch_seed: int | None = None,
@@ -252,16 +252,9 @@ class TokenSampler:
                 self._pairs = _PairFrontEnd(self)
         return self._pairs.sample_from_edges(
             src, dst, neg=neg, num_neg=num_neg, exclude_target_edges=exclude_target_edges,
-            batch_seed=self._batch_seed(batch_seed), neg_dst=neg_dst)
+            batch_seed=check_batch_seed(batch_seed, self._calls), neg_dst=neg_dst)
 
     # ------------------------------------------------------------------ internals
-    def _batch_seed(self, batch_seed: int | None) -> int:
-        if batch_seed is None:
-            return next(self._calls)
-        if isinstance(batch_seed, bool) or not isinstance(batch_seed, (int, np.integer)):
-            raise SamplerInputError(f"batch_seed must be an int or None, got {batch_seed!r}")
-        return int(batch_seed)
-
     def _tokens_of(self, seeds: np.ndarray, batch_seed: int,
                    exclusion: tuple[np.ndarray, np.ndarray] | None) -> SampledSubgraph:
         """Token sample of validated int64 ``seeds`` ``[B]``; ``exclusion`` = ``(ex_nodes,

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nan_dataset import save_nan_feature_dataset
 
 from gnnsys.cli import main as cli_main
 from gnnsys.data import CSCGraph, load_dataset, save_dataset, synthetic
@@ -454,6 +455,17 @@ def test_resume_from_garbage_checkpoint(finished_run, tmp_path):
         load_checkpoint(run / "checkpoint.pt")
 
 
+def test_garbage_best_model_is_one_checkpoint_error(tmp_path):
+    """best.pt goes through the same weights_only load as checkpoint.pt: one CheckpointError naming
+    the file and what it is, no traceback of torch's."""
+    from gnnsys.train.selection import load_best
+
+    best = tmp_path / "best.pt"
+    best.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match=r"best\.pt: corrupt or unreadable best model \(\w+: "):
+        load_best(best)
+
+
 class _Exploit:
     """Unpickling this object would create a file (arbitrary code execution in a real attack)."""
 
@@ -644,18 +656,10 @@ def test_no_pickle_on_load_paths():
 def test_training_on_nan_features_stops_with_a_clear_error(tmp_path):
     """NaN features make the loss NaN: the run stops naming the epoch and batch (exit 2 in the
     CLI), and no checkpoint of the poisoned model is written."""
-    from gnnsys import TrainingError, save_dataset
-    from gnnsys.data import build_csc
+    from gnnsys import TrainingError
     from gnnsys.train import TrainConfig, train
 
-    rng = np.random.default_rng(0)
-    n = 200
-    g = build_csc(rng.integers(0, n, 800), rng.integers(0, n, 800), n, symmetrize=True, drop_duplicates=True)
-    x = rng.standard_normal((n, 8)).astype(np.float32)
-    x[::7, 3] = np.nan
-    ds = save_dataset(tmp_path / "nan", name="nan", task="node", graph=g, features=x,
-                      labels=rng.integers(0, 3, n), num_classes=3,
-                      splits={"train": np.arange(100), "valid": np.arange(100, 150), "test": np.arange(150, 200)})
+    ds = save_nan_feature_dataset(tmp_path)
     cfg = TrainConfig(dataset=str(ds.path), epochs=1, batch_size=32, fanouts=[5, 5], progress=False,
                       out=str(tmp_path / "run"))
     with pytest.raises(TrainingError, match=r"loss is nan at epoch 1, batch 1"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nan_dataset import save_nan_feature_dataset
 
 from gnnsys.cli import main
 from gnnsys.errors import TrainingError
@@ -40,17 +41,7 @@ def test_a_diverging_run_stops_naming_the_learning_rate(tiny, tmp_path: Path, ca
 
 
 def test_nan_features_exit_2_from_the_cli(tmp_path: Path, capsys) -> None:
-    from gnnsys import save_dataset
-    from gnnsys.data import build_csc
-
-    rng = np.random.default_rng(0)
-    n = 200
-    g = build_csc(rng.integers(0, n, 800), rng.integers(0, n, 800), n, symmetrize=True, drop_duplicates=True)
-    x = rng.standard_normal((n, 8)).astype(np.float32)
-    x[::7, 3] = np.nan
-    ds = save_dataset(tmp_path / "nan", name="nan", task="node", graph=g, features=x,
-                      labels=rng.integers(0, 3, n), num_classes=3,
-                      splits={"train": np.arange(100), "valid": np.arange(100, 150), "test": np.arange(150, 200)})
+    ds = save_nan_feature_dataset(tmp_path)
     err = _cli_error(capsys, _train_args(ds.path, tmp_path / "run", "--epochs", "1"))
     assert "loss is nan at epoch 1, batch 1" in err and "features may hold NaN/Inf" in err, err
 

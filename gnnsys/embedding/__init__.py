@@ -14,8 +14,7 @@ Names are imported on first use so that the command line stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gnnsys.lazy_exports import lazy_getattr
 
 #: ``--model`` names trained by this package rather than by :mod:`gnnsys.train`.
 EMBEDDING_MODELS = ("deepwalk", "node2vec", "line")
@@ -33,10 +32,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)

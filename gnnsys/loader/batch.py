@@ -94,12 +94,7 @@ class Batch:
             data.x = self.x
         if self.y is not None:
             data.y = self.y
-        if self.edge_label_index is not None:
-            data.edge_label_index = self.edge_label_index
-        if self.edge_label is not None:
-            data.edge_label = self.edge_label
-        for name, value in self.extra.items():
-            data[name] = value
+        attach_link_labels_and_extra(data, self)
         return data
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
@@ -123,3 +118,16 @@ class Batch:
             node_ids=mv(self.node_ids),
             pending=[],
         )
+
+
+def attach_link_labels_and_extra(data: Any, batch: Batch) -> None:
+    """Set on the PyG ``Data`` ``data``, in this order, ``batch``'s ``edge_label_index`` /
+    ``edge_label`` (link batches; skipped when ``None``) and every ``extra`` tensor under its own
+    name, as they are (no copy, no device move): the tail both :meth:`Batch.to_pyg` and
+    :func:`gnnsys.loader.pyg_batch.to_pyg` share."""
+    if batch.edge_label_index is not None:
+        data.edge_label_index = batch.edge_label_index
+    if batch.edge_label is not None:
+        data.edge_label = batch.edge_label
+    for name, value in batch.extra.items():
+        data[name] = value

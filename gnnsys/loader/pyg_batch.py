@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from gnnsys.loader.batch import Batch
+from gnnsys.loader.batch import Batch, attach_link_labels_and_extra
 
 
 class Block(NamedTuple):
@@ -100,12 +100,7 @@ def to_pyg(batch: Batch, *, layout: str = "pyg", labels: Any = None,
     data.num_sampled_edges = [int(v) for v in sub.num_sampled_edges]
     if input_id is not None:
         data.input_id = torch.from_numpy(np.ascontiguousarray(input_id, dtype=np.int64))
-    if batch.edge_label_index is not None:
-        data.edge_label_index = batch.edge_label_index
-    if batch.edge_label is not None:
-        data.edge_label = batch.edge_label
-    for name, value in batch.extra.items():
-        data[name] = value
+    attach_link_labels_and_extra(data, batch)
     return data
 
 

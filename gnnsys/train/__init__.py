@@ -10,8 +10,9 @@ The names below are imported on first use (PEP 562), so that ``gnnsys --help`` a
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gnnsys.lazy_exports import lazy_getattr
 
 #: public name -> the submodule that defines it
 _EXPORTS = {
@@ -35,13 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .trainer import Trainer
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)
 
 
 def __dir__() -> list[str]:

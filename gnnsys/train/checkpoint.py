@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..data.atomic import fsync_dir
 from ..errors import CheckpointError, ConfigError
 
 FORMAT = "gnnsys-checkpoint"
@@ -62,14 +63,18 @@ def atomic_torch_save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     # supersedes them, and each is as large as a checkpoint
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
         stale.unlink(missing_ok=True)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    fsync_dir(path.parent)  # make the rename itself durable
+
+
+def load_weights_only(path: Path, map_location: str | torch.device, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` (no pickle runs); any failure (truncated zip, garbage
+    bytes, pickled objects refused by ``weights_only``) becomes one line,
+    ``CheckpointError("{path}: corrupt or unreadable {what} ({error type}: {its first line})")``."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, garbage bytes, pickled objects refused by weights_only
+        raise CheckpointError(f"{path}: corrupt or unreadable {what} ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def load_checkpoint(path: str | os.PathLike, fingerprint: str | None = None,
@@ -83,11 +88,7 @@ def load_checkpoint(path: str | os.PathLike, fingerprint: str | None = None,
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint to resume from")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, garbage bytes, pickled objects refused by weights_only
-        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    state = load_weights_only(path, map_location, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a gnnsys checkpoint")
     if state.get("version") != VERSION:

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError, DatasetError
+from .checkpoint import load_weights_only
 
 BEST_FORMAT = "gnnsys-best"
 BEST_VERSION = 1
@@ -126,11 +127,7 @@ def load_best(path: str | os.PathLike, map_location: str | torch.device = "cpu")
         raise CheckpointError(f"{path}: no best model in the run folder (the run never evaluated on a "
                               "valid split: --eval-every 0, no valid split, or stopped before its first "
                               "evaluation)")
-    try:
-        best = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, garbage bytes, pickled objects refused by weights_only
-        raise CheckpointError(f"{path}: corrupt or unreadable best model ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    best = load_weights_only(path, map_location, "best model")
     if not isinstance(best, dict) or best.get("format") != BEST_FORMAT:
         raise CheckpointError(f"{path}: not a gnnsys best-model file")
     if best.get("version") != BEST_VERSION:

@@ -96,8 +96,7 @@ def test_negative_table_follows_weights_within_blocks():
 
 
 @pytest.mark.parametrize("model,extra", [("deepwalk", {}), ("node2vec", {"p": 0.5, "q": 2.0}),
-                                         ("line", {"order": 2}), ("line", {"order": 1}),
-                                         ("deepwalk", {"shared": True})])
+                                         ("line", {"order": 2}), ("line", {"order": 1})])
 def test_bit_identical_for_one_and_two_threads(model, extra):
     indptr, indices = _ring_graph(300, 600)
     opts = EmbeddingOptions(model=model, dim=16, walk_length=12, context=3, walks_per_node=2,
@@ -107,8 +106,7 @@ def test_bit_identical_for_one_and_two_threads(model, extra):
     assert np.array_equal(one, two)
     assert s1["epoch_loss"] == s2["epoch_loss"] and s1["samples"] == s2["samples"]
     assert one.dtype == np.float32 and one.shape == (300, 16) and np.isfinite(one).all()
-    # one-matrix models (LINE-1, shared) start at ~0 scores and move slowly on this ring
-    assert s1["epoch_loss"][1] < s1["epoch_loss"][0] or model == "line" or extra.get("shared")
+    assert s1["epoch_loss"][1] < s1["epoch_loss"][0] or model == "line"
     other, _ = fit_embeddings(indptr, indices, EmbeddingOptions(**{**opts.to_dict(), "seed": 4}))
     assert not np.array_equal(one, other)
 
@@ -174,25 +172,3 @@ def test_bad_options(kw, match):
 def test_graph_without_edges_is_refused():
     with pytest.raises(ConfigError, match="no edges"):
         fit_embeddings(np.zeros(4, np.int64), np.zeros(0, np.int32), EmbeddingOptions())
-
-
-@pytest.mark.parametrize("shared", [True, False])
-def test_shared_trains_one_matrix_for_vertex_and_context(monkeypatch, shared):
-    """shared=True: PyG Node2Vec's one table (z_v . z_w), trained with the symmetric schedule."""
-    import gnnsys.embedding.trainer as tr
-
-    indptr, indices = _ring_graph(60, 120)
-    seen = []
-    real = tr.train_rounds
-
-    def spy(emb_in, emb_out, *a):
-        seen.append((emb_in is emb_out, a[3].shape))
-        return real(emb_in, emb_out, *a)
-
-    monkeypatch.setattr(tr, "train_rounds", spy)
-    tr.fit_embeddings(indptr, indices, EmbeddingOptions(dim=8, walk_length=6, context=2, walks_per_node=1,
-                                                        shared=shared, partitions=4))
-    want = tr.symmetric_schedule(4).shape if shared else tr.skipgram_schedule(4).shape
-    assert seen and all(s == (shared, want) for s in seen)
-    with pytest.raises(ConfigError, match="even number of partitions"):
-        EmbeddingOptions(shared=True, partitions=3).check()

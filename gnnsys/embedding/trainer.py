@@ -62,9 +62,6 @@ class EmbeddingOptions:
             its corpus (one extra pass that makes and counts the walks, trains nothing);
             ``degree`` takes the degree (no extra pass; LINE always uses the degree, as LINE's
             paper does).
-        shared: walk models train one matrix as both vertex and context table (PyG's
-            ``Node2Vec`` scores ``z_v . z_w`` with one embedding), instead of word2vec's two;
-            the partitions must then be even or 1.
         order: LINE's proximity order, 1 or 2.
         partitions: blocks ``P`` of the vertex and context matrices (fixed, not the thread count,
             so that results do not depend on threads; LINE order 1 needs it even or 1).
@@ -85,7 +82,6 @@ class EmbeddingOptions:
     lr: float = 0.025
     sample: float = 1e-3
     unigram: str = "walks"
-    shared: bool = False
     order: int = 2
     partitions: int = 4
     chunk_walks: int = 1024
@@ -124,10 +120,6 @@ class EmbeddingOptions:
             raise ConfigError(f"LINE order must be 1 or 2, got {self.order!r}")
         if self.model == "line" and self.order == 1 and self.partitions > 1 and self.partitions % 2:
             raise ConfigError(f"LINE order 1 needs an even number of partitions, got {self.partitions}")
-        if not isinstance(self.shared, (bool, np.bool_)):
-            raise ConfigError(f"shared must be true or false, got {self.shared!r}")
-        if self.model != "line" and self.shared and self.partitions > 1 and self.partitions % 2:
-            raise ConfigError(f"shared=true (one matrix) needs an even number of partitions, got {self.partitions}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -213,8 +205,7 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
     table, table_ptr = negative_table(counts ** 0.75, block_of, P, _table_size(n))
     # word2vec initialisation: vertex rows uniform in [-0.5/dim, 0.5/dim), context rows zero
     emb_in = ((rng.random((n, opts.dim), dtype=np.float32) - np.float32(0.5)) / np.float32(opts.dim))
-    # one matrix: LINE's first order, or walks with a shared vertex/context table (PyG's Node2Vec)
-    line1 = (opts.model == "line" and opts.order == 1) or (opts.model != "line" and opts.shared)
+    line1 = opts.model == "line" and opts.order == 1
     emb_out = emb_in if line1 else np.zeros((n, opts.dim), np.float32)
     schedule = symmetric_schedule(P) if line1 else skipgram_schedule(P)
     keep = np.empty(0, np.float32)

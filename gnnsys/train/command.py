@@ -73,8 +73,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     e.add_argument("--sample", type=float, default=S,
                    help="word2vec subsampling of frequent nodes (default 1e-3; 0: off)")
     e.add_argument("--unigram", choices=("walks", "degree"), default=S,
-                   help="node frequencies for subsampling and negatives: counted in the first "
-                        "epoch's walks as word2vec does (default), or the degree")
+                   help="node frequencies for subsampling and negatives: the degree (default), or "
+                        "counted in the first epoch's walks as word2vec does")
     p.add_argument("--model-option", dest="model_option", action="append", default=S,
                    metavar="KEY=JSON", help="any model option, e.g. batchnorm=true (repeatable)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=S)

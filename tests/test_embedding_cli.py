@@ -65,7 +65,8 @@ def test_same_run_for_one_and_two_threads(tiny, deepwalk_run, tmp_path, capsys):
 @pytest.mark.parametrize("extra", [["--model", "line"], ["--model", "line", "--line-order", "1"],
                                    ["--model", "node2vec", "--p", "0.5", "--q", "2"]])
 def test_link_hits_by_ogb_evaluator(link_tiny, tmp_path, capsys, extra):
-    code, _, err = _cli(["train", "--dataset", link_tiny.path, "--out", tmp_path / "r", *extra, *SMALL], capsys)
+    code, _, err = _cli(["train", "--dataset", link_tiny.path, "--out", tmp_path / "r", "--decoder", "dot",
+                         *extra, *SMALL], capsys)
     assert code == 0, err
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
     emb = torch.from_numpy(np.load(tmp_path / "r" / "embeddings.npy"))
@@ -75,6 +76,30 @@ def test_link_hits_by_ogb_evaluator(link_tiny, tmp_path, capsys, extra):
     want = hits_at_k(link_tiny.name, (emb[pos[:, 0]] * emb[pos[:, 1]]).sum(-1),
                      (emb[neg[:, 0]] * emb[neg[:, 1]]).sum(-1), k)
     assert s["scores"][f"test_{s['metric']}"] == want
+
+
+def test_link_task_trains_ogbs_mlp_probe_selected_on_valid(link_tiny, tmp_path, capsys):
+    """The default link evaluation is OGB's mlp.py on the frozen embeddings: the reported scores
+    are the probe's evaluation with the best valid score; the dot products stay as dot_*."""
+    code, _, err = _cli(["train", "--dataset", link_tiny.path, "--out", tmp_path / "r", "--model", "node2vec",
+                         "--model-option", "probe_epochs=4", "--model-option", "probe_eval_every=1",
+                         "--model-option", "probe_batch_size=512", "--model-option", "probe_hidden=32", *SMALL], capsys)
+    assert code == 0, err
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    m = s["metric"]
+    hist = s["link_probe"]["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    assert s["link_probe"]["options"] == {"hidden": 32, "num_layers": 3, "dropout": 0.5, "batch_size": 512,
+                                          "lr": 0.01, "epochs": 4, "eval_every": 1, "seed": 0}
+    best = max(hist, key=lambda h: h[f"valid_{m}"])  # max returns the first of equal ones, as OGB's Logger
+    assert s["best_valid"] == best[f"valid_{m}"] and s["test_at_best_valid"] == best[f"test_{m}"]
+    assert s["scores"]["probe_best_epoch"] == best["epoch"]
+    emb = torch.from_numpy(np.load(tmp_path / "r" / "embeddings.npy"))
+    pos = torch.from_numpy(np.array(link_tiny.splits["test_pos"]))
+    neg = torch.from_numpy(np.array(link_tiny.splits["test_neg"]))
+    k = int(m.split("@")[1])
+    assert s["scores"][f"dot_test_{m}"] == hits_at_k(link_tiny.name, (emb[pos[:, 0]] * emb[pos[:, 1]]).sum(-1),
+                                                     (emb[neg[:, 0]] * emb[neg[:, 1]]).sum(-1), k)
 
 
 def test_gnn_on_embedding_features(deepwalk_run, tiny, tmp_path, capsys):

@@ -27,11 +27,15 @@ from ..features.external import EMBEDDINGS_FILE
 from ..train.config import TrainConfig, parse_metric
 from ..train.run_folder import RunFolder
 from . import EMBEDDING_MODELS
+from .link_probe import LinkProbeOptions
 from .trainer import EmbeddingOptions, fit_embeddings, memory_estimate
 
 #: ``model_options`` keys an embedding run takes (``--dim``, ``--walk-length``, ...).
-OPTION_KEYS = ("dim", "walk_length", "context", "walks_per_node", "p", "q", "sample", "order",
+OPTION_KEYS = ("dim", "walk_length", "context", "walks_per_node", "p", "q", "sample", "unigram", "order",
                "partitions", "chunk_walks", "pool_depth")
+#: ``model_options`` keys of the MLP link probe of link tasks (:mod:`gnnsys.embedding.link_probe`).
+PROBE_KEYS = ("probe_epochs", "probe_batch_size", "probe_lr", "probe_eval_every", "probe_dropout",
+              "probe_hidden", "probe_layers")
 #: What the embedding models use where a GNN's defaults differ (word2vec's / DeepWalk's).
 DEFAULTS = {"lr": 0.025, "num_neg": 5, "epochs": 1}
 
@@ -47,15 +51,29 @@ def embedding_options(config: TrainConfig) -> EmbeddingOptions:
     ``lr``, ``seed``), checked."""
     if config.model not in EMBEDDING_MODELS:
         raise ConfigError(f"model {config.model!r} is not an embedding model ({', '.join(EMBEDDING_MODELS)})")
-    unknown = sorted(set(config.model_options) - set(OPTION_KEYS))
+    unknown = sorted(set(config.model_options) - set(OPTION_KEYS) - set(PROBE_KEYS))
     if unknown:
         raise ConfigError(f"unknown option(s) for --model {config.model}: {', '.join(unknown)} "
-                          f"(it takes {', '.join(OPTION_KEYS)})")
-    opts = dict(config.model_options)
+                          f"(it takes {', '.join(OPTION_KEYS + PROBE_KEYS)})")
+    opts = {k: v for k, v in config.model_options.items() if k in OPTION_KEYS}
     if "dim" not in opts and config.embedding_dim is not None:
         opts["dim"] = config.embedding_dim
     return EmbeddingOptions(model=config.model, num_neg=config.num_neg, epochs=config.epochs,
                             lr=float(config.lr), seed=config.seed, **opts).check()
+
+
+def probe_options(config: TrainConfig) -> LinkProbeOptions:
+    """The MLP link probe's options: OGB's ``ddi/mlp.py`` unless the ``probe_*`` model options
+    (``--model-option probe_epochs=20``) or the config's ``decoder_hidden`` / ``decoder_layers``
+    say otherwise; checked."""
+    mo = config.model_options
+    base = LinkProbeOptions()
+    return LinkProbeOptions(hidden=mo.get("probe_hidden", config.decoder_hidden),
+                            num_layers=mo.get("probe_layers", config.decoder_layers),
+                            dropout=mo.get("probe_dropout", base.dropout),
+                            batch_size=mo.get("probe_batch_size", base.batch_size),
+                            lr=mo.get("probe_lr", base.lr), epochs=mo.get("probe_epochs", base.epochs),
+                            eval_every=mo.get("probe_eval_every", base.eval_every), seed=config.seed).check()
 
 
 def available_memory() -> int | None:
@@ -103,6 +121,7 @@ def train_embedding(config: TrainConfig, overwrite: bool = False, *, num_threads
     from ..train.predict import write_npy
 
     opts = embedding_options(config)
+    probe = probe_options(config)
     if config.runs != 1:
         raise ConfigError("--runs: an embedding run trains one embedding; run it with several --seed instead")
     if dataset is None:
@@ -129,6 +148,7 @@ def train_embedding(config: TrainConfig, overwrite: bool = False, *, num_threads
                               "choose another --out")
         folder.write_config(config)
         t0 = time.perf_counter()
+        probe_history: list[dict[str, Any]] | None = None
         emb, stats = fit_embeddings(dataset.indptr, dataset.indices, opts, num_threads=config.num_threads,
                                     progress=bool(config.progress) and sys.stderr.isatty())
         t_eval = time.perf_counter()
@@ -138,6 +158,17 @@ def train_embedding(config: TrainConfig, overwrite: bool = False, *, num_threads
             scores = linear_probe_scores(emb, dataset, config.seed)
         else:
             scores = link_scores_of(emb, dataset, metric)
+            if config.decoder == "mlp" and probe.epochs > 0:
+                # OGB's protocol: an MLP link predictor on the frozen embeddings, selected on valid;
+                # the dot-product scores stay as dot_valid_* / dot_test_*
+                from .link_probe import link_probe
+
+                res = link_probe(emb, dataset, metric, probe, num_threads=config.num_threads,
+                                 progress=bool(config.progress) and sys.stderr.isatty())
+                scores = {**{f"dot_{k}": v for k, v in scores.items()},
+                          **{k: v for k, v in res.items() if k.startswith(("valid_", "test_"))},
+                          "probe_best_epoch": res.get("best_epoch"), "probe_seconds": res["seconds"]}
+                probe_history = res["history"]
         eval_seconds = time.perf_counter() - t_eval
         write_npy(emb, folder.path / EMBEDDINGS_FILE)
         history = [{"epoch": k + 1, "loss": loss, "samples": None} for k, loss in enumerate(stats["epoch_loss"])]
@@ -155,6 +186,8 @@ def train_embedding(config: TrainConfig, overwrite: bool = False, *, num_threads
             "total_seconds": time.perf_counter() - t0, "embeddings": str(folder.path / EMBEDDINGS_FILE),
             "shape": list(emb.shape), "fingerprint": config.fingerprint(), "run_folder": str(folder.path),
         }
+        if probe_history is not None:
+            summary["link_probe"] = {"options": probe.to_dict(), "history": probe_history}
         folder.write_summary(summary)
     return summary
 

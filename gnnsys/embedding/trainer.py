@@ -35,6 +35,7 @@ from .sgns import (
 )
 
 MODELS = ("deepwalk", "node2vec", "line")
+UNIGRAMS = ("walks", "degree")
 MIN_LR_FRACTION = 1e-4
 _SAMPLE_TAG = 0x5A3B1E
 _NEG_TAG = 0x4E6E67
@@ -55,8 +56,13 @@ class EmbeddingOptions:
         num_neg: negatives per positive sample.
         epochs: passes (fresh walks each epoch).
         lr: starting learning rate (word2vec's ``alpha``), decayed linearly to ``lr * 1e-4``.
-        sample: word2vec's subsampling threshold of frequent nodes (node frequency ~ degree);
-            0 disables it.
+        sample: word2vec's subsampling threshold of frequent nodes; 0 disables it.
+        unigram: the node frequencies behind subsampling and the negative table (``count ** 0.75``):
+            ``walks`` counts the nodes of the first epoch's walks, as word2vec's vocabulary counts
+            its corpus (one extra pass that makes and counts the walks, trains nothing);
+            ``degree`` (the default) takes the degree (no extra pass; LINE always uses the
+            degree, as LINE's paper does). Measured on Cora and CiteSeer, ``walks`` did not
+            improve the probe's valid micro-F1 (docs/embeddings.md), so it is not the default.
         order: LINE's proximity order, 1 or 2.
         partitions: blocks ``P`` of the vertex and context matrices (fixed, not the thread count,
             so that results do not depend on threads; LINE order 1 needs it even or 1).
@@ -76,6 +82,7 @@ class EmbeddingOptions:
     epochs: int = 1
     lr: float = 0.025
     sample: float = 1e-3
+    unigram: str = "degree"
     order: int = 2
     partitions: int = 4
     chunk_walks: int = 1024
@@ -108,6 +115,8 @@ class EmbeddingOptions:
                               "--model node2vec for p and q")
         if not (isinstance(self.sample, (int, float)) and 0 <= self.sample < 1):
             raise ConfigError(f"sample must be in [0, 1), got {self.sample!r}")
+        if self.unigram not in UNIGRAMS:
+            raise ConfigError(f"unigram must be one of {', '.join(UNIGRAMS)}, got {self.unigram!r}")
         if self.order not in (1, 2):
             raise ConfigError(f"LINE order must be 1 or 2, got {self.order!r}")
         if self.model == "line" and self.order == 1 and self.partitions > 1 and self.partitions % 2:
@@ -143,6 +152,31 @@ class _Graph:
         self.indices = np.ascontiguousarray(indices)
 
 
+def _walks(g: _Graph, opts: EmbeddingOptions, order: np.ndarray, epoch: int, pass_in_epoch: int,
+           lo: int, count: int, parallel: bool) -> np.ndarray:
+    """The walks ``lo:lo + count`` of one pass (``order``: the pass's start permutation): walk
+    ``j`` of pass ``k`` has id ``k * N + j`` in the epoch's stream, whatever the slab it is made in."""
+    n = g.indptr.shape[0] - 1
+    starts = order[lo:lo + count]
+    wid0 = pass_in_epoch * n + lo
+    return random_walks(g, starts, opts.walk_length, p=opts.p, q=opts.q, seed=opts.seed, epoch=epoch,
+                        walk_ids=np.arange(wid0, wid0 + starts.size), parallel=parallel, checked=True)
+
+
+def walk_counts(g: _Graph, opts: EmbeddingOptions, slab: int = 1 << 16) -> np.ndarray:
+    """float64 ``[N]``: how often each node occurs in the first epoch's walks (the very walks the
+    trainer makes; word2vec's vocabulary counts of its corpus). Made ``slab`` walks at a time by
+    numba threads and dropped after counting."""
+    n = g.indptr.shape[0] - 1
+    counts = np.zeros(n, np.int64)
+    for pss in range(opts.walks_per_node):
+        order = walk_order(n, 1, opts.seed, pss)
+        for lo in range(0, n, slab):
+            w = _walks(g, opts, order, 0, pss, lo, slab, parallel=True)
+            counts += np.bincount(w[w >= 0].astype(np.int64), minlength=n)
+    return counts.astype(np.float64)
+
+
 def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptions, *,
                    num_threads: int | None = None, progress: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Train node embeddings.
@@ -168,7 +202,8 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
     P = int(opts.partitions)
     rng = np.random.default_rng([opts.seed, 0xE3B])
     block_of = (rng.permutation(n) % P).astype(np.int32)
-    table, table_ptr = negative_table(deg ** 0.75, block_of, P, _table_size(n))
+    counts = deg if opts.model == "line" or opts.unigram == "degree" else walk_counts(g, opts)
+    table, table_ptr = negative_table(counts ** 0.75, block_of, P, _table_size(n))
     # word2vec initialisation: vertex rows uniform in [-0.5/dim, 0.5/dim), context rows zero
     emb_in = ((rng.random((n, opts.dim), dtype=np.float32) - np.float32(0.5)) / np.float32(opts.dim))
     line1 = opts.model == "line" and opts.order == 1
@@ -176,7 +211,7 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
     schedule = symmetric_schedule(P) if line1 else skipgram_schedule(P)
     keep = np.empty(0, np.float32)
     if opts.model != "line" and opts.sample > 0:
-        freq = deg / deg.sum()  # a walk visits nodes about in proportion to their degree
+        freq = counts / counts.sum()
         with np.errstate(divide="ignore"):
             ratio = np.where(freq > 0, opts.sample / freq, np.inf)
         keep = np.minimum(1.0, np.sqrt(ratio) + ratio).astype(np.float32)
@@ -215,12 +250,8 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
             if pass_id not in perms:
                 perms.clear()
                 perms[pass_id] = walk_order(n, 1, opts.seed, pass_id)
-            lo = cc * C
-            starts = perms[pass_id][lo:lo + C]
-            wid0 = pss * n + lo
-            walks = random_walks(g, starts, opts.walk_length, p=opts.p, q=opts.q, seed=opts.seed,
-                                 epoch=epoch, walk_ids=np.arange(wid0, wid0 + starts.size),
-                                 parallel=False, checked=True)
+            wid0 = pss * n + cc * C
+            walks = _walks(g, opts, perms[pass_id], epoch, pss, cc * C, C, parallel=False)
             num, words = walk_pairs(walks, opts.context, keep,
                                     np.uint64(stream_key(sample_key, epoch)), wid0, a_raw, b_raw)
         pa, pb, ptr = bucketize(a_raw, b_raw, num, block_of, P, line1)

@@ -23,7 +23,7 @@ _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", 
            "num_workers", "prefetch", "host_allocator", "runs", "patience", "logger", "split_index")
 #: flags that set a model option.
 _MODEL = ("hidden", "num_layers", "dropout", "dim", "walk_length", "context", "walks_per_node", "p", "q",
-          "order", "partitions", "sample")
+          "order", "partitions", "sample", "unigram")
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
@@ -72,6 +72,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                         "results do not depend on threads)")
     e.add_argument("--sample", type=float, default=S,
                    help="word2vec subsampling of frequent nodes (default 1e-3; 0: off)")
+    e.add_argument("--unigram", choices=("walks", "degree"), default=S,
+                   help="node frequencies for subsampling and negatives: the degree (default), or "
+                        "counted in the first epoch's walks as word2vec does")
     p.add_argument("--model-option", dest="model_option", action="append", default=S,
                    metavar="KEY=JSON", help="any model option, e.g. batchnorm=true (repeatable)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=S)

@@ -11,6 +11,7 @@ import numba
 import numpy as np
 import pytest
 import torch
+from test_samplers_helpers import undirected_csc
 
 from gnnsys.embedding.pool import Chunk, SamplePool
 from gnnsys.embedding.sgns import (
@@ -30,13 +31,8 @@ def _ring_graph(n: int, extra: int = 0, seed: int = 0):
     for a, b in rng.integers(0, n, size=(extra, 2)):
         if a != b:
             edges.add((int(a), int(b)))
-    nbrs = [set() for _ in range(n)]
-    for a, b in edges:
-        nbrs[a].add(b)
-        nbrs[b].add(a)
-    indptr = np.zeros(n + 1, np.int64)
-    indptr[1:] = np.cumsum([len(s) for s in nbrs])
-    return indptr, np.array([x for s in nbrs for x in sorted(s)], np.int32)
+    g = undirected_csc(edges, n)
+    return g.indptr, g.indices
 
 
 @pytest.mark.parametrize("dim,num_neg", [(8, 3), (128, 5), (33, 0)])
@@ -118,14 +114,8 @@ def test_embeddings_separate_two_communities():
     edges = [(a, b) for a, b in itertools.combinations(range(20), 2) if rng.random() < 0.4]
     edges += [(a + 20, b + 20) for a, b in itertools.combinations(range(20), 2) if rng.random() < 0.4]
     edges.append((0, 20))
-    nbrs = [set() for _ in range(n)]
-    for a, b in edges:
-        nbrs[a].add(b)
-        nbrs[b].add(a)
-    indptr = np.zeros(n + 1, np.int64)
-    indptr[1:] = np.cumsum([len(s) for s in nbrs])
-    indices = np.array([x for s in nbrs for x in sorted(s)], np.int32)
-    emb, _ = fit_embeddings(indptr, indices, EmbeddingOptions(dim=16, walk_length=20, context=5,
+    g = undirected_csc(edges, n)
+    emb, _ = fit_embeddings(g.indptr, g.indices, EmbeddingOptions(dim=16, walk_length=20, context=5,
                                                               walks_per_node=10, sample=0))
     x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     sim = x @ x.T

@@ -50,6 +50,13 @@ def csc_from_edges(src, dst, num_nodes: int, dedupe: bool = True, shuffle_rows: 
     return CSC(indptr, indices, num_nodes)
 
 
+def undirected_csc(edges, num_nodes: int) -> CSC:
+    """The CSC graph of undirected ``(a, b)`` pairs: both directions, duplicates removed, sorted
+    neighbour lists, int32 ``indices``."""
+    e = np.asarray(list(edges), np.int64).reshape(-1, 2)
+    return csc_from_edges(np.concatenate([e[:, 0], e[:, 1]]), np.concatenate([e[:, 1], e[:, 0]]), num_nodes)
+
+
 def random_graph(num_nodes: int, num_edges: int, seed: int = 0, symmetric: bool = False) -> CSC:
     """A uniform random simple graph (possibly with self loops and isolated nodes)."""
     rng = np.random.default_rng(seed)

@@ -11,6 +11,7 @@ import numba
 import numpy as np
 import pytest
 from scipy.stats import chisquare
+from test_samplers_helpers import undirected_csc
 
 from samplers.errors import SamplerInputError
 from samplers.walks import random_walks, transition_probabilities, walk_order
@@ -18,14 +19,7 @@ from samplers.walks import random_walks, transition_probabilities, walk_order
 
 def _graph(edges, n):
     """Undirected CSC graph with sorted neighbour lists."""
-    nbrs = [set() for _ in range(n)]
-    for a, b in edges:
-        nbrs[a].add(b)
-        nbrs[b].add(a)
-    indptr = np.zeros(n + 1, np.int64)
-    indptr[1:] = np.cumsum([len(s) for s in nbrs])
-    indices = np.array([x for s in nbrs for x in sorted(s)], np.int32)
-    return SimpleNamespace(indptr=indptr, indices=indices)
+    return undirected_csc(edges, n)
 
 
 # 0-1-2 triangle, 1-3, 3-4, 2-5, 5-4, 4-6: degrees 2..3, common neighbours and distance-2 nodes

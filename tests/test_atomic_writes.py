@@ -15,17 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from file_digests import file_digests
 
 from gnnsys.cli import main
 from gnnsys.data import load_dataset, synthetic
 from gnnsys.data.atomic import WriterLock, lock_path
-from gnnsys.data.format import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _hidden_leftovers(parent: Path) -> list[str]:
@@ -54,14 +50,14 @@ def test_overwrite_with_an_invalid_dataset_keeps_the_old_one(tmp_path, capsys):
     f = _edge_files(tmp_path)
     out = tmp_path / "ds"
     assert _prepare_edges(f, out, f["train"]) == 0
-    before = _digests(out)
+    before = file_digests(out)
     capsys.readouterr()
     # the edge-list converter finds the bad split while reading the user's file
     assert _prepare_edges(f, out, f["bad_train"], "--overwrite") == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gnnsys: error: ") and len(err.splitlines()) == 1, err
     assert f"{f['bad_train']}: node id 99 out of range [0, 8)" in err, err
-    assert _digests(out) == before
+    assert file_digests(out) == before
     assert _hidden_leftovers(tmp_path) == []
     load_dataset(out, validate=True)
 
@@ -75,7 +71,7 @@ def test_save_dataset_validates_in_the_temporary_sibling_before_replacing(tmp_pa
     f = _edge_files(tmp_path)
     out = tmp_path / "ds"
     assert _prepare_edges(f, out, f["train"]) == 0
-    before = _digests(out)
+    before = file_digests(out)
     old = load_dataset(out)
     with pytest.raises(DatasetError) as info:
         save_dataset(out, name="edges", task="node", graph=old.graph, labels=np.asarray(old.labels),
@@ -84,7 +80,7 @@ def test_save_dataset_validates_in_the_temporary_sibling_before_replacing(tmp_pa
     msg = str(info.value)
     assert "split/train.npy: node id 99 out of range [0, 8)" in msg, msg
     assert "existing" in msg and "unchanged" in msg, msg
-    assert _digests(out) == before
+    assert file_digests(out) == before
     assert _hidden_leftovers(tmp_path) == []
     load_dataset(out, validate=True)
 
@@ -95,7 +91,7 @@ def test_disk_full_while_preparing_removes_partial_files_and_keeps_the_old_datas
 
     out = tmp_path / "ds"
     synthetic.generate("tiny", out, seed=0)
-    before = _digests(out)
+    before = file_digests(out)
     real = ext.NpyOut.write
     calls = [0]
 
@@ -111,7 +107,7 @@ def test_disk_full_while_preparing_removes_partial_files_and_keeps_the_old_datas
     assert err == (f"gnnsys: error: {out}: disk full while writing the dataset (No space left on device); "
                    f"the partial files were removed; the existing ds is unchanged. Free space or choose "
                    "another --out"), err
-    assert _digests(out) == before
+    assert file_digests(out) == before
     assert _hidden_leftovers(tmp_path) == []
 
 
@@ -161,7 +157,7 @@ def _hold_lock(target: Path, mode: str = "hold") -> subprocess.Popen:
 def test_second_writer_of_a_dataset_exits_2_naming_the_holder(tmp_path, capsys):
     out = tmp_path / "ds"
     synthetic.generate("tiny", out, seed=0)
-    before = _digests(out)
+    before = file_digests(out)
     proc = _hold_lock(out)
     try:
         capsys.readouterr()
@@ -169,13 +165,13 @@ def test_second_writer_of_a_dataset_exits_2_naming_the_holder(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err == (f"gnnsys: error: {out}: process {proc.pid} is writing this dataset (lock "
                        f"{lock_path(out)}); wait for it to finish, or stop it, or choose another path"), err
-        assert _digests(out) == before
+        assert file_digests(out) == before
     finally:
         proc.kill()
         proc.wait()
     # the holder is dead: its lock is taken over
     assert main(["prepare", "tiny", "--seed", "1", "--out", str(out), "--overwrite"]) == 0
-    assert _digests(out) != before
+    assert file_digests(out) != before
 
 
 def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
@@ -208,7 +204,7 @@ def test_failed_overwrite_of_a_run_keeps_the_old_run(tiny, tmp_path, capsys, mon
 
     out = tmp_path / "run"
     assert main(_train(tiny, out)) == 0
-    before = _digests(out)
+    before = file_digests(out)
 
     def full(self, *a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -221,26 +217,26 @@ def test_failed_overwrite_of_a_run_keeps_the_old_run(tiny, tmp_path, capsys, mon
     assert err == (f"gnnsys: error: --out {out}: disk full while writing the run folder (No space left on "
                    f"device); the partial new run was removed and the existing run in {out} is unchanged. "
                    "Free space or choose another --out"), err
-    assert _digests(out) == before
+    assert file_digests(out) == before
     assert _hidden_leftovers(tmp_path) == []
 
     with monkeypatch.context() as m:  # any other exception: the same guarantee, its own message
         m.setattr(Trainer, "_train_epoch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
         with pytest.raises(RuntimeError, match="boom"):
             main(_train(tiny, out, "--overwrite", "--seed", "5"))
-    assert _digests(out) == before
+    assert file_digests(out) == before
     assert _hidden_leftovers(tmp_path) == []
 
 
 def test_successful_overwrite_replaces_the_run_and_records_the_final_folder(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(_train(tiny, out)) == 0
-    old = _digests(out)
+    old = file_digests(out)
     capsys.readouterr()
     assert main(_train(tiny, out, "--overwrite", "--seed", "5")) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["run_folder"] == str(out)
-    assert _digests(out) != old
+    assert file_digests(out) != old
     assert json.loads((out / "config.json").read_text())["out"] == str(out)
     assert json.loads((out / "config.json").read_text())["seed"] == 5
     summary = json.loads((out / "summary.json").read_text())
@@ -327,7 +323,7 @@ def test_failed_overwrite_of_runs_keeps_every_old_run(tiny, tmp_path, capsys, mo
 
     out = tmp_path / "runs"
     assert main(_train(tiny, out, "--runs", "2")) == 0
-    before = _digests(out)
+    before = file_digests(out)
     real_fit = Trainer.fit
     calls = [0]
 
@@ -341,7 +337,7 @@ def test_failed_overwrite_of_runs_keeps_every_old_run(tiny, tmp_path, capsys, mo
     capsys.readouterr()
     assert main(_train(tiny, out, "--runs", "2", "--overwrite", "--seed", "9")) == 2
     assert "disk full while writing the run folder" in capsys.readouterr().err
-    assert _digests(out) == before
+    assert file_digests(out) == before
     assert _hidden_leftovers(tmp_path) == []
     monkeypatch.setattr(Trainer, "fit", real_fit)
     assert main(_train(tiny, out, "--runs", "2", "--overwrite", "--seed", "9")) == 0

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from file_digests import file_digests
 
 from gnnsys.data import load_dataset, synthetic
-from gnnsys.data.format import sha256_file
 from gnnsys.errors import DatasetError
 
 DRIVER = r'''
@@ -63,10 +63,6 @@ def _run(tmp_path: Path, mode: str, count: int, argv: list[str]) -> int:
     return proc.returncode
 
 
-def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_kill_while_writing_a_fresh_dataset_leaves_nothing_under_the_name(tmp_path):
     out = tmp_path / "ds"
     assert _run(tmp_path, "write", 2, ["prepare", "tiny", "--out", str(out)]) == -signal.SIGKILL
@@ -79,10 +75,10 @@ def test_kill_while_writing_a_fresh_dataset_leaves_nothing_under_the_name(tmp_pa
 def test_kill_while_overwriting_keeps_the_previous_dataset(tmp_path):
     out = tmp_path / "ds"
     synthetic.generate("tiny", out, seed=0)
-    before = _digests(out)
+    before = file_digests(out)
     assert _run(tmp_path, "write", 3, ["prepare", "tiny", "--seed", "1", "--out", str(out), "--overwrite"]) \
         == -signal.SIGKILL
-    assert _digests(out) == before
+    assert file_digests(out) == before
     load_dataset(out)
 
 

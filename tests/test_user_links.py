@@ -7,13 +7,13 @@ link splits (always ``task=node``), labels and link splits could not live in one
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error as _one_line_error
 from cli_helpers import run_cli as _cli
+from file_digests import file_digests
 
 from gnnsys.data import load_dataset
 from gnnsys.errors import DatasetError
@@ -30,15 +30,6 @@ def _edges(seed: int = 0) -> np.ndarray:
     e = e[e[:, 0] != e[:, 1]]
     e = np.unique(np.sort(e, 1), axis=0)
     return e[rng.permutation(e.shape[0])]
-
-
-def _tree_digest(path) -> str:
-    """SHA-256 over every file (name and bytes) under ``path``."""
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(path)).encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 def _graph_pairs(ds) -> set[tuple[int, int]]:
@@ -112,12 +103,12 @@ def test_flat_negatives_are_refused_not_reshaped(link_files, capsys):
     # over an existing dataset with --overwrite: refused before anything is written
     code, _, err = _cli(["prepare", "--edges", d / "edges.csv", "--out", d / "ds"], capsys)
     assert code == 0, err
-    before = _tree_digest(d / "ds")
+    before = file_digests(d / "ds")
     code, _, err = _cli(["prepare", "--edges", d / "edges.csv", "--out", d / "ds", "--overwrite",
                          "--split-edges", f"valid={d / 'valid.npy'}",
                          "--split-edges", f"valid_neg={d / 'flat.npy'}"], capsys)
     _one_line_error(code, err, "never reshaped")
-    assert _tree_digest(d / "ds") == before
+    assert file_digests(d / "ds") == before
 
 
 def test_per_source_negatives_need_one_row_per_positive(link_files, capsys):

@@ -7,26 +7,18 @@ a repeated ``--split`` kept the last file, overlapping splits were found only af
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error as _one_line_error
 from cli_helpers import run_cli as _cli
+from file_digests import file_digests
 
 from gnnsys.data import load_dataset
 from gnnsys.errors import DatasetError
 
 N = 60
-
-
-def _tree_digest(path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(path)).encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture()
@@ -117,12 +109,12 @@ def test_overlapping_node_splits_are_refused_and_nothing_is_lost(graph_files, ca
     np.save(d / "b.npy", np.arange(5, 15))
     code, _, err = _prepare(d, capsys, "--split", f"train={d / 'a.npy'}")
     assert code == 0, err
-    before = _tree_digest(d / "ds")
+    before = file_digests(d / "ds")
     code, _, err = _prepare(d, capsys, "--split", f"train={d / 'a.npy'}", "--split", f"valid={d / 'b.npy'}",
                             "--overwrite")
     _one_line_error(code, err, "node splits 'train'", "a.npy", "'valid'", "b.npy", "share 5 nodes (e.g. node 5)",
                     "must be disjoint")
-    assert _tree_digest(d / "ds") == before
+    assert file_digests(d / "ds") == before
 
 
 def _pyg_with_ten_masks():

@@ -54,14 +54,19 @@ def link_files(tmp_path):
     return tmp_path, e
 
 
+def _prepare_with_eval_edges(d, capsys):
+    """``gnnsys prepare`` of ``link_files`` with valid pairs, test rows and per-source negatives."""
+    return _cli(["prepare", "--edges", d / "edges.csv", "--out", d / "ds",
+                 "--split-edges", f"valid={d / 'valid.npy'}",
+                 "--split-edges", f"test={d / 'test_rows.npy'}",
+                 "--split-edges", f"valid_neg={d / 'valid_neg.npy'}",
+                 "--split-edges", f"test_neg={d / 'test_neg.npy'}"], capsys)
+
+
 def test_eval_edges_are_removed_from_the_message_passing_graph(link_files, capsys):
     """Before: valid/test positives stayed in the graph (Hits@50 0.975 from the leak)."""
     d, e = link_files
-    code, out, err = _cli(["prepare", "--edges", d / "edges.csv", "--out", d / "ds",
-                           "--split-edges", f"valid={d / 'valid.npy'}",
-                           "--split-edges", f"test={d / 'test_rows.npy'}",
-                           "--split-edges", f"valid_neg={d / 'valid_neg.npy'}",
-                           "--split-edges", f"test_neg={d / 'test_neg.npy'}"], capsys)
+    code, out, err = _prepare_with_eval_edges(d, capsys)
     assert code == 0, err
     ds = load_dataset(d / "ds")
     held_out = {tuple(p) for p in e[:30].tolist()}
@@ -148,11 +153,7 @@ def test_unknown_edge_split_name_lists_the_known_ones(link_files, capsys):
 def test_edge_list_with_link_splits_trains_end_to_end(link_files, capsys, tmp_path):
     """End to end: CSV edge list (with header) + link splits + negatives -> train --task link."""
     d, _ = link_files
-    code, _, err = _cli(["prepare", "--edges", d / "edges.csv", "--out", d / "ds",
-                         "--split-edges", f"valid={d / 'valid.npy'}",
-                         "--split-edges", f"test={d / 'test_rows.npy'}",
-                         "--split-edges", f"valid_neg={d / 'valid_neg.npy'}",
-                         "--split-edges", f"test_neg={d / 'test_neg.npy'}"], capsys)
+    code, _, err = _prepare_with_eval_edges(d, capsys)
     assert code == 0, err
     code, _, err = _cli(["train", "--dataset", d / "ds", "--task", "link", "--epochs", "1",
                          "--fanouts", "5,5", "--hidden", "16", "--batch-size", "64", "--metric", "mrr",

@@ -165,3 +165,20 @@ def num_chunks(num_edges: int, scratch: Scratch, min_chunk: int = 4096) -> int:
     """How many chunks :func:`relabel` should use: one per thread, none smaller than ``min_chunk``."""
     threads = min(numba.get_num_threads(), scratch.num_threads)
     return max(1, min(threads, num_edges // min_chunk))
+
+
+def sorted_unique(ids: np.ndarray, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(ids, return_inverse=True)`` for int64 ids in ``[0, num_nodes)``: the sorted
+    unique ids and int64 positions of each id among them. When the graph has at most four times
+    as many nodes as there are ids, a mark table of ``num_nodes`` entries replaces the sort
+    (O(N + m) instead of O(m log m); on ogbl-ddi's 4,267 nodes and 262k endpoints per batch);
+    on larger graphs the sort keeps the cost O(m), whatever N."""
+    if num_nodes > 4 * ids.size:
+        seeds, inverse = np.unique(ids, return_inverse=True)
+        return seeds, inverse.astype(np.int64, copy=False)
+    present = np.zeros(num_nodes, np.bool_)
+    present[ids] = True
+    seeds = np.flatnonzero(present).astype(ids.dtype, copy=False)
+    local = np.empty(num_nodes, np.int64)
+    local[seeds] = np.arange(seeds.size, dtype=np.int64)
+    return seeds, local[ids]

@@ -187,7 +187,7 @@ class NeighborSampler:
             neg_dst = self._negatives(src, int(num_neg), neg == "exclude_existing", bs)
         paired = neg == "random_pairs"
         ends = [src, dst, neg_src, neg_dst] if paired else [src, dst, neg_dst.ravel()]
-        seeds, inverse = _sorted_unique(np.concatenate(ends), self.num_nodes)
+        seeds, inverse = _relabel.sorted_unique(np.concatenate(ends), self.num_nodes)
         negs = inverse[2 * b:]
         if paired:
             k = int(num_neg)
@@ -375,23 +375,6 @@ def _tick(profile: dict[str, float], stage: str, since: float) -> float:
 
 
 _EMPTY = np.empty(0, np.int64)
-
-
-def _sorted_unique(ids: np.ndarray, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(ids, return_inverse=True)`` for int64 ids in ``[0, num_nodes)``: the sorted
-    unique ids and int64 positions of each id among them. When the graph has at most four times
-    as many nodes as there are ids, a mark table of ``num_nodes`` entries replaces the sort
-    (O(N + m) instead of O(m log m); on ogbl-ddi's 4,267 nodes and 262k endpoints per batch);
-    on larger graphs the sort keeps the cost O(m), whatever N."""
-    if num_nodes > 4 * ids.size:
-        seeds, inverse = np.unique(ids, return_inverse=True)
-        return seeds, inverse.astype(np.int64, copy=False)
-    present = np.zeros(num_nodes, np.bool_)
-    present[ids] = True
-    seeds = np.flatnonzero(present).astype(ids.dtype, copy=False)
-    local = np.empty(num_nodes, np.int64)
-    local[seeds] = np.arange(seeds.size, dtype=np.int64)
-    return seeds, local[ids]
 
 
 def _exclusion(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

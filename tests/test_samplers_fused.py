@@ -202,10 +202,8 @@ def test_whole_graph_shortcut_equals_the_kernels(g, hops, replace, data):
 def test_sorted_unique_is_numpys(num_nodes, num_ids):
     """The link batches' endpoint relabelling (a mark table on small graphs, a sort otherwise)
     gives np.unique's sorted ids and inverse, with np.unique's dtypes."""
-    from samplers.neighbor import _sorted_unique
-
     ids = np.random.default_rng(num_ids).integers(0, num_nodes, num_ids)
-    seeds, inverse = _sorted_unique(ids, num_nodes)
+    seeds, inverse = _relabel.sorted_unique(ids, num_nodes)
     want_seeds, want_inverse = np.unique(ids, return_inverse=True)
     assert seeds.dtype == want_seeds.dtype and inverse.dtype == np.int64
     np.testing.assert_array_equal(seeds, want_seeds)

@@ -67,6 +67,7 @@ from gnnsys.loader.pyg_options import (
     resolve_device,
     worker_options,
 )
+from samplers._relabel import sorted_unique
 
 # rows a loader's consumer may hold beyond those made ahead: its current batch, the previous one
 # until the loop variable is rebound, and one whose host -> device copy is in flight
@@ -260,8 +261,7 @@ class LinkNeighborLoader(BaseLoader):
             ends = np.concatenate([src, dst, _draw(rng, n, b * int(neg.amount), self._neg_p[1])])
         else:
             ends = np.concatenate([src, dst])
-        seeds, inverse = np.unique(ends, return_inverse=True)
-        inverse = inverse.astype(np.int64, copy=False).reshape(-1)
+        seeds, inverse = sorted_unique(ends, n)
         sub = self.sampler.sample_from_nodes(seeds, batch_seed=batch_seed)
         batch = Batch(subgraph=sub, batch_size=int(seeds.size))
         if neg is not None and neg.mode == "triplet":

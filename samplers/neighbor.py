@@ -103,7 +103,7 @@ class NeighborSampler:
         self._pool = _ScratchPool(self.num_nodes)
         self._calls = itertools.count()
         self._sorted_indices: np.ndarray | None = None
-        self._sorted_lock = threading.Lock()
+        self._lazy_lock = threading.Lock()  # guards the arrays built on first use
         self._whole_edges: np.ndarray | None = None  # see _whole_graph
 
     @property
@@ -208,7 +208,7 @@ class NeighborSampler:
     # ------------------------------------------------------------------ internals
     def _sorted_neighbours(self) -> np.ndarray:
         """``indices`` with sorted neighbour lists (the graph's own array when already sorted)."""
-        with self._sorted_lock:
+        with self._lazy_lock:
             if self._sorted_indices is None:
                 if _negative.segments_sorted(self.indptr, self.indices):
                     self._sorted_indices = self.indices
@@ -284,7 +284,7 @@ class NeighborSampler:
         CSC (each node's in-neighbours in ``indices`` order). Fresh arrays every call (callers
         own their batches); the same values, bit for bit (``tests/test_samplers_fused.py``)."""
         n, e = self.num_nodes, int(self.indices.size)
-        with self._sorted_lock:
+        with self._lazy_lock:
             if self._whole_edges is None:  # built once: [2, E] (in-neighbour, node), CSC order
                 edges = np.empty((2, e), np.int64)
                 edges[0] = self.indices

@@ -108,7 +108,7 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
     """
     import torch
 
-    from samplers._negative import sample_pairs, segments_sorted, sort_segments
+    from samplers._negative import NO_BITMAP, bitmap_fits, edge_bitmap, sample_pairs, segments_sorted, sort_segments
     from samplers._rng import stream_key
 
     from ..models.link import MLPDecoder
@@ -126,6 +126,7 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
     indices = np.ascontiguousarray(dataset.indices)
     if not segments_sorted(indptr, indices):
         indices = sort_segments(indptr, indices)
+    bits = edge_bitmap(indptr, indices) if bitmap_fits(n) else NO_BITMAP
     per_source = dataset.meta.get("neg_layout") == "per_source"
     x = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
     train_pos = torch.from_numpy(np.array(splits["train_pos"], dtype=np.int64))
@@ -159,7 +160,7 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
                     edge = train_pos[perm]
                     src = np.empty(edge.shape[0], np.int64)
                     dst = np.empty(edge.shape[0], np.int64)
-                    failed = sample_pairs(n, np.uint64(stream_key(key, step)), indptr, indices, src, dst)
+                    failed = sample_pairs(n, np.uint64(stream_key(key, step)), indptr, indices, bits, src, dst)
                     if failed.any():
                         raise ConfigError(f"dataset {dataset.name}: no negative pair exists, the "
                                           "training graph already has every edge")

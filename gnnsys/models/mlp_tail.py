@@ -14,10 +14,15 @@ a 0.8 s step on two cores. Here they are two passes, one each way:
   and sums the output layer's weight and bias gradients and ``lin``'s bias gradient on the way,
   then ``lin``'s two products (``addmm``'s, as autograd runs them).
 
-The mask is :func:`~gnnsys.models.dropout.relu_dropout`'s: the same torch RNG draw and the same
-kept elements. The values are those of the layers one by one, except that each row's dot product
-(and each gradient sum) runs in its own fixed order instead of BLAS's: equal to float32 rounding,
-and independent of the thread count (sums over rows are per block of rows, added in block order).
+The mask is drawn as :func:`~gnnsys.models.dropout.relu_dropout` draws its (one key from torch's
+global RNG per call, so seeding and checkpointed RNG states work as with ``F.dropout``; a
+counter-based hash, so no dependence on the thread count), but four elements share one SplitMix64
+draw: element ``i`` is kept when 16-bit lane ``i % 4`` of ``draw(key, i // 4)`` is at least
+``round(p * 65536)`` (``p`` in steps of 1/65536). The draws were most of the forward pass's time.
+The values are those of the layers one by one with that mask, except that each row's dot product
+(and each gradient sum) runs in its own fixed order instead of BLAS's: equal up to float32
+rounding (``tests/test_mlp_tail.py`` checks them against float64), and independent of the thread
+count (sums over rows are per block of rows, added in block order).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-import uuid
 import time
+import uuid
 from typing import Any
 
 import numba

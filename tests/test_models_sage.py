@@ -389,7 +389,6 @@ def test_whole_graph_blocks_are_built_once_and_give_the_same_training_step() -> 
         results.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], other))
-    (block_id,) = ids
     adj, adj_t = model._blocks.get(named.subgraph.hops[0])
     assert model._blocks.get(named.subgraph.hops[1])[0] is adj and len(model._blocks._items) == 1
     assert torch.equal(adj_t.to_dense(), (adj.to_dense() / adj.to_dense().sum(1, keepdim=True).clamp(min=1)).t())

@@ -108,7 +108,14 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
     """
     import torch
 
-    from samplers._negative import NO_BITMAP, bitmap_fits, edge_bitmap, sample_pairs, segments_sorted, sort_segments
+    from samplers._negative import (
+        NO_BITMAP,
+        bitmap_fits,
+        edge_bitmap,
+        sample_pairs,
+        segments_sorted,
+        sort_segments,
+    )
     from samplers._rng import stream_key
 
     from ..models.link import MLPDecoder

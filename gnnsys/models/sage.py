@@ -351,7 +351,7 @@ class BlockCache:
                 self._items.popitem(last=False)
         return item
 
-    def __deepcopy__(self, memo: dict) -> "BlockCache":
+    def __deepcopy__(self, memo: dict) -> BlockCache:
         return BlockCache(self.size)
 
     def __getstate__(self) -> dict:

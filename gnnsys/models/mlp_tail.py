@@ -40,32 +40,45 @@ from .dropout import _MIN_ELEMENTS, _draw_key
 _ROWS = 256
 
 
+#: ``_BYTE_BITS[b, t]`` = bit ``t`` of byte ``b`` as float32 0 or 1: a mask byte turned into eight
+#: multipliers with one load, so the loops over elements need no integer bit work (vectorised).
+_BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(np.float32)
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def _forward(y, w, b, key, threshold, scale, out, mask):
+def _forward(y, w, b, key, threshold, scale, out, mask, byte_bits):
     """``out[r] = b + sum_j relu_dropout(y)[r, j] * w[j]`` for float32 ``y [M, H]`` (``H % 8 == 0``),
     ``w [H]``; bit ``r * H + j`` of ``mask`` (packed as in :mod:`~gnnsys.models.dropout`) is 1
-    where the element is kept and positive: where its gradient flows. The row's sum runs over 8
+    where the element is kept and positive: where its gradient flows. Per row, the keep bits
+    first (two draws per 8 elements), then one pass over the values; the row's sum runs over 8
     interleaved partial sums, added in lane order."""
     m, h = y.shape
+    groups = h // 8
     for c in prange((m + _ROWS - 1) // _ROWS):
         acc = np.zeros(8, np.float32)
+        keep = np.empty(groups, np.uint8)
         for r in range(c * _ROWS, min(m, (c + 1) * _ROWS)):
-            acc[:] = 0.0
             base = r * h
-            for j0 in range(0, h, 8):
+            for g in range(groups):  # 16-bit lanes: 4 elements per draw
+                lanes0 = draw(key, (base + 8 * g) >> 2)
+                lanes1 = draw(key, ((base + 8 * g) >> 2) + 1)
                 bits = np.uint8(0)
-                lanes0 = draw(key, (base + j0) >> 2)  # 16-bit lanes: 4 elements per draw
-                lanes1 = draw(key, ((base + j0) >> 2) + 1)
+                for t in range(4):
+                    bits |= np.uint8(((lanes0 >> uint64(16 * t)) & uint64(0xFFFF)) >= threshold) << np.uint8(t)
+                    bits |= np.uint8(((lanes1 >> uint64(16 * t)) & uint64(0xFFFF)) >= threshold) << np.uint8(t + 4)
+                keep[g] = bits
+            row = y[r]
+            acc[:] = 0.0
+            for g in range(groups):
+                kept = byte_bits[keep[g]]
+                positive = np.uint8(0)
                 for t in range(8):
-                    j = j0 + t
-                    v = y[r, j]
-                    lanes = lanes0 if t < 4 else lanes1
-                    keep = ((lanes >> uint64(16 * (t & 3))) & uint64(0xFFFF)) >= threshold
-                    bits |= np.uint8(keep and v > np.float32(0.0)) << np.uint8(t)
+                    v = row[8 * g + t]
+                    positive |= np.uint8(v > np.float32(0.0)) << np.uint8(t)
                     if v <= np.float32(0.0):  # noqa: PLR1730 - ReLU; max() would turn NaN into 0
                         v = np.float32(0.0)
-                    acc[t] += (v * (scale * np.float32(keep))) * w[j]
-                mask[(base + j0) >> 3] = bits
+                    acc[t] += (v * (scale * kept[t])) * w[8 * g + t]
+                mask[(base >> 3) + g] = keep[g] & positive
             total = np.float32(0.0)
             for t in range(8):
                 total += acc[t]
@@ -73,11 +86,12 @@ def _forward(y, w, b, key, threshold, scale, out, mask):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _backward(y, mask, w, scale, grad, part_w, part_by):
+def _backward(y, mask, w, scale, grad, part_w, part_by, byte_bits):
     """In place ``y[r, j] = grad[r] * scale * w[j]`` where the mask bit is set, else 0 (the
     gradient with respect to ``lin``'s output, ``H % 8 == 0``); per block ``c`` of rows,
     ``part_w[c]`` sums the output weight's gradient ``relu_dropout(y)[r] * grad[r]`` and
-    ``part_by[c]`` the new ``y`` over the block's rows, in row order."""
+    ``part_by[c]`` the new ``y`` over the block's rows, in row order. Masked by multiplying with
+    0 or 1 (:data:`_BYTE_BITS`): the same values for finite ``y`` (a masked entry may be -0.0)."""
     m, h = y.shape
     for c in prange((m + _ROWS - 1) // _ROWS):
         pw = part_w[c]
@@ -87,16 +101,15 @@ def _backward(y, mask, w, scale, grad, part_w, part_by):
         for r in range(c * _ROWS, min(m, (c + 1) * _ROWS)):
             gs = grad[r] * scale
             base = r * h
+            row = y[r]
             for j0 in range(0, h, 8):
-                bits = mask[(base + j0) >> 3]
+                on = byte_bits[mask[(base + j0) >> 3]]
                 for t in range(8):
                     j = j0 + t
-                    on = (bits >> np.uint8(t)) & np.uint8(1)
-                    v = y[r, j] if on else np.float32(0.0)
-                    d = gs * w[j] if on else np.float32(0.0)
-                    pw[j] += v * gs
+                    d = (gs * w[j]) * on[t]
+                    pw[j] += (row[j] * on[t]) * gs
                     pb[j] += d
-                    y[r, j] = d
+                    row[j] = d
 
 
 class _ReluDropoutOut(torch.autograd.Function):
@@ -109,7 +122,7 @@ class _ReluDropoutOut(torch.autograd.Function):
         out = torch.empty(y.shape[0], dtype=y.dtype)
         mask = torch.empty((y.numel() + 7) // 8, dtype=torch.uint8)
         _forward(y.numpy(), w_out.detach().reshape(-1).contiguous().numpy(), np.float32(b_out.item()),
-                 np.uint64(key), threshold, scale, out.numpy(), mask.numpy())
+                 np.uint64(key), threshold, scale, out.numpy(), mask.numpy(), _BYTE_BITS)
         ctx.save_for_backward(x, weight, w_out, mask)
         ctx.y, ctx.scale = y, scale  # y is overwritten by its gradient in backward: not a saved input
         return out
@@ -126,7 +139,7 @@ class _ReluDropoutOut(torch.autograd.Function):
         part_w = torch.empty(blocks, y.shape[1])
         part_by = torch.empty(blocks, y.shape[1])
         _backward(y.numpy(), mask.numpy(), w_out.detach().reshape(-1).contiguous().numpy(), ctx.scale,
-                  grad.contiguous().numpy(), part_w.numpy(), part_by.numpy())
+                  grad.contiguous().numpy(), part_w.numpy(), part_by.numpy(), _BYTE_BITS)
         gy = y  # now the gradient with respect to lin's output
         need_x, need_w, need_b, need_wo, need_bo, _, _ = ctx.needs_input_grad
         grad_x = gy.mm(weight) if need_x else None

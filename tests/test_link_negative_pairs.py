@@ -130,8 +130,8 @@ def test_embedding_link_scores_score_the_reference_pairs(layout, recorded):
 @pytest.mark.parametrize("layout", ["per_source", "pairs"])
 def test_link_probe_evaluation_scores_the_reference_pairs(layout, recorded, monkeypatch):
     """The probe's predictor replaced by the dot product: every evaluation sees the reference."""
-    import gnnsys.models.link as link
     from gnnsys.embedding.link_probe import LinkProbeOptions, link_probe
+    from gnnsys.models import link
 
     monkeypatch.setattr(link, "MLPDecoder", _Dot)
     ds = _dataset(layout)

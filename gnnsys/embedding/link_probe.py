@@ -69,24 +69,6 @@ class LinkProbeOptions:
         return asdict(self)
 
 
-def _scores(decoder, x, pos, neg, per_source: bool, chunk: int = 1 << 16):
-    """Logits of the positive pairs ``pos [P, 2]`` and of the negatives (``[Q, 2]`` pairs, or
-    ``[P, K]`` destinations of ``pos[:, 0]`` when ``per_source``)."""
-    import torch
-
-    def pairs(src, dst):
-        return torch.cat([decoder(x[src[i:i + chunk]], x[dst[i:i + chunk]])
-                          for i in range(0, src.shape[0], chunk)]) if src.shape[0] else torch.empty(0)
-
-    ps = pairs(pos[:, 0], pos[:, 1])
-    if per_source:
-        k = neg.shape[1]
-        ns = pairs(pos[:, 0].repeat_interleave(k), neg.reshape(-1)).view(-1, k)
-    else:
-        ns = pairs(neg[:, 0], neg[:, 1])
-    return ps, ns
-
-
 def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOptions | None = None, *,
                num_threads: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Train OGB's MLP link predictor on frozen embeddings and select it on valid.
@@ -119,7 +101,8 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
     from samplers._rng import stream_key
 
     from ..models.link import MLPDecoder
-    from ..train.evaluate import link_metric
+    from ..train.evaluate import link_metric, negative_pairs
+    from .evaluate import pair_scores
 
     opts = (opts or LinkProbeOptions()).check()
     splits = dataset.splits
@@ -137,9 +120,13 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
     per_source = dataset.meta.get("neg_layout") == "per_source"
     x = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
     train_pos = torch.from_numpy(np.array(splits["train_pos"], dtype=np.int64))
-    evals = {s: (torch.from_numpy(np.array(splits[f"{s}_pos"], dtype=np.int64)),
-                 torch.from_numpy(np.array(splits[f"{s}_neg"], dtype=np.int64)))
-             for s in ("valid", "test") if splits.get(f"{s}_pos") is not None and splits.get(f"{s}_neg") is not None}
+    evals = {}  # split -> int64 [P] / [P] / [M] / [M] pair ends of positives and negatives, [M]'s shape
+    for s in ("valid", "test"):
+        if splits.get(f"{s}_pos") is not None and splits.get(f"{s}_neg") is not None:
+            pos = np.array(splits[f"{s}_pos"], dtype=np.int64)  # writable copies of the maps
+            nsrc, ndst, shape = negative_pairs(pos, np.array(splits[f"{s}_neg"], dtype=np.int64), per_source)
+            t = torch.from_numpy
+            evals[s] = (t(pos[:, 0]), t(pos[:, 1]), t(nsrc), t(ndst), shape)
 
     old_threads = torch.get_num_threads()
     if num_threads is not None:
@@ -188,8 +175,9 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
                 decoder.eval()
                 rec: dict[str, Any] = {"epoch": epoch, "loss": total / max(1, train_pos.shape[0])}
                 with torch.no_grad():
-                    for s, (pos, neg) in evals.items():
-                        ps, ns = _scores(decoder, x, pos, neg, per_source)
+                    for s, (psrc, pdst, nsrc, ndst, shape) in evals.items():
+                        ps = pair_scores(decoder, x, psrc, pdst)
+                        ns = pair_scores(decoder, x, nsrc, ndst).view(shape)
                         rec[f"{s}_{metric}"] = float(link_metric(dataset.name, metric, ps, ns))
                 history.append(rec)
                 if best is None or rec[f"valid_{metric}"] > best[f"valid_{metric}"]:

@@ -162,3 +162,61 @@ def test_loaded_run_scores_the_reference_pairs(layout, eval_mode):
         assert got_pos.dtype == got_neg.dtype == np.float32
         assert np.array_equal(got_pos, torch.sigmoid(want_pos).numpy())
         assert np.array_equal(got_neg, torch.sigmoid(want_neg).numpy())  # [P, K] per source
+
+
+@pytest.fixture
+def drawn_pairs(monkeypatch):
+    """``(key, m, src, dst)`` of every ``samplers._negative.sample_pairs`` call."""
+    import samplers._negative as negative
+
+    calls: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+    real = negative.sample_pairs
+
+    def record(num_nodes, key, indptr, sorted_indices, bits, out_src, out_dst):
+        failed = real(num_nodes, key, indptr, sorted_indices, bits, out_src, out_dst)
+        assert isinstance(key, np.uint64)
+        calls.append((int(key), out_src.size, out_src.copy(), out_dst.copy()))
+        return failed
+
+    monkeypatch.setattr(negative, "sample_pairs", record)
+    return calls
+
+
+def test_link_probe_draws_its_negative_pairs_from_its_own_keys(drawn_pairs, monkeypatch):
+    """The probe's training negatives: step ``t`` draws ``B`` pairs from
+    ``stream_key(stream_key(seed, 0x4C50), t)`` (its draws must not move) and trains on them."""
+    import gnnsys.embedding.link_probe as lp
+    from samplers._rng import stream_key
+
+    seen: list[torch.Tensor] = []
+
+    class Recording(_Dot):
+        def forward(self, hs, hd):
+            seen.append(torch.cat([hs, hd], 1))
+            return super().forward(hs, hd)
+
+    monkeypatch.setattr("gnnsys.models.link.MLPDecoder", Recording)
+    ds = _dataset("per_source")
+    lp.link_probe(ds.emb, ds, "mrr", lp.LinkProbeOptions(batch_size=16, epochs=2, eval_every=2, seed=5),
+                  num_threads=1)
+    steps = -(-ds.splits["train_pos"].shape[0] // 16)
+    assert [c[0] for c in drawn_pairs] == [stream_key(stream_key(5, 0x4C50), t) for t in range(2 * steps)]
+    sizes = [16] * (steps - 1) + [ds.splits["train_pos"].shape[0] - 16 * (steps - 1)]
+    assert [c[1] for c in drawn_pairs] == sizes * 2
+    # training calls: positives then the drawn negatives, per step (evaluation comes after both epochs)
+    for t, (_, _, src, dst) in enumerate(drawn_pairs):
+        e = torch.from_numpy(ds.emb)
+        assert torch.equal(seen[2 * t + 1], torch.cat([e[src], e[dst]], 1))
+
+
+def test_sampler_draws_random_pairs_from_its_own_keys(drawn_pairs):
+    """``neg="random_pairs"``: ``num_neg * B`` pairs from ``stream_key(seed, batch_seed, 0x6E6567, 1)``."""
+    from samplers import NeighborSampler
+    from samplers._rng import stream_key
+
+    ds = _dataset("pairs")
+    s = NeighborSampler(SimpleNamespace(indptr=ds.indptr, indices=ds.indices), [2], seed=3)
+    out = s.sample_from_edges([1, 2], [3, 4], neg="random_pairs", num_neg=5, batch_seed=9)
+    assert [(c[0], c[1]) for c in drawn_pairs] == [(stream_key(3, 9, 0x6E6567, 1), 10)]
+    _, _, src, dst = drawn_pairs[0]
+    np.testing.assert_array_equal(out.nodes[out.edge_label_index[:, 2:]], np.stack([src, dst]))

@@ -181,3 +181,21 @@ def sample_pairs(num_nodes, key, indptr, sorted_indices, bits, out_src, out_dst)
         out_src[i] = s
         out_dst[i] = d
     return failed
+
+
+def random_pairs(m: int, num_nodes: int, key: int, indptr: np.ndarray, sorted_indices: np.ndarray,
+                 bits: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``m`` random negative pairs of :func:`sample_pairs` (pair ``i`` drawn from
+    ``(key, i, try)``) as new int64 arrays ``(src [m], dst [m])``, or ``None`` when some slot found
+    no pair: the graph already has every edge (each caller words that error for its own users).
+
+    Args:
+        m: number of pairs.
+        num_nodes, indptr, sorted_indices, bits: as for :func:`sample_pairs`.
+        key: the draws' key (an int or ``uint64``; the caller's stream, unchanged).
+    """
+    out_src = np.empty(m, np.int64)
+    out_dst = np.empty(m, np.int64)
+    if sample_pairs(num_nodes, np.uint64(key), indptr, sorted_indices, bits, out_src, out_dst).any():
+        return None
+    return out_src, out_dst

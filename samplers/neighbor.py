@@ -246,15 +246,12 @@ class NeighborSampler:
     def _random_pairs(self, m: int, batch_seed: int) -> tuple[np.ndarray, np.ndarray]:
         if self.num_nodes < 2:
             raise SamplerInputError("neg='random_pairs' needs a graph with at least 2 nodes")
-        out_src = np.empty(m, np.int64)
-        out_dst = np.empty(m, np.int64)
-        key = np.uint64(stream_key(self.seed, batch_seed, _TAG_NEG, 1))
-        failed = _negative.sample_pairs(self.num_nodes, key, self.indptr, self._sorted_neighbours(),
-                                        self._edge_bitmap(), out_src, out_dst)
-        if failed.any():
+        pairs = _negative.random_pairs(m, self.num_nodes, stream_key(self.seed, batch_seed, _TAG_NEG, 1),
+                                       self.indptr, self._sorted_neighbours(), self._edge_bitmap())
+        if pairs is None:
             raise SamplerInputError("no negative pair exists: the graph already has every edge "
                                     "(neg='random_pairs')")
-        return out_src, out_dst
+        return pairs
 
     def _sample(self, seeds: np.ndarray, batch_seed: int,
                 exclusion: tuple[np.ndarray, np.ndarray] | None,

@@ -9,7 +9,7 @@ OGB's script and what this module does for it:
   ``hidden``, ``num_layers``, ``dropout``. The embeddings stay frozen.
 * ``train``: one epoch = every training edge once, shuffled, in batches of ``64 * 1024``; each
   batch adds as many random pairs that are not training edges (PyG's ``negative_sampling``: here
-  :func:`samplers._negative.sample_pairs` on the training graph, exactly ``B`` pairs); loss
+  :func:`samplers._negative.random_pairs` on the training graph, exactly ``B`` pairs); loss
   ``-log s(pos).mean() - log(1 - s(neg)).mean()``; Adam, lr 0.01.
 * ``test`` every ``eval_every = 5`` epochs of ``epochs = 200``: valid and test pairs scored,
   Hits@K by OGB's ``Evaluator`` (:func:`gnnsys.train.evaluate.link_metric`).
@@ -94,7 +94,7 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
         NO_BITMAP,
         bitmap_fits,
         edge_bitmap,
-        sample_pairs,
+        random_pairs,
         segments_sorted,
         sort_segments,
     )
@@ -152,13 +152,11 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
                 total = 0.0
                 for perm in torch.randperm(train_pos.shape[0], generator=gen).split(opts.batch_size):
                     edge = train_pos[perm]
-                    src = np.empty(edge.shape[0], np.int64)
-                    dst = np.empty(edge.shape[0], np.int64)
-                    failed = sample_pairs(n, np.uint64(stream_key(key, step)), indptr, indices, bits, src, dst)
-                    if failed.any():
+                    pairs = random_pairs(edge.shape[0], n, stream_key(key, step), indptr, indices, bits)
+                    if pairs is None:
                         raise ConfigError(f"dataset {dataset.name}: no negative pair exists, the "
                                           "training graph already has every edge")
-                    neg = torch.from_numpy(np.stack([src, dst], 1))
+                    neg = torch.from_numpy(np.stack(pairs, 1))
                     pos_out = decoder(x[edge[:, 0]], x[edge[:, 1]])
                     neg_out = decoder(x[neg[:, 0]], x[neg[:, 1]])
                     # OGB's -log(sigmoid(pos)).mean() - log(1 - sigmoid(neg)).mean(), stably

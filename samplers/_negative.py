@@ -199,3 +199,13 @@ def random_pairs(m: int, num_nodes: int, key: int, indptr: np.ndarray, sorted_in
     if sample_pairs(num_nodes, np.uint64(key), indptr, sorted_indices, bits, out_src, out_dst).any():
         return None
     return out_src, out_dst
+
+
+def edge_lookup(indptr: np.ndarray, indices: np.ndarray, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the kernels test edges with, built once per graph: ``(sorted_indices, bits)``:
+    ``indices`` itself where its neighbour lists are already sorted (:func:`segments_sorted`),
+    else a sorted copy (:func:`sort_segments`); the graph's :func:`edge_bitmap` (uint8
+    ``[ceil(N * N / 8)]``) where it fits (:func:`bitmap_fits`), else :data:`NO_BITMAP`."""
+    sorted_indices = indices if segments_sorted(indptr, indices) else sort_segments(indptr, indices)
+    bits = edge_bitmap(indptr, indices) if bitmap_fits(num_nodes) else NO_BITMAP
+    return sorted_indices, bits

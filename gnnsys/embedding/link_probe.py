@@ -90,14 +90,7 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
     """
     import torch
 
-    from samplers._negative import (
-        NO_BITMAP,
-        bitmap_fits,
-        edge_bitmap,
-        random_pairs,
-        segments_sorted,
-        sort_segments,
-    )
+    from samplers._negative import edge_lookup, random_pairs
     from samplers._rng import stream_key
 
     from ..models.link import MLPDecoder
@@ -113,10 +106,7 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
     if n < 2:
         raise ConfigError(f"dataset {dataset.name}: random negative pairs need at least 2 nodes")
     indptr = np.ascontiguousarray(dataset.indptr, dtype=np.int64)
-    indices = np.ascontiguousarray(dataset.indices)
-    if not segments_sorted(indptr, indices):
-        indices = sort_segments(indptr, indices)
-    bits = edge_bitmap(indptr, indices) if bitmap_fits(n) else NO_BITMAP
+    indices, bits = edge_lookup(indptr, np.ascontiguousarray(dataset.indices), n)
     per_source = dataset.meta.get("neg_layout") == "per_source"
     x = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
     train_pos = torch.from_numpy(np.array(splits["train_pos"], dtype=np.int64))

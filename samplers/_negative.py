@@ -181,3 +181,31 @@ def sample_pairs(num_nodes, key, indptr, sorted_indices, bits, out_src, out_dst)
         out_src[i] = s
         out_dst[i] = d
     return failed
+
+
+def random_pairs(m: int, num_nodes: int, key: int, indptr: np.ndarray, sorted_indices: np.ndarray,
+                 bits: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``m`` random negative pairs of :func:`sample_pairs` (pair ``i`` drawn from
+    ``(key, i, try)``) as new int64 arrays ``(src [m], dst [m])``, or ``None`` when some slot found
+    no pair: the graph already has every edge (each caller words that error for its own users).
+
+    Args:
+        m: number of pairs.
+        num_nodes, indptr, sorted_indices, bits: as for :func:`sample_pairs`.
+        key: the draws' key (an int or ``uint64``; the caller's stream, unchanged).
+    """
+    out_src = np.empty(m, np.int64)
+    out_dst = np.empty(m, np.int64)
+    if sample_pairs(num_nodes, np.uint64(key), indptr, sorted_indices, bits, out_src, out_dst).any():
+        return None
+    return out_src, out_dst
+
+
+def edge_lookup(indptr: np.ndarray, indices: np.ndarray, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the kernels test edges with, built once per graph: ``(sorted_indices, bits)``:
+    ``indices`` itself where its neighbour lists are already sorted (:func:`segments_sorted`),
+    else a sorted copy (:func:`sort_segments`); the graph's :func:`edge_bitmap` (uint8
+    ``[ceil(N * N / 8)]``) where it fits (:func:`bitmap_fits`), else :data:`NO_BITMAP`."""
+    sorted_indices = indices if segments_sorted(indptr, indices) else sort_segments(indptr, indices)
+    bits = edge_bitmap(indptr, indices) if bitmap_fits(num_nodes) else NO_BITMAP
+    return sorted_indices, bits

@@ -103,8 +103,7 @@ class NeighborSampler:
             self._wdeg = _hop.positive_degree(self.indptr, self.weights)
         self._pool = _ScratchPool(self.num_nodes)
         self._calls = itertools.count()
-        self._sorted_indices: np.ndarray | None = None
-        self._edge_bits: np.ndarray | None = None  # see _edge_bitmap
+        self._edge_arrays: tuple[np.ndarray, np.ndarray] | None = None  # see _edge_lookup
         self._lazy_lock = threading.Lock()  # guards the arrays built on first use
         self._whole_edges: np.ndarray | None = None  # see _whole_graph
         # names this sampler's whole-graph block (Hop.block_id): unique per instance, kept by copies
@@ -210,28 +209,16 @@ class NeighborSampler:
         return out
 
     # ------------------------------------------------------------------ internals
-    def _sorted_neighbours(self) -> np.ndarray:
-        """``indices`` with sorted neighbour lists (the graph's own array when already sorted)."""
+    def _edge_lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(sorted neighbour lists, edge bitmap or NO_BITMAP)`` of the graph
+        (:func:`samplers._negative.edge_lookup`), built on first use."""
         with self._lazy_lock:
-            if self._sorted_indices is None:
-                if _negative.segments_sorted(self.indptr, self.indices):
-                    self._sorted_indices = self.indices
-                else:
-                    self._sorted_indices = _negative.sort_segments(self.indptr, self.indices)
-            return self._sorted_indices
-
-    def _edge_bitmap(self) -> np.ndarray:
-        """The graph's edge bitmap where it fits (:func:`samplers._negative.bitmap_fits`), else
-        :data:`~samplers._negative.NO_BITMAP`; built on first use."""
-        with self._lazy_lock:
-            if self._edge_bits is None:
-                self._edge_bits = (_negative.edge_bitmap(self.indptr, self.indices)
-                                   if _negative.bitmap_fits(self.num_nodes) else _negative.NO_BITMAP)
-            return self._edge_bits
+            if self._edge_arrays is None:
+                self._edge_arrays = _negative.edge_lookup(self.indptr, self.indices, self.num_nodes)
+            return self._edge_arrays
 
     def _negatives(self, src: np.ndarray, k: int, exclude: bool, batch_seed: int) -> np.ndarray:
-        sorted_idx = self._sorted_neighbours() if exclude else self.indices
-        bits = self._edge_bitmap() if exclude else _negative.NO_BITMAP
+        sorted_idx, bits = self._edge_lookup() if exclude else (self.indices, _negative.NO_BITMAP)
         out = np.empty((src.size, k), np.int64)
         key = np.uint64(stream_key(self.seed, batch_seed, _TAG_NEG))
         failed = _negative.sample_negatives(src, self.num_nodes, k, key, exclude, self.indptr,
@@ -246,15 +233,12 @@ class NeighborSampler:
     def _random_pairs(self, m: int, batch_seed: int) -> tuple[np.ndarray, np.ndarray]:
         if self.num_nodes < 2:
             raise SamplerInputError("neg='random_pairs' needs a graph with at least 2 nodes")
-        out_src = np.empty(m, np.int64)
-        out_dst = np.empty(m, np.int64)
-        key = np.uint64(stream_key(self.seed, batch_seed, _TAG_NEG, 1))
-        failed = _negative.sample_pairs(self.num_nodes, key, self.indptr, self._sorted_neighbours(),
-                                        self._edge_bitmap(), out_src, out_dst)
-        if failed.any():
+        pairs = _negative.random_pairs(m, self.num_nodes, stream_key(self.seed, batch_seed, _TAG_NEG, 1),
+                                       self.indptr, *self._edge_lookup())
+        if pairs is None:
             raise SamplerInputError("no negative pair exists: the graph already has every edge "
                                     "(neg='random_pairs')")
-        return out_src, out_dst
+        return pairs
 
     def _sample(self, seeds: np.ndarray, batch_seed: int,
                 exclusion: tuple[np.ndarray, np.ndarray] | None,

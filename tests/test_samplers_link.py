@@ -179,7 +179,7 @@ def test_edge_bitmap_draws_the_negatives_of_the_binary_searches(g, seed, k):
     from samplers._rng import stream_key
 
     s = NeighborSampler(g, [2], seed=seed)
-    bits = s._edge_bitmap()
+    sorted_idx, bits = s._edge_lookup()
     n = g.num_nodes
     assert _negative.bitmap_fits(n) and bits.size == (n * n + 7) // 8
     dense = np.unpackbits(bits, bitorder="little")[: n * n].reshape(n, n)  # [dst, src]
@@ -189,7 +189,7 @@ def test_edge_bitmap_draws_the_negatives_of_the_binary_searches(g, seed, k):
     if n < 2 or want.sum() + n >= n * n:
         return  # no non-edge to draw
     key = np.uint64(stream_key(seed, 7))
-    indptr, sorted_idx = s.indptr, s._sorted_neighbours()
+    indptr = s.indptr
     pairs = []
     for b in (bits, _negative.NO_BITMAP):
         src, dst = np.empty(50, np.int64), np.empty(50, np.int64)

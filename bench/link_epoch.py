@@ -212,15 +212,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", required=True, help="folder holding OGB's ogbl_ddi folder")
     p.add_argument("--home", default=os.environ.get("GNNSYS_HOME"), help="dataset cache folder")
-    p.add_argument("--quick", action="store_true", help="4 batches per epoch, 3 repeats (a few minutes)")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of each side")
+    p.add_argument("--quick", action="store_true", help="4 batches per epoch (a few minutes)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of each side (default 3)")
     p.add_argument("--epochs", type=int, default=1, help="epochs per repeat")
     p.add_argument("--max-batches", type=int, default=None, help="batches per epoch (default: all 17)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--hidden", type=int, default=256)
     args = p.parse_args()
     if args.quick:
-        args.max_batches, args.repeats = args.max_batches or 4, 3
+        args.max_batches = args.max_batches or 4
     torch.set_num_threads(args.threads)
     import numba
 

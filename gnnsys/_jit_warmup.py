@@ -31,7 +31,8 @@ from .models.sage import _transpose_mean
 
 #: modules whose parallel kernels a training rank runs (samplers, feature gathers, dropout, CSC)
 PARALLEL_KERNEL_MODULES = ("samplers._fused", "samplers._hop", "samplers._relabel", "samplers._negative",
-                           "gnnsys.features.cpu_gather", "gnnsys.models.dropout", "gnnsys.data.csc")
+                           "gnnsys.features.cpu_gather", "gnnsys.models.dropout", "gnnsys.models.mlp_tail",
+                           "gnnsys.models.pair_product", "gnnsys.data.csc")
 
 
 def _expected_threading_layer() -> str | None:

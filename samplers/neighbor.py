@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from typing import Any
 
 import numba
@@ -102,9 +103,11 @@ class NeighborSampler:
             self._wdeg = _hop.positive_degree(self.indptr, self.weights)
         self._pool = _ScratchPool(self.num_nodes)
         self._calls = itertools.count()
-        self._sorted_indices: np.ndarray | None = None
+        self._edge_arrays: tuple[np.ndarray, np.ndarray] | None = None  # see _edge_lookup
         self._lazy_lock = threading.Lock()  # guards the arrays built on first use
         self._whole_edges: np.ndarray | None = None  # see _whole_graph
+        # names this sampler's whole-graph block (Hop.block_id): unique per instance, kept by copies
+        self._whole_block_id = f"whole-graph:{uuid.uuid4().hex}"
 
     @property
     def num_hops(self) -> int:
@@ -206,22 +209,20 @@ class NeighborSampler:
         return out
 
     # ------------------------------------------------------------------ internals
-    def _sorted_neighbours(self) -> np.ndarray:
-        """``indices`` with sorted neighbour lists (the graph's own array when already sorted)."""
+    def _edge_lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(sorted neighbour lists, edge bitmap or NO_BITMAP)`` of the graph
+        (:func:`samplers._negative.edge_lookup`), built on first use."""
         with self._lazy_lock:
-            if self._sorted_indices is None:
-                if _negative.segments_sorted(self.indptr, self.indices):
-                    self._sorted_indices = self.indices
-                else:
-                    self._sorted_indices = _negative.sort_segments(self.indptr, self.indices)
-            return self._sorted_indices
+            if self._edge_arrays is None:
+                self._edge_arrays = _negative.edge_lookup(self.indptr, self.indices, self.num_nodes)
+            return self._edge_arrays
 
     def _negatives(self, src: np.ndarray, k: int, exclude: bool, batch_seed: int) -> np.ndarray:
-        sorted_idx = self._sorted_neighbours() if exclude else self.indices
+        sorted_idx, bits = self._edge_lookup() if exclude else (self.indices, _negative.NO_BITMAP)
         out = np.empty((src.size, k), np.int64)
         key = np.uint64(stream_key(self.seed, batch_seed, _TAG_NEG))
         failed = _negative.sample_negatives(src, self.num_nodes, k, key, exclude, self.indptr,
-                                            sorted_idx, out)
+                                            sorted_idx, bits, out)
         if failed.any():
             i = int(np.flatnonzero(failed)[0])
             raise SamplerInputError(
@@ -232,15 +233,12 @@ class NeighborSampler:
     def _random_pairs(self, m: int, batch_seed: int) -> tuple[np.ndarray, np.ndarray]:
         if self.num_nodes < 2:
             raise SamplerInputError("neg='random_pairs' needs a graph with at least 2 nodes")
-        out_src = np.empty(m, np.int64)
-        out_dst = np.empty(m, np.int64)
-        key = np.uint64(stream_key(self.seed, batch_seed, _TAG_NEG, 1))
-        failed = _negative.sample_pairs(self.num_nodes, key, self.indptr, self._sorted_neighbours(),
-                                        out_src, out_dst)
-        if failed.any():
+        pairs = _negative.random_pairs(m, self.num_nodes, stream_key(self.seed, batch_seed, _TAG_NEG, 1),
+                                       self.indptr, *self._edge_lookup())
+        if pairs is None:
             raise SamplerInputError("no negative pair exists: the graph already has every edge "
                                     "(neg='random_pairs')")
-        return out_src, out_dst
+        return pairs
 
     def _sample(self, seeds: np.ndarray, batch_seed: int,
                 exclusion: tuple[np.ndarray, np.ndarray] | None,
@@ -281,8 +279,9 @@ class NeighborSampler:
     def _whole_graph(self) -> SampledSubgraph:
         """The subgraph :meth:`_expand` builds when :meth:`_covers_graph` holds, without its hash
         probes: the relabelling is the identity, no hop adds a node, and every hop is the whole
-        CSC (each node's in-neighbours in ``indices`` order). Fresh arrays every call (callers
-        own their batches); the same values, bit for bit (``tests/test_samplers_fused.py``)."""
+        CSC (each node's in-neighbours in ``indices`` order), named by one ``block_id`` so that
+        consumers can reuse what they build from it. Fresh arrays every call (callers own their
+        batches); the same values, bit for bit (``tests/test_samplers_fused.py``)."""
         n, e = self.num_nodes, int(self.indices.size)
         with self._lazy_lock:
             if self._whole_edges is None:  # built once: [2, E] (in-neighbour, node), CSC order
@@ -290,7 +289,8 @@ class NeighborSampler:
                 edges[0] = self.indices
                 edges[1] = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.indptr))
                 self._whole_edges = edges
-        hops = [Hop(edge_index=self._whole_edges.copy(), num_src=n, num_dst=n) for _ in self.fanouts]
+        hops = [Hop(edge_index=self._whole_edges.copy(), num_src=n, num_dst=n, block_id=self._whole_block_id)
+                for _ in self.fanouts]
         return SampledSubgraph(nodes=np.arange(n, dtype=np.int64), hops=hops,
                                num_sampled_nodes=[n] + [0] * len(self.fanouts),
                                num_sampled_edges=[e] * len(self.fanouts))

@@ -21,11 +21,16 @@ class Hop:
             Messages flow source -> destination (PyG's ``flow="source_to_target"``).
         num_src: number of source nodes of the block.
         num_dst: number of destination nodes of the block.
+        block_id: ``None``, or a name the sampler gives to a block it returns unchanged batch after
+            batch (the whole graph, see :meth:`NeighborSampler._whole_graph`): two hops with the
+            same ``block_id`` have equal ``edge_index``, ``num_src`` and ``num_dst``, so what a
+            consumer derives from one (a sparse matrix, its transpose) serves the other.
     """
 
     edge_index: np.ndarray
     num_src: int
     num_dst: int
+    block_id: str | None = None
 
 
 def csr_by_destination(edge_index: np.ndarray, num_dst: int) -> tuple[np.ndarray, np.ndarray]:

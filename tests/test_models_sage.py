@@ -360,3 +360,36 @@ def test_forward_prefix_with_relu_dropout_is_relu_dropout_then_the_layer(num_src
         assert (a0 == 0).float().mean() > 0.3  # dropout and ReLU did zero elements
     for a, b in zip(g0, g1):
         torch.testing.assert_close(a, b)
+
+
+def test_whole_graph_blocks_are_built_once_and_give_the_same_training_step() -> None:
+    """Hops the sampler names with a ``block_id`` (the whole graph, every ogbl-ddi batch) are
+    turned into CSR blocks and transposes once (BlockCache): the same outputs and gradients, bit
+    for bit, as building them for each layer and batch; a copy of the model starts empty."""
+    import copy
+    import dataclasses
+
+    g = _graph(120, 900)
+    torch.manual_seed(0)
+    x = torch.randn(g.num_nodes, 16)
+    named = _batch(g, x, np.arange(g.num_nodes), [-1, -1])
+    ids = {hop.block_id for hop in named.subgraph.hops}
+    assert len(ids) == 1 and None not in ids
+    plain = Batch(subgraph=dataclasses.replace(named.subgraph, hops=[dataclasses.replace(h, block_id=None)
+                                                                     for h in named.subgraph.hops]),
+                  batch_size=named.batch_size, x=named.x)
+    torch.manual_seed(2)
+    model = GraphSAGE(16, 32, 8, num_layers=2, dropout=0.5).train()
+    results = []
+    for b in (plain, named, named):
+        model.zero_grad()
+        torch.manual_seed(3)
+        out = model(b)
+        out.square().sum().backward()
+        results.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+    adj, adj_t = model._blocks.get(named.subgraph.hops[0])
+    assert model._blocks.get(named.subgraph.hops[1])[0] is adj and len(model._blocks._items) == 1
+    assert torch.equal(adj_t.to_dense(), (adj.to_dense() / adj.to_dense().sum(1, keepdim=True).clamp(min=1)).t())
+    assert len(copy.deepcopy(model)._blocks._items) == 0

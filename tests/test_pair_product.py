@@ -52,3 +52,20 @@ def test_link_model_scores_through_the_fused_product() -> None:
     model = LinkModel(torch.nn.Identity(), MLPDecoder(32, 16, 2, 0.0)).eval()
     want = model.decoder(h[ei[0]], h[ei[1]])
     assert torch.equal(model.score(h, ei), want)
+
+
+def test_incidence_is_the_stable_sort_of_the_endpoints() -> None:
+    """The backward pass's node-to-pair incidence (a counting sort) lists, per node, the entries
+    ``2 i`` (source of pair ``i``) and ``2 i + 1`` (its destination) in increasing order: the
+    stable argsort of the interleaved endpoints."""
+    import numpy as np
+
+    from gnnsys.models.pair_product import _incidence
+
+    _, ei, _ = _case(4)
+    src, dst = ei[0].numpy().astype(np.int64), ei[1].numpy().astype(np.int64)
+    ptr, entries = _incidence(src, dst, 300)
+    ends = np.empty(2 * src.size, np.int64)
+    ends[0::2], ends[1::2] = src, dst
+    assert np.array_equal(entries, np.argsort(ends, kind="stable"))
+    assert np.array_equal(ptr, np.concatenate([[0], np.cumsum(np.bincount(ends, minlength=300))]))

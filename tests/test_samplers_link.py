@@ -167,3 +167,35 @@ def test_bad_link_pairs(src, dst, match):
     s = NeighborSampler(random_graph(20, 50), [2])
     with pytest.raises(SamplerInputError, match=match):
         s.sample_from_edges(src, dst)
+
+
+@SETTINGS
+@given(g=graphs(max_nodes=40, max_edges=400), seed=st.integers(0, 2**32 - 1), k=st.integers(1, 3))
+def test_edge_bitmap_draws_the_negatives_of_the_binary_searches(g, seed, k):
+    """On graphs small enough for an edge bitmap (every test graph), the bitmap's answers are the
+    sorted neighbour lists' (bit ``d * N + s`` set exactly for the edges ``s -> d``), so both
+    negative kernels draw the same pairs and destinations with either."""
+    from samplers import _negative
+    from samplers._rng import stream_key
+
+    s = NeighborSampler(g, [2], seed=seed)
+    sorted_idx, bits = s._edge_lookup()
+    n = g.num_nodes
+    assert _negative.bitmap_fits(n) and bits.size == (n * n + 7) // 8
+    dense = np.unpackbits(bits, bitorder="little")[: n * n].reshape(n, n)  # [dst, src]
+    want = np.zeros((n, n), np.uint8)
+    want[np.repeat(np.arange(n), g.degree()), g.indices] = 1
+    assert np.array_equal(dense, want)
+    if n < 2 or want.sum() + n >= n * n:
+        return  # no non-edge to draw
+    key = np.uint64(stream_key(seed, 7))
+    indptr = s.indptr
+    pairs = []
+    for b in (bits, _negative.NO_BITMAP):
+        src, dst = np.empty(50, np.int64), np.empty(50, np.int64)
+        negs = np.empty((n, k), np.int64)
+        _negative.sample_pairs(n, key, indptr, sorted_idx, b, src, dst)
+        _negative.sample_negatives(np.arange(n, dtype=np.int64), n, k, key, True, indptr, sorted_idx, b, negs)
+        pairs.append((src, dst, negs))
+    assert all(np.array_equal(a, c) for a, c in zip(*pairs))
+    assert not want[pairs[0][1], pairs[0][0]].any()

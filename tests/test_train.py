@@ -135,6 +135,8 @@ def _weights_after_one_epoch(tiny: Path, out: Path, **options) -> dict[str, torc
     for name in ("prefetch", "num_workers"):
         if name in options:
             assert getattr(tr.train_loader, name) == options[name]
+    if "loader_threads" in options:
+        assert tr.train_loader.num_threads == options["loader_threads"]
     tr.fit()
     return tr.model.state_dict()
 
@@ -145,6 +147,7 @@ def _weights_after_one_epoch(tiny: Path, out: Path, **options) -> dict[str, torc
     ("features", "cpu", "mmap", {"feature_dtype": "bfloat16"}),
     ("prefetch", 1, 3, {}),
     ("num_workers", 1, 2, {"prefetch": 2}),
+    ("loader_threads", 1, 2, {"prefetch": 2}),
 ])
 def test_pipeline_options_give_bit_identical_weights(tiny: Path, tmp_path: Path, option, first, second,
                                                       extra) -> None:
@@ -291,13 +294,13 @@ def test_config_validation_and_json_round_trip(tmp_path: Path) -> None:
     p.write_text(cfg.to_json())
     again = TrainConfig.from_json_file(p)
     assert again == cfg and again.fingerprint() == cfg.fingerprint()
-    assert cfg.replace(out="elsewhere", progress=False).fingerprint() == cfg.fingerprint()
+    assert cfg.replace(out="elsewhere", progress=False, loader_threads=1).fingerprint() == cfg.fingerprint()
     assert cfg.replace(lr=0.02).differences(cfg) == ["lr"]
     for bad in [dict(epochs=0), dict(lr=-1.0), dict(device="tpu"), dict(features="disk"),
                 dict(feature_dtype="int4"), dict(fanouts=[]), dict(fanouts=[5, -2]), dict(metric="auc"),
                 dict(eval_mode="fast"), dict(batch_size=True), dict(grad_clip=0), dict(grad_clip=-1.0),
                 dict(grad_clip=float("nan")), dict(grad_clip=True), dict(neg="pairs"), dict(prefetch=-1),
-                dict(prefetch=1.5)]:
+                dict(prefetch=1.5), dict(loader_threads=0)]:
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
 
@@ -354,3 +357,12 @@ def test_ogbl_ddi_reaches_hits20_of_030_in_a_time_box(tmp_path: Path, shared_dat
     print(f"ddi: best valid Hits@20 {summary['best_valid']:.4f} (epoch {summary['best_epoch']}), test "
           f"{summary['test_at_best_valid']:.4f}, {seconds:.0f} s")
     assert summary["best_valid"] >= 0.30, summary  # on valid only: measured best 0.41 (above), margin 11 points
+
+
+def test_loader_threads_above_numbas_maximum_are_refused(tiny: Path, tmp_path: Path) -> None:
+    import numba
+
+    cfg = TrainConfig(dataset=str(tiny), out=str(tmp_path / "r"), epochs=1, fanouts=[4, 4], progress=False,
+                      prefetch=2, loader_threads=numba.config.NUMBA_NUM_THREADS + 1)
+    with pytest.raises(ConfigError, match="loader_threads = .* exceeds numba's maximum"):
+        Trainer(cfg)

@@ -5,11 +5,16 @@ the dot product of the two nodes' embeddings, scored by OGB's Evaluator through
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from torch import Tensor
 
 
 def linear_probe(emb: np.ndarray, labels: np.ndarray, splits: dict[str, np.ndarray], *,
@@ -57,26 +62,49 @@ def linear_probe(emb: np.ndarray, labels: np.ndarray, splits: dict[str, np.ndarr
     return out
 
 
-def link_scores(emb: np.ndarray, dataset: Any, metric: str) -> dict[str, float]:
-    """``valid_<metric>`` and ``test_<metric>`` of dot-product pair scores (OGB's Evaluator for
-    Hits@K and MRR; a per-source negative table ``[E, K]`` pairs row ``i`` with ``src[i]``)."""
+def pair_scores(score: Callable[[Tensor, Tensor], Tensor], x: Tensor, src: Tensor, dst: Tensor,
+                chunk: int = 1 << 16) -> Tensor:
+    """``score(x[src], x[dst])`` of int64 node pairs ``src [M]``, ``dst [M]`` as one float ``[M]``
+    tensor, computed ``chunk`` pairs at a time: the gathered rows are ``[chunk, dim]``, never
+    ``[M, dim]`` (a per-source table's ``M = P * K`` pairs would be).
+
+    Args:
+        score: ``(h_src [m, dim], h_dst [m, dim]) -> [m]`` scores, row by row (a decoder, a dot
+            product).
+        x: float ``[N, dim]`` node rows.
+        src, dst: int64 ``[M]`` (e.g. :func:`gnnsys.train.evaluate.negative_pairs`).
+    """
     import torch
 
-    from ..train.evaluate import link_metric
+    if src.shape[0] == 0:
+        return torch.empty(0)
+    return torch.cat([score(x[src[a:a + chunk]], x[dst[a:a + chunk]]) for a in range(0, src.shape[0], chunk)])
+
+
+def _dot(h_src: Tensor, h_dst: Tensor) -> Tensor:
+    """The dot product of each row pair: ``[m, dim], [m, dim] -> [m]``."""
+    return (h_src * h_dst).sum(-1)
+
+
+def link_scores(emb: np.ndarray, dataset: Any, metric: str) -> dict[str, float]:
+    """``valid_<metric>`` and ``test_<metric>`` of dot-product pair scores (OGB's Evaluator for
+    Hits@K and MRR; a per-source negative table ``[P, K]`` pairs row ``i`` with ``pos[i, 0]``:
+    :func:`gnnsys.train.evaluate.negative_pairs`)."""
+    import torch
+
+    from ..train.evaluate import link_metric, negative_pairs
 
     e = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
+    per_source = dataset.meta.get("neg_layout") == "per_source"
     out: dict[str, float] = {}
     for split in ("valid", "test"):
         pos = dataset.splits.get(f"{split}_pos")
         neg = dataset.splits.get(f"{split}_neg")
         if pos is None or neg is None:
             continue
-        pos = torch.from_numpy(np.array(pos, dtype=np.int64))
-        neg = torch.from_numpy(np.array(neg, dtype=np.int64))
-        ps = (e[pos[:, 0]] * e[pos[:, 1]]).sum(-1)
-        if dataset.meta.get("neg_layout") == "per_source":
-            ns = (e[pos[:, 0]].unsqueeze(1) * e[neg]).sum(-1)
-        else:
-            ns = (e[neg[:, 0]] * e[neg[:, 1]]).sum(-1)
+        pos = torch.from_numpy(np.array(pos, dtype=np.int64))  # writable copies of the maps
+        src, dst, shape = negative_pairs(pos.numpy(), np.array(neg, dtype=np.int64), per_source)
+        ps = pair_scores(_dot, e, pos[:, 0], pos[:, 1])
+        ns = pair_scores(_dot, e, torch.from_numpy(src), torch.from_numpy(dst)).view(shape)
         out[f"{split}_{metric}"] = float(link_metric(dataset.name, metric, ps, ns))
     return out

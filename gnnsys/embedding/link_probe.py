@@ -9,7 +9,7 @@ OGB's script and what this module does for it:
   ``hidden``, ``num_layers``, ``dropout``. The embeddings stay frozen.
 * ``train``: one epoch = every training edge once, shuffled, in batches of ``64 * 1024``; each
   batch adds as many random pairs that are not training edges (PyG's ``negative_sampling``: here
-  :func:`samplers._negative.sample_pairs` on the training graph, exactly ``B`` pairs); loss
+  :func:`samplers._negative.random_pairs` on the training graph, exactly ``B`` pairs); loss
   ``-log s(pos).mean() - log(1 - s(neg)).mean()``; Adam, lr 0.01.
 * ``test`` every ``eval_every = 5`` epochs of ``epochs = 200``: valid and test pairs scored,
   Hits@K by OGB's ``Evaluator`` (:func:`gnnsys.train.evaluate.link_metric`).
@@ -69,24 +69,6 @@ class LinkProbeOptions:
         return asdict(self)
 
 
-def _scores(decoder, x, pos, neg, per_source: bool, chunk: int = 1 << 16):
-    """Logits of the positive pairs ``pos [P, 2]`` and of the negatives (``[Q, 2]`` pairs, or
-    ``[P, K]`` destinations of ``pos[:, 0]`` when ``per_source``)."""
-    import torch
-
-    def pairs(src, dst):
-        return torch.cat([decoder(x[src[i:i + chunk]], x[dst[i:i + chunk]])
-                          for i in range(0, src.shape[0], chunk)]) if src.shape[0] else torch.empty(0)
-
-    ps = pairs(pos[:, 0], pos[:, 1])
-    if per_source:
-        k = neg.shape[1]
-        ns = pairs(pos[:, 0].repeat_interleave(k), neg.reshape(-1)).view(-1, k)
-    else:
-        ns = pairs(neg[:, 0], neg[:, 1])
-    return ps, ns
-
-
 def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOptions | None = None, *,
                num_threads: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Train OGB's MLP link predictor on frozen embeddings and select it on valid.
@@ -108,11 +90,12 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
     """
     import torch
 
-    from samplers._negative import sample_pairs, segments_sorted, sort_segments
+    from samplers._negative import edge_lookup, random_pairs
     from samplers._rng import stream_key
 
     from ..models.link import MLPDecoder
-    from ..train.evaluate import link_metric
+    from ..train.evaluate import link_metric, negative_pairs
+    from .evaluate import pair_scores
 
     opts = (opts or LinkProbeOptions()).check()
     splits = dataset.splits
@@ -123,15 +106,17 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
     if n < 2:
         raise ConfigError(f"dataset {dataset.name}: random negative pairs need at least 2 nodes")
     indptr = np.ascontiguousarray(dataset.indptr, dtype=np.int64)
-    indices = np.ascontiguousarray(dataset.indices)
-    if not segments_sorted(indptr, indices):
-        indices = sort_segments(indptr, indices)
+    indices, bits = edge_lookup(indptr, np.ascontiguousarray(dataset.indices), n)
     per_source = dataset.meta.get("neg_layout") == "per_source"
     x = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
     train_pos = torch.from_numpy(np.array(splits["train_pos"], dtype=np.int64))
-    evals = {s: (torch.from_numpy(np.array(splits[f"{s}_pos"], dtype=np.int64)),
-                 torch.from_numpy(np.array(splits[f"{s}_neg"], dtype=np.int64)))
-             for s in ("valid", "test") if splits.get(f"{s}_pos") is not None and splits.get(f"{s}_neg") is not None}
+    evals = {}  # split -> int64 [P] / [P] / [M] / [M] pair ends of positives and negatives, [M]'s shape
+    for s in ("valid", "test"):
+        if splits.get(f"{s}_pos") is not None and splits.get(f"{s}_neg") is not None:
+            pos = np.array(splits[f"{s}_pos"], dtype=np.int64)  # writable copies of the maps
+            nsrc, ndst, shape = negative_pairs(pos, np.array(splits[f"{s}_neg"], dtype=np.int64), per_source)
+            t = torch.from_numpy
+            evals[s] = (t(pos[:, 0]), t(pos[:, 1]), t(nsrc), t(ndst), shape)
 
     old_threads = torch.get_num_threads()
     if num_threads is not None:
@@ -157,13 +142,11 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
                 total = 0.0
                 for perm in torch.randperm(train_pos.shape[0], generator=gen).split(opts.batch_size):
                     edge = train_pos[perm]
-                    src = np.empty(edge.shape[0], np.int64)
-                    dst = np.empty(edge.shape[0], np.int64)
-                    failed = sample_pairs(n, np.uint64(stream_key(key, step)), indptr, indices, src, dst)
-                    if failed.any():
+                    pairs = random_pairs(edge.shape[0], n, stream_key(key, step), indptr, indices, bits)
+                    if pairs is None:
                         raise ConfigError(f"dataset {dataset.name}: no negative pair exists, the "
                                           "training graph already has every edge")
-                    neg = torch.from_numpy(np.stack([src, dst], 1))
+                    neg = torch.from_numpy(np.stack(pairs, 1))
                     pos_out = decoder(x[edge[:, 0]], x[edge[:, 1]])
                     neg_out = decoder(x[neg[:, 0]], x[neg[:, 1]])
                     # OGB's -log(sigmoid(pos)).mean() - log(1 - sigmoid(neg)).mean(), stably
@@ -180,8 +163,9 @@ def link_probe(emb: np.ndarray, dataset: Any, metric: str, opts: LinkProbeOption
                 decoder.eval()
                 rec: dict[str, Any] = {"epoch": epoch, "loss": total / max(1, train_pos.shape[0])}
                 with torch.no_grad():
-                    for s, (pos, neg) in evals.items():
-                        ps, ns = _scores(decoder, x, pos, neg, per_source)
+                    for s, (psrc, pdst, nsrc, ndst, shape) in evals.items():
+                        ps = pair_scores(decoder, x, psrc, pdst)
+                        ns = pair_scores(decoder, x, nsrc, ndst).view(shape)
                         rec[f"{s}_{metric}"] = float(link_metric(dataset.name, metric, ps, ns))
                 history.append(rec)
                 if best is None or rec[f"valid_{metric}"] > best[f"valid_{metric}"]:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .dropout import relu_dropout
+from .mlp_tail import fusable, relu_dropout_out
 from .pair_product import pair_product
 
 DECODERS = ("dot", "mlp")
@@ -53,7 +54,11 @@ class MLPDecoder(nn.Module):
 
     def from_product(self, h: Tensor) -> Tensor:
         """Logits ``[M]`` from the pairs' products ``h_src * h_dst`` ``[M, d]``."""
-        for lin in self.lins[:-1]:
+        last = len(self.lins) - 1
+        for k, lin in enumerate(self.lins[:-1]):
+            if k == last - 1 and fusable(h, lin, self.lins[-1], self.dropout, self.training):
+                # the last hidden layer, its ReLU-dropout and the output layer in one function
+                return relu_dropout_out(h, lin, self.lins[-1], self.dropout)
             # ReLU and dropout in one pass, in place on the Linear's output (which no backward
             # needs): the same values and gradients as the two apart, one bit kept per element
             h = relu_dropout(lin(h), p=self.dropout, training=self.training, inplace=True)

@@ -90,7 +90,7 @@ class Assembly:
         common = dict(features=self.features, shuffle=True, drop_last=False, prefetch=c.prefetch,
                       seed=c.seed, transform=transform, shard=self.shard,
                       aggregate_first_hop=self.aggregate_first_hop, transfer=self.device_transfer(),
-                      **worker_threads(c.num_workers, c.prefetch))
+                      **worker_threads(c.num_workers, c.prefetch, c.loader_threads))
         if self.task == "node":
             return NodeLoader(self.sampler, self.dataset.splits["train"], self.train_batch_size,
                               labels=self.dataset.labels, **common)
@@ -128,7 +128,8 @@ class Assembly:
                           features=self.features, shuffle=False, drop_last=False, prefetch=c.prefetch,
                           seed=c.seed + 1, transform=make_transform(self.spec, self.options, False),
                           aggregate_first_hop=self.aggregate_first_hop and same_depth,
-                          transfer=self.device_transfer(), **worker_threads(c.num_workers, c.prefetch))
+                          transfer=self.device_transfer(),
+                          **worker_threads(c.num_workers, c.prefetch, c.loader_threads))
 
     # ------------------------------------------------------------------ outputs
     def full_outputs(self) -> Tensor:
@@ -409,13 +410,21 @@ def make_transform(spec: ModelSpec, options: dict[str, Any], training: bool):
     return None if spec.make_transform is None else spec.make_transform(options, training)
 
 
-def worker_threads(workers: int, prefetch: int) -> dict[str, Any]:
-    """Loader options for ``workers`` batch-making threads: each gets an equal share of numba's
-    threads (one worker keeps numba's default), so the workers together do not oversubscribe.
-    Without prefetching there are no worker threads: batches are made in the consumer."""
+def worker_threads(workers: int, prefetch: int, threads: int | None = None) -> dict[str, Any]:
+    """Loader options for ``workers`` batch-making threads: each gets ``threads`` numba threads
+    (``TrainConfig.loader_threads``) or else an equal share of numba's threads (one worker keeps
+    numba's default), so the workers together do not oversubscribe. Without prefetching there are
+    no worker threads: batches are made in the consumer, with its threads."""
     import numba
 
-    if workers <= 1 or prefetch == 0:
+    if prefetch == 0:
+        return {"num_workers": 1}
+    if threads is not None:
+        if threads > numba.config.NUMBA_NUM_THREADS:
+            raise ConfigError(f"loader_threads = {threads} exceeds numba's maximum of "
+                              f"{numba.config.NUMBA_NUM_THREADS} threads (NUMBA_NUM_THREADS); use at most that")
+        return {"num_workers": max(1, workers), "num_threads": int(threads)}
+    if workers <= 1:
         return {"num_workers": 1}
     return {"num_workers": workers, "num_threads": max(1, numba.config.NUMBA_NUM_THREADS // workers)}
 

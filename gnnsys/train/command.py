@@ -20,7 +20,8 @@ _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", 
            "feature_dtype", "cache_gb", "seed", "out",
            "checkpoint_every", "eval_every", "eval_mode", "eval_fanouts", "eval_batch_size",
            "max_batches", "neg", "num_neg", "decoder", "embedding_dim", "metric", "num_threads",
-           "num_workers", "prefetch", "host_allocator", "runs", "patience", "logger", "split_index")
+           "num_workers", "loader_threads", "prefetch", "host_allocator", "runs", "patience", "logger",
+           "split_index")
 #: flags that set a model option.
 _MODEL = ("hidden", "num_layers", "dropout", "dim", "walk_length", "context", "walks_per_node", "p", "q",
           "order", "partitions", "sample", "unigram")
@@ -126,6 +127,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                    help="batches made ahead (default: 2; 1 for the ranks of --nproc / torchrun on one host)")
     p.add_argument("--num-workers", dest="num_workers", type=int, default=S,
                    help="loader threads making batches in parallel (default 1)")
+    p.add_argument("--loader-threads", dest="loader_threads", type=int, default=S,
+                   help="numba threads of each loader thread (default: an equal share of numba's); "
+                        "1 keeps cheap batches off the training step's cores")
     p.add_argument("--host-allocator", dest="host_allocator", choices=HOST_ALLOCATORS, default=S,
                    help="retain: glibc keeps freed large blocks for the next step, so steps do "
                         "not page-fault their tensors in again (faster CPU steps, more memory); "

@@ -23,8 +23,8 @@ SCHEDULERS = ("none", "cosine", "step")
 NEG_MODES = ("uniform", "per_source", "exclude_existing", "random_pairs")
 DECODERS = ("dot", "mlp")
 #: Fields that do not change the result of a run (excluded from :meth:`TrainConfig.fingerprint`).
-NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers", "host_allocator",
-                "sampler", "runs", "logger", "cache_gb")
+NON_SEMANTIC = ("out", "progress", "root", "home", "prefetch", "num_workers", "loader_threads",
+                "host_allocator", "sampler", "runs", "logger", "cache_gb")
 SAMPLERS = ("cpu", "gpu")
 #: Fields added after the first release: left out of the fingerprint while at their default, so
 #: that runs checkpointed before a field existed still resume.
@@ -106,6 +106,11 @@ class TrainConfig:
             than 2 and held one batch buffer less, about 60 MiB per rank).
         num_workers: threads making batches (sample, gather, transform) in parallel, each with
             an equal share of numba's threads; batches and results do not depend on it.
+        loader_threads: numba threads of each batch-making worker instead of that share (with
+            ``prefetch > 0``; ``None``: the share). The workers' parallel kernels run beside the
+            training step's threads: where the step keeps every core busy and the batches are
+            cheap to make (ogbl-ddi's whole-graph batches), 1 keeps them off the step's cores.
+            Batches and results do not depend on it.
         progress: show a tqdm progress bar.
         host_allocator: ``retain`` keeps freed large blocks in glibc's heap for the next step
             (no page faults per step: faster CPU steps, more resident memory); ``system`` leaves
@@ -153,6 +158,7 @@ class TrainConfig:
     num_threads: int | None = None
     prefetch: int | None = None
     num_workers: int = 1
+    loader_threads: int | None = None
     progress: bool = True
     host_allocator: str = "auto"
     runs: int = 1
@@ -200,7 +206,7 @@ class TrainConfig:
                       ("num_workers", 1), ("seed", 0), ("runs", 1)):
             _int(self, k, lo)
         for k, lo in (("eval_batch_size", 1), ("max_batches", 1), ("embedding_dim", 1), ("num_threads", 1),
-                      ("prefetch", 0), ("patience", 1), ("split_index", 0)):
+                      ("prefetch", 0), ("patience", 1), ("split_index", 0), ("loader_threads", 1)):
             if getattr(self, k) is not None:
                 _int(self, k, lo)
         for k in ("lr", "weight_decay"):

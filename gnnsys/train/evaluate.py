@@ -248,6 +248,32 @@ def score_pairs(model: torch.nn.Module, h: Tensor, src: np.ndarray, dst: np.ndar
     return out
 
 
+def negative_pairs(pos: Any, neg: Any, per_source: bool) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """A link split's negatives as the node pairs ``(src[i], dst[i])`` to score, and the shape
+    their scores take.
+
+    Args:
+        pos: int ``[P, 2]`` positive pairs of the split; only ``pos[:, 0]`` is read, and only when
+            ``per_source`` (``None`` will do otherwise).
+        neg: int ``[Q, 2]`` negative pairs, or when ``per_source`` OGB's per-source table
+            ``[P, K]`` (ogbl-citation2): ``neg[i, j]`` is a negative tail of source ``pos[i, 0]``.
+        per_source: the dataset's ``meta["neg_layout"] == "per_source"``.
+
+    Returns:
+        ``(src, dst, shape)``: int64 ``[M]`` ends of the ``M`` pairs: the columns of the
+        ``[Q, 2]`` pairs, or the ``M = P * K`` pairs of the table in its row-major order (pair
+        ``i * K + j`` is ``(pos[i, 0], neg[i, j])``); ``shape`` ``(Q,)`` or ``(P, K)``: the
+        ``[M]`` pair scores viewed as ``shape`` are what :func:`link_metric` takes (MRR ranks each
+        positive against its own row). Only a per-source ``src`` is a new array; the rest are
+        views of ``neg`` when it is already int64.
+    """
+    neg = np.asarray(neg, dtype=np.int64)
+    if not per_source:
+        return neg[:, 0], neg[:, 1], (neg.shape[0],)
+    p, k = neg.shape
+    return np.repeat(np.asarray(pos, dtype=np.int64)[:, 0], k), neg.reshape(-1), (p, k)
+
+
 # ---------------------------------------------------------------------------------------------
 # Scoring a run's splits
 
@@ -315,16 +341,9 @@ def _evaluate_link(parts: Any, sampled: Callable[[np.ndarray], Tensor]) -> dict[
     out: dict[str, float] = {}
     for s, pos, neg in pos_neg:
         pos = np.asarray(pos, dtype=np.int64)
-        neg = np.asarray(neg, dtype=np.int64)
-        if per_source:  # neg: [P, K] tails of pos[:, 0]
-            k = neg.shape[1]
-            nsrc, ndst = np.repeat(pos[:, 0], k), neg.reshape(-1)
-        else:
-            nsrc, ndst = neg[:, 0], neg[:, 1]
+        nsrc, ndst, shape = negative_pairs(pos, neg, per_source)
         rows = (lambda a: a) if lookup is None else (lambda a: np.searchsorted(lookup, a))
         sp = score_pairs(parts.model, h, rows(pos[:, 0]), rows(pos[:, 1]), parts.device)
-        sn = score_pairs(parts.model, h, rows(nsrc), rows(ndst), parts.device)
-        if per_source:
-            sn = sn.view(pos.shape[0], -1)
+        sn = score_pairs(parts.model, h, rows(nsrc), rows(ndst), parts.device).view(shape)
         out[f"{s}_{parts.metric}"] = link_metric(ds.name, parts.metric, sp, sn)
     return out

@@ -104,9 +104,8 @@ class LoadedRun:
         if split is not None:
             arr = split_array(self.dataset, split)
             if split.endswith("_neg") and self.dataset.meta.get("neg_layout") == "per_source":
-                src = np.asarray(self.dataset.splits[split.replace("_neg", "_pos")], dtype=np.int64)[:, 0]
-                shape = arr.shape
-                arr = np.stack([np.repeat(src, arr.shape[1]), arr.reshape(-1)], axis=1)
+                src, dst, shape = ev.negative_pairs(self.dataset.splits[split.replace("_neg", "_pos")], arr, True)
+                arr = np.stack([src, dst], axis=1)
             pairs = arr
         pairs = check_pairs(pairs, self.dataset.num_nodes, "pairs")
         if self.parts.eval_mode == "full":

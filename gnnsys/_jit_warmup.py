@@ -32,7 +32,7 @@ from .models.sage import _transpose_mean
 #: modules whose parallel kernels a training rank runs (samplers, feature gathers, dropout, CSC)
 PARALLEL_KERNEL_MODULES = ("samplers._fused", "samplers._hop", "samplers._relabel", "samplers._negative",
                            "gnnsys.features.cpu_gather", "gnnsys.models.dropout", "gnnsys.models.mlp_tail",
-                           "gnnsys.models.pair_product", "gnnsys.data.csc")
+                           "gnnsys.models.pair_product", "gnnsys.models.spmm", "gnnsys.data.csc")
 
 
 def _expected_threading_layer() -> str | None:

@@ -386,7 +386,7 @@ class _CSRMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, adj: Tensor) -> Tensor:
         ctx.adj = adj
-        return _mean(adj, x)
+        return csr_mean_product(adj, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -404,12 +404,8 @@ def mean_transpose(adj: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
                 torch.from_numpy(tval).to(dtype))
 
 
-def _mean(adj: Tensor, x: Tensor) -> Tensor:
-    return csr_mean_product(adj, x)
-
-
 def _mean_backward(adj: Tensor, grad: Tensor, adj_t: Tensor | None = None) -> Tensor:
-    """``[num_src, D]`` gradient of ``_mean(adj, x)`` with respect to ``x``, from ``grad``
+    """``[num_src, D]`` gradient of ``csr_mean_product(adj, x)`` with respect to ``x``, from ``grad``
     (``[num_dst, D]``): the transposed block, weighted ``1 / deg(dst)`` (``adj_t``, built here
     unless given), times ``grad``."""
     if adj_t is None or adj_t.dtype != grad.dtype:
@@ -443,7 +439,7 @@ class _SAGEPrefix(torch.autograd.Function):
             mask, scale = relu_dropout_(x, p)
             ctx.mark_dirty(x)
         num_dst = adj.shape[0]
-        agg = _mean(adj, x)
+        agg = csr_mean_product(adj, x)
         x_dst = x if num_dst == x.shape[0] else x[:num_dst]
         # what F.linear runs for a 2-D input with a bias, then the root term added in place
         out = torch.addmm(b_l, agg, w_l.t()).addmm_(x_dst, w_r.t())

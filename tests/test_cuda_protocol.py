@@ -230,6 +230,23 @@ def test_int8_cached_hits_equal_misses(rt):
     assert not rt.registered
 
 
+def test_cached_hit_rate_restarts_per_epoch(rt):
+    """``reset_hit_rate`` (called by the trainer after every epoch) on the GPU cache, pinned and
+    staged: it returns the rate so far and counts afresh."""
+    table = _table(n=100, seed=13)
+    for limit in (None, table.nbytes - 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            store = FeatureStore(table, placement="cached", runtime=rt, hot_ids=np.arange(10),
+                                 pin_limit_bytes=limit)
+        store.gather(np.array([0, 1, 50, 60]))
+        assert store.reset_hit_rate() == 0.5 and store.hit_rate is None
+        store.gather(np.array([2, 70]))
+        assert store.hit_rate == 0.5
+        rt.drain()
+        store.close()
+
+
 @pytest.mark.parametrize("placement", ["uva", "cached", "gpu"])
 def test_int8_on_a_gpu_placement_without_scales_is_one_line(rt, placement):
     q, s = _int8_table()

@@ -249,8 +249,10 @@ class FeatureStore:
         rate = self.hit_rate
         with self._lock:
             self._hits = self._requests = 0
-        if self._backend is not None and self._placement == "cached":
-            self._backend.hits = self._backend.requests = 0
+        hot = getattr(self._backend, "hot", None)  # the GPU cache of ``cached`` (also staged)
+        if hot is not None:
+            with self._lock:
+                hot.hits = hot.requests = 0
         return rate
 
     def _make_gpu_backend(self, cache_rows, hot_ids, row_scores, pin_limit_bytes):

@@ -16,8 +16,8 @@ gather's ``float32(code) * scale``:
 * ``uva`` / ``cached``: the ``gnnsys_gather_int8`` kernels read the codes zero-copy from the
   pinned host table (``D`` bytes per row over PCIe instead of ``4 D``) and the scales from a
   device copy (:func:`upload_scales`, ``4 N`` bytes of GPU memory, uploaded once). Read
-  zero-copy, each row's scale would be one more 4-byte PCIe read request of its own (a request
-  costs about as much as a 64-byte one); on the device it is an L2/HBM load.
+  zero-copy, each row's scale would be one more PCIe read request of its own, 4 bytes long, on
+  the path whose latency the gather hides; on the device it is an L2/HBM load.
 * ``cached``: the hot rows are kept as int8 codes (``D`` bytes per cached row, plus the ``4 N``
   slot map and the ``4 N`` scales): four times as many rows as float32 rows would hold, and a
   hit multiplies the same code by the same scale as a miss, so hits and misses agree exactly.

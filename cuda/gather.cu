@@ -240,11 +240,20 @@ GNNSYS_DEFINE_GATHER(w16s1, gnnsys_wide_copy<unsigned char>)
 // which is bit for bit the CPU reference (q.astype(float32) * s) and the numba gather of
 // gnnsys/features/tiered_gather.py. A group of `1 << lanes_log2` lanes handles one row: lane k
 // reads codes k, k + lanes, ... (consecutive lanes read consecutive bytes, one coalesced request
-// per step) and writes the float32 results the same way.
-extern "C" __global__ void __launch_bounds__(256) gnnsys_gather_int8(
-    const signed char* __restrict__ table, const float* __restrict__ scales,
-    float* __restrict__ out, const gnnsys_i64* __restrict__ ids, gnnsys_i64 n, gnnsys_i64 dim,
-    gnnsys_i64 num_rows, unsigned lanes_log2, gnnsys_u64* bad)
+// per step) and writes the float32 results the same way. `scales` is device memory (uploaded
+// once by the host); `table` is the zero-copy host table (`uva`, `cached`) or device memory.
+// The `cached` form reads rows with slots[row] >= 0 from the device-resident int8 `cache`
+// (cache row = slots[row]) and every other row from `table`, with the same scales: a hit and a
+// miss of one row give the same bits.
+__device__ __forceinline__ void gnnsys_gather_rows_int8(const signed char* __restrict__ table,
+                                                        const signed char* __restrict__ cache,
+                                                        const int* __restrict__ slots,
+                                                        const float* __restrict__ scales,
+                                                        float* __restrict__ out,
+                                                        const gnnsys_i64* __restrict__ ids,
+                                                        gnnsys_i64 n, gnnsys_i64 dim,
+                                                        gnnsys_i64 num_rows, unsigned lanes_log2,
+                                                        gnnsys_u64* bad)
 {
     gnnsys_i64 group, groups;
     unsigned lane;
@@ -257,9 +266,28 @@ extern "C" __global__ void __launch_bounds__(256) gnnsys_gather_int8(
             continue;
         }
         const float s = __ldg(scales + row);
-        const signed char* src = table + row * dim;
+        const int slot = slots != 0 ? __ldg(slots + row) : -1;
+        const signed char* src = slot >= 0 ? cache + (gnnsys_i64)slot * dim : table + row * dim;
         float* dst = out + i * dim;
         for (gnnsys_i64 j = lane; j < dim; j += lanes)
             __stcs(dst + j, (float)__ldg(src + j) * s);
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256) gnnsys_gather_int8(
+    const signed char* __restrict__ table, const float* __restrict__ scales,
+    float* __restrict__ out, const gnnsys_i64* __restrict__ ids, gnnsys_i64 n, gnnsys_i64 dim,
+    gnnsys_i64 num_rows, unsigned lanes_log2, gnnsys_u64* bad)
+{
+    gnnsys_gather_rows_int8(table, 0, 0, scales, out, ids, n, dim, num_rows, lanes_log2, bad);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gnnsys_gather_int8_cached(
+    const signed char* __restrict__ table, const signed char* __restrict__ cache,
+    const int* __restrict__ slots, const float* __restrict__ scales, float* __restrict__ out,
+    const gnnsys_i64* __restrict__ ids, gnnsys_i64 n, gnnsys_i64 dim, gnnsys_i64 num_rows,
+    unsigned lanes_log2, gnnsys_u64* bad)
+{
+    gnnsys_gather_rows_int8(table, cache, slots, scales, out, ids, n, dim, num_rows, lanes_log2,
+                            bad);
 }

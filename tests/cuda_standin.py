@@ -60,6 +60,11 @@ def build_emu_library(out_dir: Path) -> ctypes.CDLL:
         else:
             fn.argtypes = [u32, u32, vp, vp, vp, i64, i64, i64, u32, vp]
         fn.restype = ctypes.c_int
+    dll.emu_gnnsys_gather_int8.argtypes = [u32, u32, vp, vp, vp, vp, i64, i64, i64, u32, vp]
+    dll.emu_gnnsys_gather_int8_cached.argtypes = [u32, u32, vp, vp, vp, vp, vp, vp, i64, i64, i64,
+                                                  u32, vp]
+    for fn in (dll.emu_gnnsys_gather_int8, dll.emu_gnnsys_gather_int8_cached):
+        fn.restype = ctypes.c_int
     dll.emu_gnnsys_sample_positions.argtypes = [u32, u32, vp, vp, i64, vp, i64, ctypes.c_int, u64,
                                                 vp, vp, i64, vp, vp]
     dll.emu_gnnsys_sample_positions.restype = ctypes.c_int

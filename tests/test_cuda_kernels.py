@@ -410,10 +410,11 @@ def test_emulator_catches_misaligned_and_stray_accesses(emu):
 # --------------------------------------------------------------------------------------------
 def test_nvrtc_compiles_int8_gather():
     pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
-    from gnnsys.features.launch_plan import INT8_GATHER_KERNEL
+    from gnnsys.features.launch_plan import INT8_CACHED_GATHER_KERNEL, INT8_GATHER_KERNEL
 
     ptx = nvrtc_compile_ptx((CUDA_DIR / GATHER_SOURCE).read_text(), GATHER_SOURCE, "compute_80")
     assert f".entry {INT8_GATHER_KERNEL}(" in ptx
+    assert f".entry {INT8_CACHED_GATHER_KERNEL}(" in ptx
 
 
 @pytest.mark.parametrize("dim", [1, 3, 31, 32, 100, 128])
@@ -449,3 +450,23 @@ def test_emulated_int8_gather_equals_numba_gather(emu, dim: int):
     gather_tiered_into(q, ids, cpu, scales=s)
     assert np.array_equal(out.view(np.uint32), cpu.view(np.uint32))
     assert np.array_equal(out.view(np.uint32), dequantize_rows(q[ids], s[ids]).view(np.uint32))
+    # the cached form: even rows from a copy in a separate "device" cache, odd rows from the table
+    hot = np.arange(0, n_rows, 2)
+    cache = np.ascontiguousarray(q[hot])
+    slots = np.full(n_rows, -1, np.int32)
+    slots[hot] = np.arange(hot.size, dtype=np.int32)
+    q_cold = q.copy()
+    q_cold[hot] = 0  # a row read from the table instead of the cache would come out wrong
+    cached = np.full_like(out, np.nan)
+    fn = emu.emu_gnnsys_gather_int8_cached
+    fn.argtypes = [u32, u32, vp, vp, vp, vp, vp, vp, i64, i64, i64, u32, vp]
+    fn.restype = ctypes.c_int
+    for a in (q_cold, cache, slots):
+        emu.emu_allow_read(a.ctypes.data, a.nbytes)
+    emu.emu_allow_write(cached.ctypes.data, cached.nbytes)
+    plan = plan_int8_gather(ids.size, dim, cached=True)
+    rc = fn(plan.grid, plan.block, q_cold.ctypes.data, cache.ctypes.data, slots.ctypes.data,
+            s.ctypes.data, cached.ctypes.data, ids.ctypes.data, ids.size, dim, n_rows,
+            plan.lanes_log2, bad.ctypes.data)
+    assert rc == 0 and int(bad[0]) == NO_BAD
+    assert np.array_equal(cached.view(np.uint32), cpu.view(np.uint32))

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from cuda_standin import RecordingRuntime, as_numpy, build_emu_library
-from gnnsys.errors import DeviceUnavailableError
+from gnnsys.data.quantize import quantize_rows
+from gnnsys.errors import ConfigError, DeviceUnavailableError
 from gnnsys.features import FeatureStore
 from gnnsys.features import cpu_gather, cuda_backends, pending  # noqa: F401 - imported by CPU tests
 from gnnsys.features.cuda_runtime import (
@@ -167,6 +168,94 @@ def test_gpu_placements_bit_exact(rt, placement, dtype):
 def _to_host(rt, x: torch.Tensor) -> torch.Tensor:
     rt.drain()
     return x
+
+
+def _int8_table(n=300, d=37, seed=10):
+    """int8 codes and float32 scales of rows spanning four decades, with a zero row (scale 0)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)) * rng.uniform(0.01, 100, (n, 1))
+    x[7] = 0.0
+    return quantize_rows(x.astype(np.float32))
+
+
+INT8_KERNEL = {"uva": "gnnsys_gather_int8", "cached": "gnnsys_gather_int8_cached"}
+
+
+@pytest.mark.parametrize("placement", ["uva", "cached", "gpu", "staged", "cpu"])
+def test_int8_gpu_placements_equal_the_cpu_gather(rt, placement):
+    """An int8 table on every placement that returns GPU tensors ("staged": ``cached`` over a
+    table larger than the pin limit; "cpu": the CPU gather copied to the GPU) gives float32 rows
+    equal bit for bit to the CPU gather, repeats, an empty batch and cache hits and misses
+    included; ``uva``/``cached`` launch the int8 kernels of ``cuda/gather.cu``."""
+    q, s = _int8_table()
+    hot = {"cache_rows": 40, "row_scores": np.arange(300.0)}  # rows 260..299 on the GPU
+    kw = {"uva": {"debug": True}, "cached": hot, "gpu": {}, "cpu": {"device": "cuda"},
+          "staged": {**hot, "pin_limit_bytes": q.nbytes - 1}}[placement]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the staged path says it is staged
+        store = FeatureStore(q, placement="cached" if placement == "staged" else placement,
+                             dtype="int8", scales=s, runtime=rt, **kw)
+    if placement == "staged":
+        assert store.pin_plan.mode == "staged" and not rt.registered
+    reference = FeatureStore(q, placement="cpu", dtype="int8", scales=s)
+    ids = np.concatenate([np.random.default_rng(11).integers(0, 300, 500), [7, 7, 299, 299, 0]])
+    want = reference.gather(ids).clone()
+    got = _to_host(rt, store.gather(ids))
+    assert got.dtype == torch.float32 and got.shape == (ids.size, 37)
+    assert torch.equal(got.view(torch.int32), want.view(torch.int32))  # bits, -0.0 included
+    if placement in ("cached", "staged"):
+        assert 0 < store.hit_rate < 1
+    launched = [e[1] for e in rt.log if e[0] == "launch"]
+    assert launched == ([INT8_KERNEL[placement]] if placement in INT8_KERNEL else [])
+    empty = _to_host(rt, store.gather(np.empty(0, np.int64)))
+    assert empty.shape == (0, 37) and empty.dtype == torch.float32
+    assert not rt.races
+    store.close()
+    assert not rt.registered
+
+
+def test_int8_cached_hits_equal_misses(rt):
+    """The same rows served from the GPU cache (int8 codes) and zero-copy from the host table."""
+    q, s = _int8_table(seed=12)
+    ids = np.arange(250, 300).repeat(2)
+    cached = FeatureStore(q, placement="cached", dtype="int8", scales=s, runtime=rt,
+                          hot_ids=np.arange(250, 300))
+    uva = FeatureStore(q.copy(), placement="uva", dtype="int8", scales=s, runtime=rt)  # a table
+    a, b = cached.gather(ids), uva.gather(ids)  # is registered once: two stores, two copies
+    rt.drain()
+    assert cached.hit_rate == 1.0 and cached._backend.hot.cache.dtype == torch.int8
+    assert torch.equal(a.view(torch.int32), b.view(torch.int32))
+    cached.close()
+    uva.close()
+    assert not rt.registered
+
+
+def test_cached_hit_rate_restarts_per_epoch(rt):
+    """``reset_hit_rate`` (called by the trainer after every epoch) on the GPU cache, pinned and
+    staged: it returns the rate so far and counts afresh."""
+    table = _table(n=100, seed=13)
+    for limit in (None, table.nbytes - 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            store = FeatureStore(table, placement="cached", runtime=rt, hot_ids=np.arange(10),
+                                 pin_limit_bytes=limit)
+        store.gather(np.array([0, 1, 50, 60]))
+        assert store.reset_hit_rate() == 0.5 and store.hit_rate is None
+        store.gather(np.array([2, 70]))
+        assert store.hit_rate == 0.5
+        rt.drain()
+        store.close()
+
+
+@pytest.mark.parametrize("placement", ["uva", "cached", "gpu"])
+def test_int8_on_a_gpu_placement_without_scales_is_one_line(rt, placement):
+    q, s = _int8_table()
+    kw = {"cache_rows": 4, "row_scores": np.arange(300.0)} if placement == "cached" else {}
+    for scales, match in ((None, "needs its float32 per-row scales"), (s[:-1], "scales must be float32")):
+        with pytest.raises(ConfigError, match=match) as exc:
+            FeatureStore(q, placement=placement, dtype="int8", scales=scales, runtime=rt, **kw)
+        assert "\n" not in str(exc.value)
+    assert not rt.registered
 
 
 def test_gather_into_out_and_mean_on_gpu(rt):

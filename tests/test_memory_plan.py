@@ -32,6 +32,23 @@ def test_papers100m_cpu_refused_mmap_fits():
     assert any(i.name.startswith("int8 scales") and i.nbytes == 4 * 111_059_956 for i in q.items)
 
 
+def test_int8_on_the_gpu_placements_counts_the_device_scales():
+    """uva/cached/gpu keep the int8 scales in RAM and a copy on the GPU (4 N bytes each); the
+    GPU items never count towards the RAM peak."""
+    meta = _meta(scale=0.1, dtype="int8")
+    n = meta["num_nodes"]
+    cpu = mp.plan_memory(meta, features="cpu", fanouts=[15, 10, 5], available=22 * GIB)
+    assert cpu.gpu_bytes == 0 and "on the GPU" not in "\n".join(cpu.lines())
+    for features, gpu_bytes in (("uva", 4 * n), ("cached", 4 * n + 4 * n), ("gpu", 4 * n + n * 128)):
+        plan = mp.plan_memory(meta, features=features, fanouts=[15, 10, 5], available=22 * GIB)
+        ram_scales = [i for i in plan.items if i.name.startswith("int8 scales") and i.where == "ram"]
+        dev_scales = [i for i in plan.items if i.name.startswith("int8 scales") and i.where == "gpu"]
+        assert [i.nbytes for i in ram_scales] == [4 * n] and [i.nbytes for i in dev_scales] == [4 * n]
+        assert plan.gpu_bytes == gpu_bytes and plan.to_dict()["gpu"]
+        assert plan.peak_bytes == cpu.peak_bytes  # the host copy is the same table in RAM
+        assert "on the GPU" in "\n".join(plan.lines())
+
+
 def test_refusals_name_what_fits():
     meta = _meta(scale=0.1)
     full = mp.plan_memory(meta, features="mmap", fanouts=[15, 10, 5], eval_full=True, available=20 * GIB)

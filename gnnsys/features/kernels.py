@@ -19,13 +19,17 @@ from types import ModuleType
 import torch
 
 from gnnsys.errors import DeviceUnavailableError
-from gnnsys.features.launch_plan import INT8_GATHER_KERNEL, all_gather_kernels
+from gnnsys.features.launch_plan import (
+    INT8_CACHED_GATHER_KERNEL,
+    INT8_GATHER_KERNEL,
+    all_gather_kernels,
+)
 
 GATHER_SOURCE = "gather.cu"
 SAMPLE_SOURCE = "sample.cu"
 #: the extern "C" kernels of each shipped file (looked up eagerly by :func:`compiled_kernels`).
 KERNEL_NAMES: dict[str, tuple[str, ...]] = {
-    GATHER_SOURCE: (*all_gather_kernels(), INT8_GATHER_KERNEL),
+    GATHER_SOURCE: (*all_gather_kernels(), INT8_GATHER_KERNEL, INT8_CACHED_GATHER_KERNEL),
     SAMPLE_SOURCE: ("gnnsys_sample_positions", "gnnsys_positions_to_ids_i32",
                     "gnnsys_positions_to_ids_i64"),
 }

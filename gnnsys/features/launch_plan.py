@@ -24,16 +24,20 @@ WIDE_MIN_ROW_BYTES = 64
 
 #: the int8 gather of ``cuda/gather.cu`` (dequantises with the per-row scales while copying)
 INT8_GATHER_KERNEL = "gnnsys_gather_int8"
+#: its ``cached`` form (hot int8 rows from a device cache, the others zero-copy; same scales)
+INT8_CACHED_GATHER_KERNEL = "gnnsys_gather_int8_cached"
 
 
-def plan_int8_gather(n: int, dim: int, max_blocks: int = 65535) -> GatherPlan:
-    """Launch of :data:`INT8_GATHER_KERNEL`: one group of lanes per row, a warp for rows of 32
-    codes or more (each step of a group reads ``lanes`` consecutive bytes)."""
+def plan_int8_gather(n: int, dim: int, max_blocks: int = 65535, cached: bool = False) -> GatherPlan:
+    """Launch of :data:`INT8_GATHER_KERNEL` (``cached``: :data:`INT8_CACHED_GATHER_KERNEL`): one
+    group of lanes per row, a warp for rows of 32 codes or more (each step of a group reads
+    ``lanes`` consecutive bytes)."""
     lanes = 1
     while lanes < WARP_LANES and lanes < dim:
         lanes *= 2
     grid = 0 if n == 0 or dim == 0 else min(max_blocks, -(-n // (BLOCK_THREADS // lanes)))
-    return GatherPlan(kernel=INT8_GATHER_KERNEL, vector_bytes=1, lanes=lanes, grid=grid)
+    kernel = INT8_CACHED_GATHER_KERNEL if cached else INT8_GATHER_KERNEL
+    return GatherPlan(kernel=kernel, vector_bytes=1, lanes=lanes, grid=grid)
 
 
 def all_gather_kernels() -> tuple[str, ...]:

@@ -15,6 +15,10 @@ nothing. Estimates, per item (``N`` nodes, ``E`` edges, ``D`` features):
   ``mmap`` maps it and keeps the ``--cache-gb`` hot rows in RAM (plus their 4 N B slot map);
   int8 tables keep their float32 scales (4 N B) in RAM; GPU placements pin (``uva``/``cached``)
   or copy (``gpu``) the table from RAM.
+* GPU memory (listed apart, never part of the RAM peak): ``gpu`` holds the table (int8: the codes);
+  ``cached`` its ``[N]`` int32 slot map (its hot rows are sized by the store, not here); an int8
+  table on ``uva``/``cached``/``gpu`` its float32 scales (4 N B, uploaded once: the kernels read
+  the codes zero-copy and the scales from the device, see :mod:`gnnsys.features.cuda_backends`).
 * batches: the sampled rows of ``num_buffers`` in-flight batches (float32 after the gather).
 * layer-wise evaluation (``eval_mode`` full): two ``[N, hidden]`` float32 activations at once
   (and an int8 table's dequantised float32 input); memory-mapped instead with ``eval_spill``
@@ -43,7 +47,7 @@ def available_ram() -> int:
 
 @dataclass
 class PlanItem:
-    """One array of the run: ``where`` is ``"ram"`` or ``"mmap"``."""
+    """One array of the run: ``where`` is ``"ram"``, ``"mmap"`` or ``"gpu"`` (device memory)."""
 
     name: str
     nbytes: int
@@ -73,6 +77,11 @@ class MemoryPlan:
         return sum(i.nbytes for i in self.items if i.where == "mmap")
 
     @property
+    def gpu_bytes(self) -> int:
+        """Bytes of GPU memory the feature placement takes (not counted in :attr:`peak_bytes`)."""
+        return sum(i.nbytes for i in self.items if i.where == "gpu")
+
+    @property
     def peak_bytes(self) -> int:
         """Expected peak RSS: the RAM items plus the process itself (mapped pages not counted:
         the kernel evicts them under pressure)."""
@@ -81,7 +90,10 @@ class MemoryPlan:
     def lines(self) -> list[str]:
         """Human-readable lines (what ``--plan`` prints)."""
         out = ["memory plan:"]
-        for where, title in (("ram", "in RAM"), ("mmap", "memory-mapped (page cache, evictable)")):
+        for where, title in (("ram", "in RAM"), ("mmap", "memory-mapped (page cache, evictable)"),
+                             ("gpu", "on the GPU")):
+            if where == "gpu" and not self.gpu_bytes:
+                continue
             out.append(f"  {title}:")
             for i in self.items:
                 if i.where == where:
@@ -94,6 +106,7 @@ class MemoryPlan:
     def to_dict(self) -> dict[str, Any]:
         return {"ram": {i.name: i.nbytes for i in self.items if i.where == "ram"},
                 "mmap": {i.name: i.nbytes for i in self.items if i.where == "mmap"},
+                "gpu": {i.name: i.nbytes for i in self.items if i.where == "gpu"},
                 "peak_bytes": self.peak_bytes, "available_bytes": self.available,
                 "fits": self.refusal is None, "refusal": self.refusal}
 
@@ -160,6 +173,12 @@ def plan_memory(meta: dict[str, Any], *, features: str = "cpu", feature_dtype: s
             add(name + ("" if features == "cpu" else f" (host copy, {features})"), table, "ram")
             if dtype != stored:  # converted chunk by chunk from the mapped original
                 add(f"features as stored ({stored}, read once to convert)", _size(files, "features.npy", 0), "mmap")
+        if features == "gpu":
+            add(f"feature table [{n}, {d}] {dtype} (resident)", table, "gpu")
+        elif features == "cached":
+            add(f"cache slot map [{n}] int32", 4 * n, "gpu")
+        if dtype == "int8" and features in ("uva", "cached", "gpu"):
+            add(f"int8 scales [{n}] float32 (device copy)", 4 * n, "gpu")
         rows = batch_rows(batch_size, fanouts, n)
         add(f"in-flight batches ({num_buffers} x {rows} rows x {d} float32)", num_buffers * rows * d * 4, "ram")
     if eval_full:

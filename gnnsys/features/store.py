@@ -68,7 +68,8 @@ def _open(table: TableLike, placement: str, dtype: Any) -> HostTable:
 
 
 class FeatureStore:
-    """Row gathers from an ``N x D`` feature table (float32, float16 or bfloat16).
+    """Row gathers from an ``N x D`` feature table (float32, float16, bfloat16, or int8 with per-row
+    scales, gathered as float32).
 
     Placements:
         ``cpu``: the table in RAM; rows gathered by a numba parallel loop into a pool of reusable
@@ -101,7 +102,9 @@ class FeatureStore:
         dtype: declared element type (``"float32"``, ``"float16"``, ``"bfloat16"``, ``"int8"``);
             ``None`` infers.
         scales: float32 ``[N]`` per-row scales of an int8 table (needed for ``dtype="int8"``):
-            gathers return float32 rows ``table[ids] * scales[ids]`` (``cpu``/``mmap`` only).
+            gathers return float32 rows ``float32(table[ids]) * scales[ids]``, bit for bit
+            the same on every placement (the GPU placements: see
+            :mod:`gnnsys.features.cuda_backends`).
         cache_rows: rows kept on the GPU (``cached``; default ``len(hot_ids)``) or in RAM
             (``mmap``; default no cache).
         hot_ids: row ids hottest first (``cached``), e.g. from a warm-up pass of the sampler.
@@ -213,9 +216,6 @@ class FeatureStore:
             return None
         if scales is None:
             raise ConfigError("an int8 feature table needs its float32 per-row scales (scales=...)")
-        if self._placement not in ("cpu", "mmap"):
-            raise ConfigError(f"int8 tables are dequantised by the CPU gather (placements 'cpu' and "
-                              f"'mmap'); placement {self._placement!r} cannot read them yet")
         sc = np.asarray(scales)
         if sc.shape != (self._table.num_rows,) or sc.dtype != np.float32:
             raise ConfigError(f"scales must be float32 [{self._table.num_rows}], got {sc.dtype} {sc.shape}")
@@ -249,8 +249,10 @@ class FeatureStore:
         rate = self.hit_rate
         with self._lock:
             self._hits = self._requests = 0
-        if self._backend is not None and self._placement == "cached":
-            self._backend.hits = self._backend.requests = 0
+        hot = getattr(self._backend, "hot", None)  # the GPU cache of ``cached`` (also staged)
+        if hot is not None:
+            with self._lock:
+                hot.hits = hot.requests = 0
         return rate
 
     def _make_gpu_backend(self, cache_rows, hot_ids, row_scores, pin_limit_bytes):
@@ -258,7 +260,7 @@ class FeatureStore:
 
         rt = self._runtime
         if self._placement == "gpu":
-            return cb.GpuBackend(self._table, self._device, rt)
+            return cb.GpuBackend(self._table, self._device, rt, scales=self._scales)
         hot = (self._hot_rows(cache_rows, hot_ids, row_scores) if self._placement == "cached"
                else np.empty(0, np.int64))
         limit = pinnable_bytes() if pin_limit_bytes is None else int(pin_limit_bytes)
@@ -269,10 +271,12 @@ class FeatureStore:
                           stacklevel=3)
         if self.pin_plan.mode == "staged":
             return cb.StagedBackend(self._table, self._device, rt, self.pin_plan, hot,
-                                    num_threads=self._num_threads)
+                                    num_threads=self._num_threads, scales=self._scales)
         if self._placement == "uva":
-            return cb.UvaBackend(self._table, self._device, rt, self._debug, self.pin_plan)
-        return cb.CachedBackend(self._table, self._device, rt, self._debug, self.pin_plan, hot)
+            return cb.UvaBackend(self._table, self._device, rt, self._debug, self.pin_plan,
+                                 scales=self._scales)
+        return cb.CachedBackend(self._table, self._device, rt, self._debug, self.pin_plan, hot,
+                                scales=self._scales)
 
     def _hot_rows(self, cache_rows, hot_ids, row_scores) -> np.ndarray:
         n = self._table.num_rows

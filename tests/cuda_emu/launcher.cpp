@@ -98,6 +98,17 @@ int emu_gnnsys_gather_int8(unsigned grid, unsigned block, const signed char* tab
     });
 }
 
+int emu_gnnsys_gather_int8_cached(unsigned grid, unsigned block, const signed char* table,
+                                  const signed char* cache, const int* slots, const float* scales,
+                                  float* out, const gnnsys_i64* ids, gnnsys_i64 n, gnnsys_i64 dim,
+                                  gnnsys_i64 num_rows, unsigned lanes_log2, gnnsys_u64* bad)
+{
+    return cuda_emu::launch(dim3(grid), dim3(block), [&] {
+        gnnsys_gather_int8_cached(table, cache, slots, scales, out, ids, n, dim, num_rows,
+                                  lanes_log2, bad);
+    });
+}
+
 int emu_gnnsys_sample_positions(unsigned grid, unsigned block, const gnnsys_i64* indptr,
                                 const gnnsys_i64* frontier, gnnsys_i64 f, const gnnsys_i64* offsets,
                                 gnnsys_i64 fanout, int with_replacement, gnnsys_u64 hop_key,

@@ -64,7 +64,7 @@ def test_store_gather_equals_dequantisation_reference(tmp_path, placement, n_ids
     assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
-def test_int8_store_needs_scales_and_a_cpu_placement():
+def test_int8_store_needs_its_float32_scales():
     q, s = quantize_rows(_rows())
     with pytest.raises(ConfigError, match="scales"):
         FeatureStore(q, dtype="int8")

@@ -1,0 +1,128 @@
+"""Page-cache advice (``madvise``) for the memory-mapped arrays of a dataset.
+
+Every array of a dataset is a read-only memory map (:mod:`gnnsys.data.format`). Under the kernel's
+default advice (``MADV_NORMAL``) a page fault on a file-backed map reads up to the device's
+``read_ahead_kb`` around the missing page (8 MiB on this machine's disk); under ``MADV_RANDOM`` it
+reads only the page. ``bench/madvise.py`` measured the trade-off on a table the page cache holds:
+the read-around wins as soon as a batch touches more than a few percent of the pages, since the
+whole file is then resident after one pass. Where the mapped arrays that batches read at random
+(the graph's ``indices``, an ``mmap`` feature table) are together larger than the RAM the page
+cache can have, the file never becomes resident, and every miss under ``MADV_NORMAL`` reads megabytes
+to use a few hundred bytes of them and evicts pages still in use (``docs/scale.md`` has the scale-1
+measurement).
+
+:func:`advise` applies one advice to the whole mapping behind an array; :func:`random_access_advice`
+is the rule the loaders use.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+import psutil
+
+#: The advice values :func:`advise` accepts.
+ADVICE = {"normal": mmap.MADV_NORMAL, "random": mmap.MADV_RANDOM}
+_PAGE = mmap.PAGESIZE
+
+
+def mapping_of(array: np.ndarray | None) -> mmap.mmap | None:
+    """The ``mmap.mmap`` behind ``array`` (a ``np.memmap``, or a view of one), else ``None``."""
+    a = array
+    while a is not None:
+        m = getattr(a, "_mmap", None)
+        if isinstance(m, mmap.mmap):
+            return m
+        if isinstance(a, mmap.mmap):
+            return a
+        a = getattr(a, "base", None)
+    return None
+
+
+def _memmap_mode(array: np.ndarray) -> str | None:
+    """The ``mode`` of the ``np.memmap`` behind ``array`` (``"r"``, ``"r+"``, ``"c"``, ...)."""
+    a = array
+    while a is not None:
+        if isinstance(a, np.memmap):
+            return a.mode
+        a = getattr(a, "base", None)
+    return None
+
+
+def advise(array: np.ndarray | None, advice: str) -> bool:
+    """Apply ``advice`` (``"normal"`` or ``"random"``) to the whole file mapping behind ``array``.
+
+    Returns whether an advice was applied: ``False`` for an array in RAM (nothing to advise) or a
+    closed map. The advice changes how page faults read the file, never what the array holds.
+    """
+    if advice not in ADVICE:
+        raise ValueError(f"advice must be one of {sorted(ADVICE)}, got {advice!r}")
+    m = mapping_of(array)
+    if m is None or m.closed:
+        return False
+    m.madvise(ADVICE[advice])
+    return True
+
+
+def random_access_advice(random_bytes: int, available_bytes: int) -> str:
+    """The advice for maps that batches read at random: ``"random"`` when they are together larger
+    than ``available_bytes`` (RAM the page cache can have), else ``"normal"``.
+
+    Args:
+        random_bytes: bytes of the mapped arrays read at random (graph ``indices``, a mapped
+            feature table).
+        available_bytes: available RAM (``psutil.virtual_memory().available``) once the run's own
+            arrays are allocated.
+    """
+    return "random" if random_bytes > available_bytes else "normal"
+
+
+def advise_random_reads(indices: np.ndarray, feature_table: np.ndarray | None = None,
+                        available_bytes: int | None = None) -> str:
+    """Apply :func:`random_access_advice` to the maps batches read at random: the graph's
+    ``indices`` and a memory-mapped feature table (``--features mmap``; pass ``None`` for a
+    table in RAM). Call it after setup's sequential reads (graph check, RAM cache).
+
+    Args:
+        indices: the dataset's CSC ``indices`` (a map, or an array in RAM: then nothing is done).
+        feature_table: the feature store's host table when it is a map.
+        available_bytes: RAM the page cache can have (default: ``psutil``'s available memory now).
+
+    Returns:
+        The advice applied (``"normal"`` or ``"random"``), or ``"none"`` when nothing is mapped.
+    """
+    maps = [a for a in (indices, feature_table) if a is not None and mapping_of(a) is not None]
+    if not maps:
+        return "none"
+    if available_bytes is None:
+        available_bytes = int(psutil.virtual_memory().available)
+    advice = random_access_advice(sum(int(a.nbytes) for a in maps), available_bytes)
+    for a in maps:
+        advise(a, advice)
+    return advice
+
+
+def release(segment: np.ndarray) -> bool:
+    """Drop the whole pages of ``segment`` (a contiguous slice of a read-only memory map) from this
+    process's resident set, after a scan has used them: ``MADV_DONTNEED`` on a file mapping unmaps
+    the pages only; the file's data stays in the page cache, and a later read faults it back in.
+
+    A streaming pass over a multi-GB map (validation, a min/max check) otherwise ends with the
+    whole file counted in its RSS. Returns whether anything was released (``False`` for an
+    array in RAM or a segment inside one page).
+    """
+    m = mapping_of(segment)
+    if m is None or m.closed or segment.size == 0 or not segment.flags.c_contiguous:
+        return False
+    if _memmap_mode(segment) != "r":  # a private (copy-on-write) map would lose its writes
+        return False
+    base = np.frombuffer(m, np.uint8).ctypes.data
+    lo = segment.ctypes.data - base
+    hi = lo + segment.nbytes
+    lo = -(-lo // _PAGE) * _PAGE  # whole pages only: neighbours may still be in use
+    hi = hi // _PAGE * _PAGE
+    if hi <= lo:
+        return False
+    m.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    return True

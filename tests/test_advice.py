@@ -1,0 +1,97 @@
+"""madvise on a dataset's memory maps (gnnsys.data.advice): the kernel's flag, not just a return value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gnnsys.data.advice import (
+    advise,
+    advise_random_reads,
+    mapping_of,
+    random_access_advice,
+    release,
+)
+
+
+def _vm_flags(address: int) -> set[str]:
+    """The ``VmFlags`` of the mapping of this process that contains ``address`` (``/proc/self/smaps``)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and all(c in "0123456789abcdef-" for c in head):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and line.startswith("VmFlags:"):
+                return set(line.split()[1:])
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+def test_random_advice_sets_the_kernels_flag_and_normal_clears_it(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(1 << 20, dtype=np.int32))
+    arr = np.load(tmp_path / "a.npy", mmap_mode="r")
+    view = arr[1000:2000]  # a view finds the same mapping
+    assert mapping_of(view) is mapping_of(arr) is not None
+    addr = arr.ctypes.data
+    assert "rr" not in _vm_flags(addr)
+    assert advise(view, "random")
+    assert "rr" in _vm_flags(addr)  # VM_RAND_READ: faults read only the missing page
+    assert advise(arr, "normal")
+    assert "rr" not in _vm_flags(addr)
+    assert np.array_equal(arr, np.arange(1 << 20, dtype=np.int32))  # advice never changes data
+
+
+def test_arrays_in_ram_are_left_alone_and_bad_advice_is_refused():
+    assert mapping_of(np.zeros(10)) is None
+    assert advise(np.zeros(10), "random") is False
+    assert advise(None, "random") is False
+    with pytest.raises(ValueError, match="advice must be one of"):
+        advise(np.zeros(10), "willneed")
+
+
+def test_random_access_advice_rule():
+    assert random_access_advice(10, 11) == "normal"
+    assert random_access_advice(11, 11) == "normal"
+    assert random_access_advice(12, 11) == "random"
+
+
+def test_advise_random_reads_follows_the_rule(tmp_path):
+    np.save(tmp_path / "i.npy", np.arange(1 << 16, dtype=np.int32))
+    np.save(tmp_path / "f.npy", np.ones((1 << 12, 16), np.float32))
+    ind = np.load(tmp_path / "i.npy", mmap_mode="r")
+    feat = np.load(tmp_path / "f.npy", mmap_mode="r")
+    both = ind.nbytes + feat.nbytes
+    assert advise_random_reads(ind, feat, available_bytes=both - 1) == "random"
+    assert "rr" in _vm_flags(ind.ctypes.data) and "rr" in _vm_flags(feat.ctypes.data)
+    assert advise_random_reads(ind, None, available_bytes=both - 1) == "normal"  # indices alone fit
+    assert "rr" not in _vm_flags(ind.ctypes.data)
+    assert advise_random_reads(np.arange(10), None) == "none"  # nothing mapped
+
+
+def _rss_file() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("RssFile:"))
+
+
+def test_release_drops_scanned_pages_from_the_resident_set(tmp_path):
+    data = np.arange(16 << 20, dtype=np.int32)  # 64 MiB
+    np.save(tmp_path / "big.npy", data)
+    arr = np.load(tmp_path / "big.npy", mmap_mode="r")
+    before = _rss_file()
+    assert int(arr.sum(dtype=np.int64)) == int(data.sum(dtype=np.int64))  # every page mapped in
+    touched = _rss_file()
+    assert touched - before > 60 << 20
+    half = arr.size // 2
+    assert release(arr[:half]) and release(arr[half:])
+    assert touched - _rss_file() > 60 << 20  # the pages left this process's RSS
+    assert np.array_equal(arr, data)  # and read back the same from the page cache / file
+    assert not release(np.zeros(10)) and not release(arr[5:6])  # RAM array; inside one page
+
+
+def test_release_leaves_a_copy_on_write_map_alone(tmp_path):
+    np.save(tmp_path / "c.npy", np.zeros(1 << 20, np.int32))
+    arr = np.load(tmp_path / "c.npy", mmap_mode="c")
+    arr[:] = 7  # private writes: MADV_DONTNEED would drop them
+    assert not release(arr)
+    assert int(arr.min()) == 7

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
+from .advice import release
 from .atomic import (
     WriterLock,
     is_disk_full,
@@ -717,6 +718,7 @@ def _validate_content(ds: GraphDataset, pb: Any) -> None:
         if seg.size > 1 and (np.diff(seg) < 0).any():
             bad = max(0, s - 1) + int(np.argmax(np.diff(seg) < 0))
             raise DatasetError(f"{p / 'graph/indptr.npy'}: not monotone at position {bad}")
+        release(indptr[s : s + _CHUNK])  # scanned: out of this process's RSS (page cache keeps it)
         pb.update(min(_CHUNK, n + 1 - s))
     if indptr[-1] != ds.num_edges:
         raise DatasetError(
@@ -729,7 +731,7 @@ def _validate_content(ds: GraphDataset, pb: Any) -> None:
     if ds.labels is not None:
         hi = 2 if ds.labels.ndim == 2 else ds.num_classes  # multi-label entries: {-1, 0, 1}
         if ds.labels.size:
-            lo_v, hi_v = int(ds.labels.min()), int(ds.labels.max())
+            lo_v, hi_v = _min_max(ds.labels)
             if lo_v < -1 or (hi is not None and hi_v >= hi):
                 bound = "multi-label entries {-1, 0, 1}" if ds.labels.ndim == 2 else f"[-1, num_classes={hi})"
                 raise DatasetError(f"{p / 'labels.npy'}: labels span [{lo_v}, {hi_v}] outside {bound}")
@@ -762,13 +764,28 @@ def _validate_content(ds: GraphDataset, pb: Any) -> None:
         _check_range(arr, 0, n, f, "node id", pb)
 
 
+def _min_max(arr: np.ndarray) -> tuple[int, int]:
+    """Smallest and largest entry of a non-empty array, chunk by chunk (a map's scanned pages are
+    released from the RSS as it goes, see :func:`gnnsys.data.advice.release`)."""
+    flat = arr.reshape(-1)
+    lo_v = hi_v = None
+    for s in range(0, flat.size, _CHUNK):
+        seg = flat[s : s + _CHUNK]
+        a, b = int(seg.min()), int(seg.max())
+        release(seg)
+        lo_v = a if lo_v is None else min(lo_v, a)
+        hi_v = b if hi_v is None else max(hi_v, b)
+    return lo_v, hi_v
+
+
 def _check_range(arr: np.ndarray, lo: int, hi: int, f: Path, what: str, pb: Any = None) -> None:
     flat = arr.reshape(-1)
     for s in range(0, flat.size, _CHUNK):
-        seg = np.asarray(flat[s : s + _CHUNK])
+        seg = flat[s : s + _CHUNK]
         if pb is not None:
             pb.update(seg.size)
         a, b = int(seg.min()), int(seg.max())
+        release(seg)
         if a < lo or b >= hi:
             bad = a if a < lo else b
             raise DatasetError(f"{f}: {what} {bad} out of range [{lo}, {hi})")

@@ -7,15 +7,19 @@ Per scale and dtype, each stage runs in its own child process (so that its peak 
 * training (GraphSAGE, fanouts 15,10,5, batch 1024, Adam, the library's NodeLoader with one
   prefetching worker): seeds/s over the timed batches after ``--warmup`` batches, the gather's
   share of the loop's wall time, the RAM hot-row cache's hit rate (``--features mmap
-  --cache-gb``), and the peak RSS while training (``VmHWM`` reset after setup) and of the setup;
+  --cache-gb``), the peak RSS while training (``VmHWM`` reset after setup: it counts mapped file
+  pages, i.e. page cache) and its anonymous part alone (polled after every batch), major page
+  faults and bytes read from disk per timed batch, and the page-cache advice applied to the mapped
+  graph and table (``--madvise auto``: the library's rule, :mod:`gnnsys.data.advice`);
 * the reference: the same training loop on products-like (2.4M nodes, 62M edges, float32) held
   fully in RAM (``--features cpu``), in the same run.
 
-Scale 1 (111M nodes, 1.6B edges) is not run here (the machine is shared); docs/scale.md
-extrapolates it from these figures.
+Scale 1 (111M nodes, 1.6B edges) is opt-in: it needs about 70 GB of free disk (float16; 56 GB
+int8) and about 45 minutes of preparation per dtype on 2 idle cores (docs/scale.md has the figures).
 
     python bench/scale.py --quick              # scale 0.01 only (+ the products-like reference)
     python bench/scale.py                      # scales 0.01 and 0.1
+    python bench/scale.py --scales 0.01,0.1,1 --dtypes int8   # up to the full size
     python bench/scale.py --data /tmp/x        # where datasets are prepared (reused if present)
 
 Last line: one JSON object ``{"bench": "scale", "scales": {...}, "reference": {...}, ...}``.
@@ -54,6 +58,23 @@ def child_prep(args) -> dict:
             "num_edges": ds.num_edges, "stages": stats["stages"]}
 
 
+def _rss_anon() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("RssAnon:"))
+
+
+def _major_faults() -> int:
+    """Major page faults of this process so far (all threads; field 12 of /proc/self/stat)."""
+    with open("/proc/self/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[9])
+
+
+def _read_bytes() -> int:
+    """Bytes this process caused to be read from storage (``read_bytes`` of /proc/self/io)."""
+    with open("/proc/self/io") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("read_bytes:"))
+
+
 def child_train(args) -> dict:
     import numpy as np
     import torch
@@ -74,6 +95,17 @@ def child_train(args) -> dict:
     sampler = NeighborSampler(ds.graph, [15, 10, 5], seed=0)
     store = dataset_store(ds, args.features, num_buffers=4,
                           cache_gb=args.cache_gb if args.features == "mmap" else None)
+    # page-cache advice on the maps batches read at random, after setup's sequential reads (graph
+    # check, RAM cache): the library's rule (what `gnnsys train` applies), or forced
+    from gnnsys.data.advice import advise, advise_random_reads
+
+    mapped = store.host_table if store is not None and store.placement == "mmap" else None
+    if args.madvise == "auto":
+        advice = advise_random_reads(ds.indices, mapped)
+    else:
+        advice = args.madvise
+        for arr in (ds.indices, mapped):
+            advise(arr, advice)
     model = GraphSAGE(store.dim, 256, int(ds.num_classes), num_layers=3, dropout=0.5)
     opt = torch.optim.Adam(model.parameters(), lr=0.003)
     loader = NodeLoader(sampler, np.asarray(ds.splits["train"]), 1024, features=store,
@@ -86,12 +118,14 @@ def child_train(args) -> dict:
     gather = sample = 0.0
     seeds = 0
     t_start = None
+    anon_peak = _rss_anon()
     for i in range(args.warmup + args.batches):
         if i == args.warmup:
             store.reset_hit_rate()
             gather = sample = 0.0
             seeds = 0
             t_start = time.perf_counter()
+            faults0, read0 = _major_faults(), _read_bytes()
         try:
             batch = next(it)
         except StopIteration:  # a small train split: start another epoch
@@ -101,12 +135,14 @@ def child_train(args) -> dict:
         loss = F.cross_entropy(model(batch), batch.y)
         loss.backward()
         opt.step()
+        anon_peak = max(anon_peak, _rss_anon())
         if i >= args.warmup:
             gather += float(batch.timings.get("gather", 0.0))
             sample += float(batch.timings.get("sample", 0.0))
             seeds += int(batch.batch_size)
         del batch
     wall = time.perf_counter() - t_start
+    faults, read = _major_faults() - faults0, _read_bytes() - read0
     hit = store.reset_hit_rate()
     status = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in Path("/proc/self/status").read_text().splitlines()
               if ln.startswith(("RssAnon:", "RssFile:", "VmRSS:"))}
@@ -118,11 +154,18 @@ def child_train(args) -> dict:
             "gather_share": round(gather / wall, 3), "sample_share": round(sample / wall, 3),
             "hit_rate": None if hit is None else round(hit, 4),
             "peak_rss_training_bytes": peak_rss_bytes(), "peak_rss_setup_bytes": setup_peak,
+            # VmHWM above counts mapped file pages (page cache, evictable); this is the anonymous
+            # memory alone, polled after every batch
+            "peak_rss_anon_training_bytes": anon_peak,
+            # page faults that read the disk, per timed batch (mapped graph and feature table)
+            "major_faults_per_batch": round(faults / args.batches, 1),
+            "disk_read_bytes_per_batch": int(read / args.batches),
             # at the end of training: anonymous memory vs mapped file pages (evictable page cache)
             "rss_anon_end_bytes": status.get("RssAnon"), "rss_file_end_bytes": status.get("RssFile"),
             "setup_s": round(setup, 2), "features": args.features,
             "cache_gb": args.cache_gb if args.features == "mmap" else None,
-            "table_bytes": int(ds.features.nbytes), "feature_dtype": ds.feature_dtype}
+            "table_bytes": int(ds.features.nbytes), "feature_dtype": ds.feature_dtype,
+            "madvise": advice}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,6 +211,9 @@ def main() -> None:
     ap.add_argument("--preset"), ap.add_argument("--scale", type=float), ap.add_argument("--dtype")
     ap.add_argument("--out"), ap.add_argument("--dataset"), ap.add_argument("--features")
     ap.add_argument("--cache-gb", dest="cache_gb", type=float, default=None)
+    ap.add_argument("--madvise", choices=("auto", "normal", "random"), default="auto",
+                    help="page-cache advice on the mapped indices and feature table after setup "
+                         "(auto: the library's rule, gnnsys.data.advice)")
     args = ap.parse_args()
     if args.child == "prep":
         print(json.dumps(child_prep(args)))
@@ -185,7 +231,8 @@ def main() -> None:
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
     threads = ["--threads", str(args.threads)] if args.threads else []
-    common = ["--batches", str(args.batches), "--warmup", str(args.warmup), *threads]
+    common = ["--batches", str(args.batches), "--warmup", str(args.warmup), "--madvise", args.madvise,
+              *threads]
     print(f"bench/scale.py: python {platform.python_version()}, numpy {np.__version__}, torch "
           f"{torch.__version__}, numba {numba.__version__}; torch threads {torch.get_num_threads()}, "
           f"numba threads {numba.get_num_threads()}; command: {' '.join(sys.argv)}", flush=True)
@@ -227,7 +274,9 @@ def main() -> None:
             print(f"scale {scale:g} {dtype}: {train.get('seeds_per_s')} seeds/s (x{ratio} of products "
                   f"in RAM), gather share {train.get('gather_share')}, hit rate {train.get('hit_rate')}, "
                   f"peak RSS training {train.get('peak_rss_training_bytes', 0) / 2**30:.2f} GiB "
-                  f"(load {train.get('load_after')})", flush=True)
+                  f"(anonymous {train.get('peak_rss_anon_training_bytes', 0) / 2**30:.2f} GiB), "
+                  f"disk read per batch {train.get('disk_read_bytes_per_batch', 0) / 2**20:.0f} MiB, "
+                  f"madvise {train.get('madvise')} (load {train.get('load_after')})", flush=True)
         result["scales"][f"{scale:g}"] = per_dtype
     result["load_end"] = os.getloadavg()[0]
     print(json.dumps(result))

@@ -27,27 +27,20 @@ ADVICE = {"normal": mmap.MADV_NORMAL, "random": mmap.MADV_RANDOM}
 _PAGE = mmap.PAGESIZE
 
 
-def mapping_of(array: np.ndarray | None) -> mmap.mmap | None:
-    """The ``mmap.mmap`` behind ``array`` (a ``np.memmap``, or a view of one), else ``None``."""
+def _memmap_behind(array: np.ndarray | None) -> np.memmap | None:
+    """The ``np.memmap`` that maps the memory of ``array`` (itself, or a base of a view), else ``None``."""
     a = array
     while a is not None:
-        m = getattr(a, "_mmap", None)
-        if isinstance(m, mmap.mmap):
-            return m
-        if isinstance(a, mmap.mmap):
+        if isinstance(a, np.memmap) and isinstance(getattr(a, "_mmap", None), mmap.mmap):
             return a
         a = getattr(a, "base", None)
     return None
 
 
-def _memmap_mode(array: np.ndarray) -> str | None:
-    """The ``mode`` of the ``np.memmap`` behind ``array`` (``"r"``, ``"r+"``, ``"c"``, ...)."""
-    a = array
-    while a is not None:
-        if isinstance(a, np.memmap):
-            return a.mode
-        a = getattr(a, "base", None)
-    return None
+def mapping_of(array: np.ndarray | None) -> mmap.mmap | None:
+    """The ``mmap.mmap`` behind ``array`` (a ``np.memmap``, or a view of one), else ``None``."""
+    mm = _memmap_behind(array)
+    return None if mm is None else mm._mmap
 
 
 def advise(array: np.ndarray | None, advice: str) -> bool:
@@ -112,10 +105,12 @@ def release(segment: np.ndarray) -> bool:
     whole file counted in its RSS. Returns whether anything was released (``False`` for an
     array in RAM or a segment inside one page).
     """
-    m = mapping_of(segment)
-    if m is None or m.closed or segment.size == 0 or not segment.flags.c_contiguous:
+    mm = _memmap_behind(segment)
+    # a private (copy-on-write) or writable map would lose or hold writes: read-only maps only
+    if mm is None or mm.mode != "r" or segment.size == 0 or not segment.flags.c_contiguous:
         return False
-    if _memmap_mode(segment) != "r":  # a private (copy-on-write) map would lose its writes
+    m = mm._mmap
+    if m.closed:
         return False
     base = np.frombuffer(m, np.uint8).ctypes.data
     lo = segment.ctypes.data - base

@@ -764,28 +764,26 @@ def _validate_content(ds: GraphDataset, pb: Any) -> None:
         _check_range(arr, 0, n, f, "node id", pb)
 
 
-def _min_max(arr: np.ndarray) -> tuple[int, int]:
-    """Smallest and largest entry of a non-empty array, chunk by chunk (a map's scanned pages are
-    released from the RSS as it goes, see :func:`gnnsys.data.advice.release`)."""
-    flat = arr.reshape(-1)
-    lo_v = hi_v = None
-    for s in range(0, flat.size, _CHUNK):
-        seg = flat[s : s + _CHUNK]
-        a, b = int(seg.min()), int(seg.max())
-        release(seg)
-        lo_v = a if lo_v is None else min(lo_v, a)
-        hi_v = b if hi_v is None else max(hi_v, b)
-    return lo_v, hi_v
-
-
-def _check_range(arr: np.ndarray, lo: int, hi: int, f: Path, what: str, pb: Any = None) -> None:
+def _chunk_ranges(arr: np.ndarray, pb: Any = None):
+    """``(min, max)`` of each chunk of ``arr`` in order; a map's scanned pages are released from
+    the RSS as it goes (:func:`gnnsys.data.advice.release`), ``pb`` is advanced by entries read."""
     flat = arr.reshape(-1)
     for s in range(0, flat.size, _CHUNK):
         seg = flat[s : s + _CHUNK]
         if pb is not None:
             pb.update(seg.size)
-        a, b = int(seg.min()), int(seg.max())
+        yield int(seg.min()), int(seg.max())
         release(seg)
+
+
+def _min_max(arr: np.ndarray) -> tuple[int, int]:
+    """Smallest and largest entry of a non-empty array, chunk by chunk."""
+    lows, highs = zip(*_chunk_ranges(arr))
+    return min(lows), max(highs)
+
+
+def _check_range(arr: np.ndarray, lo: int, hi: int, f: Path, what: str, pb: Any = None) -> None:
+    for a, b in _chunk_ranges(arr, pb):
         if a < lo or b >= hi:
             bad = a if a < lo else b
             raise DatasetError(f"{f}: {what} {bad} out of range [{lo}, {hi})")

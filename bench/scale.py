@@ -97,14 +97,14 @@ def child_train(args) -> dict:
                           cache_gb=args.cache_gb if args.features == "mmap" else None)
     # page-cache advice on the maps batches read at random, after setup's sequential reads (graph
     # check, RAM cache): the library's rule (what `gnnsys train` applies), or forced
-    from gnnsys.data.advice import advise, advise_random_reads
+    from gnnsys.data.advice import advise
+    from gnnsys.features.factory import advise_page_cache
 
-    mapped = store.host_table if store is not None and store.placement == "mmap" else None
     if args.madvise == "auto":
-        advice = advise_random_reads(ds.indices, mapped)
+        advice = advise_page_cache(ds, store)
     else:
         advice = args.madvise
-        for arr in (ds.indices, mapped):
+        for arr in (ds.indices, store.host_table if store.placement == "mmap" else None):
             advise(arr, advice)
     model = GraphSAGE(store.dim, 256, int(ds.num_classes), num_layers=3, dropout=0.5)
     opt = torch.optim.Adam(model.parameters(), lr=0.003)

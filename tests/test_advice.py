@@ -95,3 +95,24 @@ def test_release_leaves_a_copy_on_write_map_alone(tmp_path):
     arr[:] = 7  # private writes: MADV_DONTNEED would drop them
     assert not release(arr)
     assert int(arr.min()) == 7
+
+
+def test_advise_page_cache_covers_the_graph_and_an_mmap_table(tmp_path, monkeypatch):
+    """The one rule the trainer (assemble), the PyG-compatible loaders and bench/scale.py call."""
+    import types
+
+    import gnnsys.data.advice as advice_mod
+    from gnnsys.data.synthetic import generate
+    from gnnsys.features.factory import advise_page_cache, dataset_store
+
+    ds = generate("tiny", tmp_path / "tiny", seed=0)
+    mapped = dataset_store(ds, "mmap")
+    in_ram = dataset_store(ds, "cpu")
+    assert advise_page_cache(ds, mapped) == "normal"  # the machine's RAM holds a tiny graph
+    monkeypatch.setattr(advice_mod.psutil, "virtual_memory", lambda: types.SimpleNamespace(available=1))
+    assert advise_page_cache(ds, in_ram) == "random"  # the mapped indices alone exceed 1 byte
+    assert "rr" in _vm_flags(ds.indices.ctypes.data)
+    assert "rr" not in _vm_flags(mapped.host_table.ctypes.data)  # the table was not passed
+    assert advise_page_cache(ds, mapped) == "random"
+    assert "rr" in _vm_flags(mapped.host_table.ctypes.data)
+    assert advise_page_cache(ds, None) == "random"  # a dataset without a store: the graph alone

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gnnsys.data.advice import advise_random_reads
 from gnnsys.data.format import float32_to_bfloat16_bits
 from gnnsys.data.quantize import quantize_table
 from gnnsys.errors import ConfigError
@@ -161,3 +162,16 @@ def convert_table(src: np.ndarray, stored: str, dtype: str, out_path: Path | Non
     if out_path is not None:
         dst.flush()
     return dst
+
+
+def advise_page_cache(dataset: Any, store: Any) -> str:
+    """Page-cache advice for a run that samples ``dataset``'s graph and gathers from ``store``
+    (:func:`gnnsys.data.advice.advise_random_reads` on the mapped ``indices`` and, for ``mmap``, the
+    store's mapped table). Call it once the sampler and the store are built, so that their
+    sequential setup reads (graph check, RAM cache) keep the kernel's read-ahead.
+
+    Returns:
+        The advice applied: ``"normal"``, ``"random"``, or ``"none"`` when nothing is mapped.
+    """
+    mapped = store.host_table if getattr(store, "placement", None) == "mmap" else None
+    return advise_random_reads(dataset.indices, mapped)

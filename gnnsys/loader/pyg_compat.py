@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from gnnsys.errors import ConfigError
+from gnnsys.features.factory import advise_page_cache
 from gnnsys.loader.base import BaseLoader
 from gnnsys.loader.batch import Batch
 from gnnsys.loader.node_loader import NodeLoader
@@ -93,6 +94,7 @@ class _Setup:
         self.workers = worker_options(num_workers, extra.prefetch_factor)
         self.store = make_store(self.source, self.placement, self.device,
                                 self.workers["prefetch"] + _HELD_BATCHES)
+        advise_page_cache(self.source.dataset, self.store)  # as the trainer does (docs/scale.md)
 
 
 def _check_common(layout: str, aggregate_first_hop: Any, transform: Any) -> None:

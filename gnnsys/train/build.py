@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.advice import advise_random_reads
 from ..data.registry import resolve
 from ..errors import ConfigError, DeviceUnavailableError, GnnsysError
 from ..features.external import embedding_run_dir, with_embedding_features
-from ..features.factory import dataset_store
+from ..features.factory import advise_page_cache, dataset_store
 from ..features.memory_plan import plan_memory
 from ..features.store import GPU_PLACEMENTS
 from ..loader import LinkLoader, NodeLoader
@@ -188,9 +187,7 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
     sampler = build_sampler(spec, dataset, options, config.seed,
                             gpu=device if config.sampler == "gpu" else None)
     features = build_features(spec, dataset, options, config, device, run_dir, shared_host)
-    # maps read at random that the page cache cannot hold: fault in single pages (docs/scale.md)
-    advise_random_reads(dataset.indices, features.host_table
-                        if features is not None and features.placement == "mmap" else None)
+    advise_page_cache(dataset, features)  # maps the page cache cannot hold: single-page faults
     in_dim = None if features is None else int(features.dim)
     model = build_model(spec, options, config, dataset, task, in_dim).to(device)
     eval_mode = resolve_eval_mode(config, spec, model)

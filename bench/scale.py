@@ -97,15 +97,22 @@ def child_train(args) -> dict:
                           cache_gb=args.cache_gb if args.features == "mmap" else None)
     # page-cache advice on the maps batches read at random, after setup's sequential reads (graph
     # check, RAM cache): the library's rule (what `gnnsys train` applies), or forced
-    from gnnsys.data.advice import advise
-    from gnnsys.features.factory import advise_page_cache
+    # (--madvise auto --readahead auto is what advise_page_cache does for `gnnsys train`)
+    from gnnsys.data.advice import advise, advise_random_reads
+    from gnnsys.features.factory import attach_readahead
 
+    mapped = store.host_table if store.placement == "mmap" else None
     if args.madvise == "auto":
-        advice = advise_page_cache(ds, store)
+        advice = advise_random_reads(ds.indices, mapped)
     else:
         advice = args.madvise
-        for arr in (ds.indices, store.host_table if store.placement == "mmap" else None):
+        for arr in (ds.indices, mapped):
             advise(arr, advice)
+    # deep-queue reads of the rows and neighbour lists, and the bound on mapped pages
+    # (gnnsys.data.readahead): auto = the library's rule, attached with the random advice
+    reads = None
+    if args.readahead == "on" or (args.readahead == "auto" and advice == "random"):
+        reads = attach_readahead(ds, store, sampler)
     model = GraphSAGE(store.dim, 256, int(ds.num_classes), num_layers=3, dropout=0.5)
     opt = torch.optim.Adam(model.parameters(), lr=0.003)
     loader = NodeLoader(sampler, np.asarray(ds.splits["train"]), 1024, features=store,
@@ -165,7 +172,7 @@ def child_train(args) -> dict:
             "setup_s": round(setup, 2), "features": args.features,
             "cache_gb": args.cache_gb if args.features == "mmap" else None,
             "table_bytes": int(ds.features.nbytes), "feature_dtype": ds.feature_dtype,
-            "madvise": advice}
+            "madvise": advice, "readahead": None if reads is None else reads.summary()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,6 +221,9 @@ def main() -> None:
     ap.add_argument("--madvise", choices=("auto", "normal", "random"), default="auto",
                     help="page-cache advice on the mapped indices and feature table after setup "
                          "(auto: the library's rule, gnnsys.data.advice)")
+    ap.add_argument("--readahead", choices=("auto", "on", "off"), default="auto",
+                    help="read-ahead of rows and neighbour lists plus the bound on mapped pages "
+                         "(auto: attached with the random advice, as the library does)")
     args = ap.parse_args()
     if args.child == "prep":
         print(json.dumps(child_prep(args)))
@@ -232,7 +242,7 @@ def main() -> None:
     data.mkdir(parents=True, exist_ok=True)
     threads = ["--threads", str(args.threads)] if args.threads else []
     common = ["--batches", str(args.batches), "--warmup", str(args.warmup), "--madvise", args.madvise,
-              *threads]
+              "--readahead", args.readahead, *threads]
     print(f"bench/scale.py: python {platform.python_version()}, numpy {np.__version__}, torch "
           f"{torch.__version__}, numba {numba.__version__}; torch threads {torch.get_num_threads()}, "
           f"numba threads {numba.get_num_threads()}; command: {' '.join(sys.argv)}", flush=True)
@@ -276,7 +286,8 @@ def main() -> None:
                   f"peak RSS training {train.get('peak_rss_training_bytes', 0) / 2**30:.2f} GiB "
                   f"(anonymous {train.get('peak_rss_anon_training_bytes', 0) / 2**30:.2f} GiB), "
                   f"disk read per batch {train.get('disk_read_bytes_per_batch', 0) / 2**20:.0f} MiB, "
-                  f"madvise {train.get('madvise')} (load {train.get('load_after')})", flush=True)
+                  f"madvise {train.get('madvise')}, readahead {train.get('readahead')} "
+                  f"(load {train.get('load_after')})", flush=True)
         result["scales"][f"{scale:g}"] = per_dtype
     result["load_end"] = os.getloadavg()[0]
     print(json.dumps(result))

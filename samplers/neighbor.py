@@ -6,6 +6,7 @@ import itertools
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numba
@@ -76,6 +77,12 @@ class NeighborSampler:
             added (PyG's ``NeighborLoader``); layer ``l`` then uses the edges of hops
             ``0 .. L - 1 - l`` together, which is what PyG's ``trim_to_layer`` does.
 
+    Attributes:
+        before_hop: ``None``, or a callable given the int64 ids of the nodes whose neighbour
+            lists a hop is about to read (the hop's frontier), before it reads them; its return
+            value is ignored. The out-of-core loaders set it to queue the reads of those lists
+            (``gnnsys.data.readahead``). It must not change the graph; samples do not depend on it.
+
     Results depend only on ``(seed, batch_seed, input)``: not on the number of threads, and not
     on the order in which batches are sampled. The sampler is safe to call from several
     threads at once (each call checks out its own scratch buffers).
@@ -108,6 +115,7 @@ class NeighborSampler:
         self._whole_edges: np.ndarray | None = None  # see _whole_graph
         # names this sampler's whole-graph block (Hop.block_id): unique per instance, kept by copies
         self._whole_block_id = f"whole-graph:{uuid.uuid4().hex}"
+        self.before_hop: Callable[[np.ndarray], Any] | None = None
 
     @property
     def num_hops(self) -> int:
@@ -344,6 +352,10 @@ class NeighborSampler:
             edge_index = np.empty((2, e), np.int64)
             if profile is not None:
                 t = _tick(profile, f"hop{k}/alloc", t)
+            if self.before_hop is not None:
+                self.before_hop(nodes[f0:known])
+                if profile is not None:
+                    t = _tick(profile, f"hop{k}/readahead", t)
             hop_key = np.uint64(stream_key(self.seed, batch_seed, _TAG_HOP, k))
             last = k + 1 == nhops
             m, ebase = _fused.hop_expand(

@@ -7,15 +7,22 @@ the library loaders all call, so that a placement means the same thing everywher
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
-from gnnsys.data.advice import advise_random_reads
+from gnnsys.data.advice import advise_random_reads, mapping_of
 from gnnsys.data.format import float32_to_bfloat16_bits
 from gnnsys.data.quantize import quantize_table
+from gnnsys.data.readahead import (
+    FileReadahead,
+    MappedResidency,
+    default_residency_limit,
+)
 from gnnsys.errors import ConfigError
 from gnnsys.features.hot import in_degree_cache
 from gnnsys.features.store import GPU_PLACEMENTS, FeatureStore
@@ -164,14 +171,77 @@ def convert_table(src: np.ndarray, stored: str, dtype: str, out_path: Path | Non
     return dst
 
 
-def advise_page_cache(dataset: Any, store: Any) -> str:
+def advise_page_cache(dataset: Any, store: Any, sampler: Any = None) -> str:
     """Page-cache advice for a run that samples ``dataset``'s graph and gathers from ``store``
     (:func:`gnnsys.data.advice.advise_random_reads` on the mapped ``indices`` and, for ``mmap``, the
     store's mapped table). Call it once the sampler and the store are built, so that their
     sequential setup reads (graph check, RAM cache) keep the kernel's read-ahead.
 
+    Where the advice is ``"random"`` (the maps are larger than the RAM the page cache can have),
+    it also attaches the out-of-core reads of :func:`attach_readahead` to ``sampler`` (when given)
+    and ``store``.
+
     Returns:
         The advice applied: ``"normal"``, ``"random"``, or ``"none"`` when nothing is mapped.
     """
-    mapped = store.host_table if getattr(store, "placement", None) == "mmap" else None
-    return advise_random_reads(dataset.indices, mapped)
+    advice = advise_random_reads(dataset.indices, _mapped_table(store))
+    if advice == "random":
+        attach_readahead(dataset, store, sampler)
+    return advice
+
+
+def _mapped_table(store: Any) -> np.ndarray | None:
+    return store.host_table if getattr(store, "placement", None) == "mmap" else None
+
+
+@dataclass
+class OutOfCoreReads:
+    """What :func:`attach_readahead` attached: the read-ahead of the graph's neighbour lists (by the
+    sampler) and of the table's rows (by the store), and the bound on mapped pages (``None``: not
+    attached; their counters say how often each acted)."""
+
+    lists: FileReadahead | None
+    rows: FileReadahead | None
+    residency: MappedResidency | None
+
+    def summary(self) -> dict[str, Any]:
+        return {"list_calls": None if self.lists is None else self.lists.calls,
+                "row_calls": None if self.rows is None else self.rows.calls,
+                "residency_limit_bytes": None if self.residency is None else self.residency.limit_bytes,
+                "residency_releases": None if self.residency is None else self.residency.releases}
+
+
+def attach_readahead(dataset: Any, store: Any, sampler: Any = None,
+                     limit_bytes: int | None = None) -> OutOfCoreReads:
+    """Out-of-core reads (:mod:`gnnsys.data.readahead`) for a run over maps the page cache cannot
+    hold: ``sampler`` (a :class:`~samplers.NeighborSampler`, or ``None``) queues the reads of each
+    hop's neighbour lists before the hop, ``store`` (``mmap``) those of a gather's rows before the
+    gather, and both keep the process's mapped file pages under ``limit_bytes`` (default
+    :func:`~gnnsys.data.readahead.default_residency_limit`). Batches are unchanged.
+
+    Returns:
+        What was attached (:class:`OutOfCoreReads`).
+    """
+    table = _mapped_table(store)
+    arrays = [a for a in (dataset.indices, table) if a is not None and mapping_of(a) is not None]
+    if limit_bytes is None:
+        limit_bytes = default_residency_limit(psutil.virtual_memory().total)
+    residency = MappedResidency(arrays, int(limit_bytes)) if arrays else None
+    if not hasattr(sampler, "before_hop"):  # a sampler without the hook (LargeGT's tokens)
+        sampler = None
+    # the array the sampler reads (the dataset's map, unless its check copied it into RAM)
+    lists = FileReadahead.of(sampler.indices) if sampler is not None else None
+    if sampler is not None and (lists is not None or residency is not None):
+        indptr = sampler.indptr
+
+        def before_hop(nodes: np.ndarray) -> None:
+            if residency is not None:
+                residency.check()
+            if lists is not None:
+                lists.lists(indptr, nodes)
+
+        sampler.before_hop = before_hop
+    rows = FileReadahead.of(table) if table is not None else None
+    if table is not None:
+        store.attach_readahead(rows, residency)
+    return OutOfCoreReads(lists=lists, rows=rows, residency=residency)

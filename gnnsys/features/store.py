@@ -11,6 +11,7 @@ import numpy as np
 import psutil
 import torch
 
+from gnnsys.data.readahead import FileReadahead, MappedResidency
 from gnnsys.errors import ConfigError, FeatureStoreError
 from gnnsys.features.cpu_gather import (
     BufferRing,
@@ -18,7 +19,11 @@ from gnnsys.features.cpu_gather import (
     gather_mean_into,
     gather_rows_into,
 )
-from gnnsys.features.cuda_runtime import ATTR_CAN_USE_HOST_POINTER, CudaRuntime, resolve_runtime
+from gnnsys.features.cuda_runtime import (
+    ATTR_CAN_USE_HOST_POINTER,
+    CudaRuntime,
+    resolve_runtime,
+)
 from gnnsys.features.hot import build_slot_map, in_degree_cache, select_hot_rows
 from gnnsys.features.hugepages import MIN_HUGE_BYTES, advise_huge
 from gnnsys.features.ids import check_ids
@@ -188,6 +193,9 @@ class FeatureStore:
         self._ram_slots: np.ndarray | None = None
         self._hits = 0
         self._requests = 0
+        #: out-of-core reads of an ``mmap`` table (see :meth:`attach_readahead`)
+        self._readahead: FileReadahead | None = None
+        self._residency: MappedResidency | None = None
         if placement == "mmap" and (cache_rows is not None or hot_ids is not None):
             self._build_ram_cache(self._hot_rows(cache_rows, hot_ids, row_scores))
         if placement in ("cpu", "mmap"):
@@ -231,6 +239,17 @@ class FeatureStore:
         for a in range(0, hot.shape[0], step):
             cache[a:a + step] = src[hot[a:a + step]]
         self._ram_cache = cache if self._scales is not None else as_words(cache)
+
+    def attach_readahead(self, readahead: FileReadahead | None,
+                         residency: MappedResidency | None = None) -> None:
+        """Out-of-core reads of an ``mmap`` table (:mod:`gnnsys.data.readahead`): before each
+        gather, queue the reads of the rows not in the RAM cache (``readahead``); after it, keep the
+        process's mapped file pages under ``residency``'s limit. ``None`` turns either off. It
+        changes when pages are read, never what a gather returns."""
+        if readahead is not None and self._placement != "mmap":
+            raise ConfigError("read-ahead applies to placement 'mmap' only")
+        self._readahead = readahead
+        self._residency = residency
 
     @property
     def cache_rows(self) -> int:
@@ -444,6 +463,8 @@ class FeatureStore:
         else:
             with self._lock:
                 slot, target = self._ring.take(n)
+        if self._readahead is not None:
+            self._readahead.rows(idx, self._ram_slots)
         if self._scales is not None or self._ram_cache is not None:
             out_words = target.numpy() if self._scales is not None else as_words(target.numpy())
             hits = gather_tiered_into(self._words, idx, out_words, scales=self._scales,
@@ -455,6 +476,8 @@ class FeatureStore:
         else:
             gather_rows_into(self._words, idx, as_words(target.numpy()), sort_ids=self._sort_ids,
                              num_threads=self._num_threads)
+        if self._residency is not None:
+            self._residency.check()
         result = target.view(self._table.dtype.torch_dtype)
         if self._on_gpu:
             return self._copy_to_device(slot, result, out)

@@ -94,7 +94,7 @@ class _Setup:
         self.workers = worker_options(num_workers, extra.prefetch_factor)
         self.store = make_store(self.source, self.placement, self.device,
                                 self.workers["prefetch"] + _HELD_BATCHES)
-        advise_page_cache(self.source.dataset, self.store)  # as the trainer does (docs/scale.md)
+        advise_page_cache(self.source.dataset, self.store, self.sampler)  # as the trainer does (docs/scale.md)
 
 
 def _check_common(layout: str, aggregate_first_hop: Any, transform: Any) -> None:

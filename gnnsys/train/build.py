@@ -187,7 +187,7 @@ def assemble(config: TrainConfig, *, run_dir: str | os.PathLike | None = None,
     sampler = build_sampler(spec, dataset, options, config.seed,
                             gpu=device if config.sampler == "gpu" else None)
     features = build_features(spec, dataset, options, config, device, run_dir, shared_host)
-    advise_page_cache(dataset, features)  # maps the page cache cannot hold: single-page faults
+    advise_page_cache(dataset, features, sampler)  # maps the page cache cannot hold: single-page faults
     in_dim = None if features is None else int(features.dim)
     model = build_model(spec, options, config, dataset, task, in_dim).to(device)
     eval_mode = resolve_eval_mode(config, spec, model)

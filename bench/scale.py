@@ -11,6 +11,10 @@ Per scale and dtype, each stage runs in its own child process (so that its peak 
   pages, i.e. page cache) and its anonymous part alone (polled after every batch), major page
   faults and bytes read from disk per timed batch, and the page-cache advice applied to the mapped
   graph and table (``--madvise auto``: the library's rule, :mod:`gnnsys.data.advice`);
+* with ``--memory-limit-gb X``, each papers100m-like training child runs in a memory cgroup of
+  ``X`` GiB (its dataset evicted from the page cache first, so that the cgroup is charged for
+  what it reads): the regime of a scale whose maps the page cache cannot hold, at a scale that
+  prepares in minutes (the library reads the cgroup's limit: :mod:`gnnsys.data.memory`);
 * the reference: the same training loop on products-like (2.4M nodes, 62M edges, float32) held
   fully in RAM (``--features cpu``), in the same run.
 
@@ -21,6 +25,7 @@ int8) and about 45 minutes of preparation per dtype on 2 idle cores (docs/scale.
     python bench/scale.py                      # scales 0.01 and 0.1
     python bench/scale.py --scales 0.01,0.1,1 --dtypes int8   # up to the full size
     python bench/scale.py --data /tmp/x        # where datasets are prepared (reused if present)
+    python bench/scale.py --scales 0.1 --dtypes int8 --memory-limit-gb 3   # scale 1's regime at 0.1
 
 Last line: one JSON object ``{"bench": "scale", "scales": {...}, "reference": {...}, ...}``.
 """
@@ -179,9 +184,43 @@ def child_train(args) -> dict:
 # parent
 
 
-def _run_child(argv: list[str], timeout: float) -> dict:
+def _memory_cgroup(limit_bytes: int) -> Path:
+    """A new memory cgroup limited to ``limit_bytes`` (v1 memory controller, or v2 with the memory
+    controller enabled below the root); raises ``OSError`` naming what is missing."""
+    name = f"gnnsys-bench-scale-{os.getpid()}"
+    v1 = Path("/sys/fs/cgroup/memory")
+    if (v1 / "memory.limit_in_bytes").exists():
+        group = v1 / name
+        group.mkdir(exist_ok=True)
+        (group / "memory.limit_in_bytes").write_text(str(limit_bytes))
+        return group
+    v2 = Path("/sys/fs/cgroup")
+    if "memory" in (v2 / "cgroup.subtree_control").read_text().split():
+        group = v2 / name
+        group.mkdir(exist_ok=True)
+        (group / "memory.max").write_text(str(limit_bytes))
+        return group
+    raise OSError("no memory cgroup controller to limit the child (needs root and cgroup v1 "
+                  "memory or v2 with +memory in /sys/fs/cgroup/cgroup.subtree_control)")
+
+
+def _evict(folder: Path) -> None:
+    """Drop the clean page-cache pages of every file under ``folder`` (so that a child in a memory
+    cgroup reads them again, charged to its own limit)."""
+    for f in folder.rglob("*"):
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def _run_child(argv: list[str], timeout: float, cgroup: Path | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, str(Path(__file__).resolve()), *argv]
+    if cgroup is not None:  # the child joins the cgroup before it starts Python
+        cmd = ["bash", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "bash", *cmd]
     t = time.perf_counter()
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
@@ -221,6 +260,10 @@ def main() -> None:
     ap.add_argument("--madvise", choices=("auto", "normal", "random"), default="auto",
                     help="page-cache advice on the mapped indices and feature table after setup "
                          "(auto: the library's rule, gnnsys.data.advice)")
+    ap.add_argument("--memory-limit-gb", dest="memory_limit_gb", type=float, default=None,
+                    help="run each papers100m-like training child in a memory cgroup of this "
+                         "size, its dataset evicted from the page cache first: the out-of-core "
+                         "regime of a larger scale, at a smaller one (needs root)")
     ap.add_argument("--readahead", choices=("auto", "on", "off"), default="auto",
                     help="read-ahead of rows and neighbour lists plus the bound on mapped pages "
                          "(auto: attached with the random advice, as the library does)")
@@ -248,6 +291,7 @@ def main() -> None:
           f"numba threads {numba.get_num_threads()}; command: {' '.join(sys.argv)}", flush=True)
     result: dict = {"bench": "scale", "scales": {}, "reference": None,
                     "command": " ".join(sys.argv), "load_start": os.getloadavg()[0],
+                    "memory_limit_gb": args.memory_limit_gb,
                     "cpus": os.cpu_count(), "fanouts": [15, 10, 5], "batch_size": 1024}
     # the reference: products-like in RAM
     ref_dir = data / args.reference
@@ -275,8 +319,22 @@ def main() -> None:
             meta = json.loads((d / "meta.json").read_text()) if _prepared(d) else None
             table = meta["files"]["features.npy"]["bytes"] if meta else 0
             cache_gb = max(0.01, args.cache_fraction * table / 2**30)
-            train = _run_child(["--child", "train", "--dataset", str(d), "--features", "mmap",
-                                "--cache-gb", f"{cache_gb:.3f}", *common], args.timeout)
+            train_argv = ["--child", "train", "--dataset", str(d), "--features", "mmap",
+                          "--cache-gb", f"{cache_gb:.3f}", *common]
+            if args.memory_limit_gb is None:
+                train = _run_child(train_argv, args.timeout)
+            else:
+                try:
+                    group = _memory_cgroup(int(args.memory_limit_gb * 2**30))
+                except OSError as e:
+                    train = {"error": f"--memory-limit-gb: {e}"}
+                else:
+                    try:
+                        _evict(d)
+                        train = _run_child(train_argv, args.timeout, cgroup=group)
+                    finally:
+                        group.rmdir()
+                train["memory_limit_bytes"] = int(args.memory_limit_gb * 2**30)
             ratio = (train.get("seeds_per_s") / ref["seeds_per_s"]
                      if train.get("seeds_per_s") and ref.get("seeds_per_s") else None)
             per_dtype[dtype] = {"preparation": prep, "training": train,

@@ -101,7 +101,7 @@ def test_advise_page_cache_covers_the_graph_and_an_mmap_table(tmp_path, monkeypa
     """The one rule the trainer (assemble), the PyG-compatible loaders and bench/scale.py call."""
     import types
 
-    import gnnsys.data.advice as advice_mod
+    import gnnsys.data.memory as memory_mod
     from gnnsys.data.synthetic import generate
     from gnnsys.features.factory import advise_page_cache, dataset_store
 
@@ -109,7 +109,7 @@ def test_advise_page_cache_covers_the_graph_and_an_mmap_table(tmp_path, monkeypa
     mapped = dataset_store(ds, "mmap")
     in_ram = dataset_store(ds, "cpu")
     assert advise_page_cache(ds, mapped) == "normal"  # the machine's RAM holds a tiny graph
-    monkeypatch.setattr(advice_mod.psutil, "virtual_memory", lambda: types.SimpleNamespace(available=1, total=24 << 30))
+    monkeypatch.setattr(memory_mod.psutil, "virtual_memory", lambda: types.SimpleNamespace(available=1, total=24 << 30))
     assert advise_page_cache(ds, in_ram) == "random"  # the mapped indices alone exceed 1 byte
     assert "rr" in _vm_flags(ds.indices.ctypes.data)
     assert "rr" not in _vm_flags(mapped.host_table.ctypes.data)  # the table was not passed

@@ -13,6 +13,7 @@ import pytest
 
 from gnnsys.data.readahead import (
     MAX_LIST_BYTES,
+    MIN_FILE_LIMIT,
     FileReadahead,
     MappedResidency,
     default_residency_limit,
@@ -131,19 +132,16 @@ def test_residency_unmaps_over_the_limit_and_keeps_the_data(tmp_path):
     data = np.arange(16 << 20, dtype=np.int32)  # 64 MiB
     np.save(tmp_path / "big.npy", data)
     arr = np.load(tmp_path / "big.npy", mmap_mode="r")
-    rss, file = resident_bytes()
-    keeper = MappedResidency([arr], limit_bytes=rss + (32 << 20), min_release_bytes=0)
+    _, file = resident_bytes()
+    keeper = MappedResidency([arr], limit_bytes=file + (32 << 20))
     assert not keeper.check()  # under the limit: nothing done
     assert int(arr.sum(dtype=np.int64)) == int(data.sum(dtype=np.int64))
     assert resident_bytes()[1] - file > 60 << 20
     assert keeper.check() and keeper.releases == 1
     assert resident_bytes()[1] - file < 4 << 20
     assert np.array_equal(arr, data)
-    # over the limit but with too few mapped file pages: releasing could not shrink it
-    arr.sum(dtype=np.int64)
-    assert not MappedResidency([arr], limit_bytes=0, min_release_bytes=1 << 50).check()
-    assert default_residency_limit(24 << 30) == 12 << 30
-    assert default_residency_limit(0) == 1 << 30
+    assert default_residency_limit(24 << 30, 5 << 30) == 7 << 30
+    assert default_residency_limit(3 << 30, 2 << 30) == MIN_FILE_LIMIT
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int8"])
@@ -162,7 +160,7 @@ def test_store_gathers_the_same_with_readahead(tmp_path, dtype):
     plain = FeatureStore(str(tmp_path / "t.npy"), "mmap", hot_ids=hot, scales=scales)
     ahead = FeatureStore(str(tmp_path / "t.npy"), "mmap", hot_ids=hot, scales=scales)
     ra = FileReadahead.of(ahead.host_table)
-    keeper = MappedResidency([ahead.host_table], limit_bytes=0, min_release_bytes=0)  # every gather
+    keeper = MappedResidency([ahead.host_table], limit_bytes=0)  # release after every gather
     ahead.attach_readahead(ra, keeper)
     want = plain.gather(ids).clone()
     got = ahead.gather(ids)

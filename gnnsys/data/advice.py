@@ -20,7 +20,8 @@ from __future__ import annotations
 import mmap
 
 import numpy as np
-import psutil
+
+from gnnsys.data.memory import available_memory
 
 #: The advice values :func:`advise` accepts.
 ADVICE = {"normal": mmap.MADV_NORMAL, "random": mmap.MADV_RANDOM}
@@ -80,7 +81,8 @@ def advise_random_reads(indices: np.ndarray, feature_table: np.ndarray | None = 
     Args:
         indices: the dataset's CSC ``indices`` (a map, or an array in RAM: then nothing is done).
         feature_table: the feature store's host table when it is a map.
-        available_bytes: RAM the page cache can have (default: ``psutil``'s available memory now).
+        available_bytes: RAM the page cache can have (default: the available memory now, under
+            a container's limit too: :func:`gnnsys.data.memory.available_memory`).
 
     Returns:
         The advice applied (``"normal"`` or ``"random"``), or ``"none"`` when nothing is mapped.
@@ -89,7 +91,7 @@ def advise_random_reads(indices: np.ndarray, feature_table: np.ndarray | None = 
     if not maps:
         return "none"
     if available_bytes is None:
-        available_bytes = int(psutil.virtual_memory().available)
+        available_bytes = available_memory()
     advice = random_access_advice(sum(int(a.nbytes) for a in maps), available_bytes)
     for a in maps:
         advise(a, advice)

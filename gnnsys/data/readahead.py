@@ -145,47 +145,45 @@ class FileReadahead:
 
 
 def resident_bytes() -> tuple[int, int] | None:
-    """This process's resident set and the file pages mapped in it (``VmRSS`` and ``RssFile`` of
-    ``/proc/self/status``, bytes), or ``None`` where the kernel does not report them."""
-    rss = file = None
+    """This process's anonymous memory and the file pages mapped in it (``RssAnon`` and
+    ``RssFile`` of ``/proc/self/status``, bytes), or ``None`` where the kernel does not report
+    them."""
+    anon = file = None
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1]) * 1024
+                if line.startswith("RssAnon:"):
+                    anon = int(line.split()[1]) * 1024
                 elif line.startswith("RssFile:"):
                     file = int(line.split()[1]) * 1024
     except OSError:
         return None
-    return None if rss is None or file is None else (rss, file)
+    return None if anon is None or file is None else (anon, file)
 
 
-#: :class:`MappedResidency` leaves fewer mapped file pages than this alone (libraries, small maps)
-MIN_RELEASE_BYTES = 256 << 20
+#: the least :func:`default_residency_limit` gives (room for libraries and a batch's pages)
+MIN_FILE_LIMIT = 256 << 20
 
 
 @dataclass
 class MappedResidency:
-    """Keep this process's resident set (``VmRSS``) near ``limit_bytes`` by unmapping the pages of
-    ``arrays`` (read-only memory maps) when it passes the limit and at least
-    ``min_release_bytes`` of it are mapped file pages (``RssFile``; the rest is the run's own
-    memory, which releasing cannot shrink).
+    """Keep the file pages mapped into this process (``RssFile``) under ``limit_bytes`` by
+    unmapping the pages of ``arrays`` (read-only memory maps) when it passes the limit.
 
     Attributes:
         arrays: the maps read at random (graph ``indices``, a mapped feature table).
-        limit_bytes: the ``VmRSS`` above which :meth:`check` releases them.
+        limit_bytes: the ``RssFile`` above which :meth:`check` releases them.
         releases: how many times :meth:`check` released them.
     """
 
     arrays: list[np.ndarray]
     limit_bytes: int
-    min_release_bytes: int = MIN_RELEASE_BYTES
     releases: int = field(default=0)
 
     def check(self) -> bool:
-        """Release the maps' pages if the resident set is over the limit; returns whether it did."""
+        """Release the maps' pages if ``RssFile`` is over the limit; returns whether it did."""
         now = resident_bytes()
-        if now is None or now[0] <= self.limit_bytes or now[1] < self.min_release_bytes:
+        if now is None or now[1] <= self.limit_bytes:
             return False
         released = False
         for a in self.arrays:
@@ -194,7 +192,10 @@ class MappedResidency:
         return released
 
 
-def default_residency_limit(total_ram_bytes: int) -> int:
-    """The default resident-set limit of an out-of-core run: half the machine's RAM (the page
-    cache keeps the released pages either way; it is what the rest of the RAM is for)."""
-    return max(1 << 30, int(total_ram_bytes) // 2)
+def default_residency_limit(total_ram_bytes: int, anon_bytes: int) -> int:
+    """The default ``RssFile`` limit of an out-of-core run: what keeps its whole resident set near
+    half the RAM (``total_ram_bytes``, a container's limit included) given its own memory now
+    (``anon_bytes``), and at least :data:`MIN_FILE_LIMIT`. The page cache keeps the released pages
+    either way; the rest of the RAM is for it.
+    """
+    return max(MIN_FILE_LIMIT, int(total_ram_bytes) // 2 - int(anon_bytes))

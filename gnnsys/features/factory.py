@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 
 from gnnsys.data.advice import advise_random_reads, mapping_of
 from gnnsys.data.format import float32_to_bfloat16_bits
+from gnnsys.data.memory import total_memory
 from gnnsys.data.quantize import quantize_table
 from gnnsys.data.readahead import (
     FileReadahead,
     MappedResidency,
     default_residency_limit,
+    resident_bytes,
 )
 from gnnsys.errors import ConfigError
 from gnnsys.features.hot import in_degree_cache
@@ -217,7 +218,8 @@ def attach_readahead(dataset: Any, store: Any, sampler: Any = None,
     hold: ``sampler`` (a :class:`~samplers.NeighborSampler`, or ``None``) queues the reads of each
     hop's neighbour lists before the hop, ``store`` (``mmap``) those of a gather's rows before the
     gather, and both keep the process's mapped file pages under ``limit_bytes`` (default
-    :func:`~gnnsys.data.readahead.default_residency_limit`). Batches are unchanged.
+    :func:`~gnnsys.data.readahead.default_residency_limit` of the RAM, or the container's limit,
+    and the process's anonymous memory now). Batches are unchanged.
 
     Returns:
         What was attached (:class:`OutOfCoreReads`).
@@ -225,7 +227,8 @@ def attach_readahead(dataset: Any, store: Any, sampler: Any = None,
     table = _mapped_table(store)
     arrays = [a for a in (dataset.indices, table) if a is not None and mapping_of(a) is not None]
     if limit_bytes is None:
-        limit_bytes = default_residency_limit(psutil.virtual_memory().total)
+        now = resident_bytes()
+        limit_bytes = default_residency_limit(total_memory(), 0 if now is None else now[0])
     residency = MappedResidency(arrays, int(limit_bytes)) if arrays else None
     if not hasattr(sampler, "before_hop"):  # a sampler without the hook (LargeGT's tokens)
         sampler = None

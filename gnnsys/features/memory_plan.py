@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
+from gnnsys.data.memory import available_memory
 
 #: Python + torch + numba + the model (measured ~0.6 GiB RSS for a SAGE run here).
 BASE_BYTES = 768 << 20
@@ -41,8 +41,9 @@ _ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
 
 def available_ram() -> int:
-    """Bytes of RAM available to this process now (``psutil``'s ``available``)."""
-    return int(psutil.virtual_memory().available)
+    """Bytes of RAM available to this process now (``psutil``'s ``available``, or less under a
+    container's memory limit: :func:`gnnsys.data.memory.available_memory`)."""
+    return available_memory()
 
 
 @dataclass

@@ -8,9 +8,9 @@ import weakref
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 
+from gnnsys.data.memory import available_memory
 from gnnsys.data.readahead import FileReadahead, MappedResidency
 from gnnsys.errors import ConfigError, FeatureStoreError
 from gnnsys.features.cpu_gather import (
@@ -182,7 +182,7 @@ class FeatureStore:
         #: ``uva``/``cached``: how the table is pinned or staged (see registration.py); else None
         self.pin_plan: PinPlan | None = None
         if sort_ids is None:
-            sort_ids = placement == "mmap" and self._table.nbytes > psutil.virtual_memory().available
+            sort_ids = placement == "mmap" and self._table.nbytes > available_memory()
         self._sort_ids = bool(sort_ids)
         #: whether the table is on transparent huge pages (``cpu`` placement; see ``huge_pages``)
         self.huge_pages = False

@@ -208,5 +208,8 @@ def test_attach_readahead_wires_the_sampler_and_the_store(tmp_path):
     assert np.array_equal(x.numpy(), np.asarray(ds.features)[out.nodes])
     summary = got.summary()
     assert summary["list_calls"] > 0 and summary["row_calls"] > 0 and summary["residency_releases"] == 0
+    # what setup left mapped is released at once when over the limit
+    store.gather(np.arange(ds.num_nodes))
+    assert attach_readahead(ds, store, sampler, limit_bytes=0).residency.releases == 1
     in_ram = attach_readahead(ds, dataset_store(ds, "cpu"), None)
     assert in_ram.rows is None and in_ram.lists is None  # no sampler given: its lists are not read ahead

@@ -247,4 +247,6 @@ def attach_readahead(dataset: Any, store: Any, sampler: Any = None,
     rows = FileReadahead.of(table) if table is not None else None
     if table is not None:
         store.attach_readahead(rows, residency)
+    if residency is not None:  # what setup mapped (graph check, RAM cache) counts from now on
+        residency.check()
     return OutOfCoreReads(lists=lists, rows=rows, residency=residency)

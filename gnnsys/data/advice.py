@@ -38,6 +38,16 @@ def _memmap_behind(array: np.ndarray | None) -> np.memmap | None:
     return None
 
 
+def read_only_map(array: np.ndarray | None) -> tuple[np.memmap, int] | None:
+    """The read-only ``np.memmap`` behind ``array`` and the byte offset of ``array``'s first byte
+    from the start of its mapping, else ``None`` (an array in RAM, a writable or copy-on-write
+    map, whose pages hold or would lose writes, or a closed map)."""
+    mm = _memmap_behind(array)
+    if mm is None or mm.mode != "r" or mm._mmap.closed:
+        return None
+    return mm, array.ctypes.data - np.frombuffer(mm._mmap, np.uint8).ctypes.data
+
+
 def mapping_of(array: np.ndarray | None) -> mmap.mmap | None:
     """The ``mmap.mmap`` behind ``array`` (a ``np.memmap``, or a view of one), else ``None``."""
     mm = _memmap_behind(array)
@@ -107,19 +117,14 @@ def release(segment: np.ndarray) -> bool:
     whole file counted in its RSS. Returns whether anything was released (``False`` for an
     array in RAM or a segment inside one page).
     """
-    mm = _memmap_behind(segment)
-    # a private (copy-on-write) or writable map would lose or hold writes: read-only maps only
-    if mm is None or mm.mode != "r" or segment.size == 0 or not segment.flags.c_contiguous:
+    found = read_only_map(segment)
+    if found is None or segment.size == 0 or not segment.flags.c_contiguous:
         return False
-    m = mm._mmap
-    if m.closed:
-        return False
-    base = np.frombuffer(m, np.uint8).ctypes.data
-    lo = segment.ctypes.data - base
+    mm, lo = found
     hi = lo + segment.nbytes
     lo = -(-lo // _PAGE) * _PAGE  # whole pages only: neighbours may still be in use
     hi = hi // _PAGE * _PAGE
     if hi <= lo:
         return False
-    m.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    mm._mmap.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
     return True

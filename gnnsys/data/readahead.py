@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit, types
 
-from gnnsys.data.advice import _memmap_behind, release
+from gnnsys.data.advice import read_only_map, release
 
 #: whether this platform has ``posix_fadvise`` (Linux); elsewhere nothing is read ahead
 SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "posix_fadvise")
@@ -110,18 +110,14 @@ class FileReadahead:
         """The read-ahead of the file behind ``array`` (a C-contiguous read-only memory map, or a
         view of one that starts where it starts), else ``None`` (an array in RAM, or a platform
         without ``posix_fadvise``)."""
-        mm = _memmap_behind(array)
-        if (not SUPPORTED or mm is None or mm.mode != "r" or not array.flags.c_contiguous
-                or getattr(mm, "filename", None) is None):
+        found = read_only_map(array) if SUPPORTED else None
+        if found is None or not array.flags.c_contiguous or getattr(found[0], "filename", None) is None:
             return None
         # the array's first byte in the file: where the mapping starts in the file (np.memmap maps
         # from its offset rounded down to the allocation granularity; a view keeps that offset)
         # plus the array's distance from the mapping's first byte
-        m = mm._mmap
-        if m.closed:
-            return None
+        mm, delta = found
         start = int(mm.offset) - int(mm.offset) % mmap.ALLOCATIONGRANULARITY
-        delta = np.asarray(array).ctypes.data - np.frombuffer(m, np.uint8).ctypes.data
         return cls(mm.filename, start + int(delta), array)
 
     def rows(self, ids: np.ndarray, slots: np.ndarray | None = None) -> int:
@@ -187,7 +183,7 @@ class MappedResidency:
             return False
         released = False
         for a in self.arrays:
-            released |= release(np.asarray(a).reshape(-1) if a.flags.c_contiguous else a)
+            released |= release(a)
         self.releases += int(released)
         return released
 

@@ -129,6 +129,16 @@ def memory_mib(pid: int | str = "self") -> dict[str, float]:
             "uss": r["Uss"] / 1024, "anonymous": r.get("Anonymous", 0) / 1024}
 
 
+def evict_from_page_cache(path: str | os.PathLike) -> None:
+    """Drop the clean page-cache pages of the file at ``path`` (``POSIX_FADV_DONTNEED``): the next
+    read comes from the disk. Pages mapped by a process, or dirty, stay."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def emit(result: dict[str, Any]) -> None:
     """Print ``result`` as the last line (one JSON object), with the load at the end."""
     result = {**result, "load_end": load()}

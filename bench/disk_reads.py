@@ -33,6 +33,8 @@ from numba import njit, prange
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchlib import evict_from_page_cache
+
 from gnnsys.data.readahead import FileReadahead
 
 PAGE = mmap.PAGESIZE
@@ -44,14 +46,6 @@ def _touch(a, pages, page):  # pragma: no cover - numba
     for i in prange(pages.shape[0]):
         s[i] = a[pages[i] * page]
     return s.sum()
-
-
-def _evict(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def _make_file(path: Path, size: int) -> None:
@@ -95,7 +89,7 @@ def main() -> None:
     for rep in range(args.repeats):
         for mode, nthreads in modes.items():
             pages = rng.choice(size // PAGE, args.pages, replace=False).astype(np.int64)
-            _evict(path)
+            evict_from_page_cache(path)
             arr._mmap.madvise(mmap.MADV_DONTNEED)  # no page of the file left mapped either
             numba.set_num_threads(nthreads)
             t = time.perf_counter()

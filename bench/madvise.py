@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from benchlib import emit, fmt, header, load, summary
+from benchlib import emit, evict_from_page_cache, fmt, header, load, summary
 
 from gnnsys.features.cpu_gather import as_words, gather_rows_into
 
@@ -78,11 +78,7 @@ def resident_fraction(path: Path) -> float:
 
 def drop_cache(path: Path) -> str:
     """Evict ``path`` from the page cache (no mapping of it may be open); the method used."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+    evict_from_page_cache(path)
     if resident_fraction(path) < 0.001:
         return "fadvise"
     os.sync()

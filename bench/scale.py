@@ -41,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchlib import evict_from_page_cache
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -63,11 +65,6 @@ def child_prep(args) -> dict:
             "num_edges": ds.num_edges, "stages": stats["stages"]}
 
 
-def _rss_anon() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("RssAnon:"))
-
-
 def _major_faults() -> int:
     """Major page faults of this process so far (all threads; field 12 of /proc/self/stat)."""
     with open("/proc/self/stat") as f:
@@ -86,6 +83,7 @@ def child_train(args) -> dict:
     from torch.nn import functional as F
 
     from gnnsys.data.format import load_dataset
+    from gnnsys.data.readahead import resident_bytes
     from gnnsys.data.stages import peak_rss_bytes, reset_peak_rss
     from gnnsys.features.factory import dataset_store
     from gnnsys.loader import NodeLoader
@@ -130,7 +128,7 @@ def child_train(args) -> dict:
     gather = sample = 0.0
     seeds = 0
     t_start = None
-    anon_peak = _rss_anon()
+    anon_peak = resident_bytes()[0]
     for i in range(args.warmup + args.batches):
         if i == args.warmup:
             store.reset_hit_rate()
@@ -147,7 +145,7 @@ def child_train(args) -> dict:
         loss = F.cross_entropy(model(batch), batch.y)
         loss.backward()
         opt.step()
-        anon_peak = max(anon_peak, _rss_anon())
+        anon_peak = max(anon_peak, resident_bytes()[0])
         if i >= args.warmup:
             gather += float(batch.timings.get("gather", 0.0))
             sample += float(batch.timings.get("sample", 0.0))
@@ -156,8 +154,7 @@ def child_train(args) -> dict:
     wall = time.perf_counter() - t_start
     faults, read = _major_faults() - faults0, _read_bytes() - read0
     hit = store.reset_hit_rate()
-    status = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in Path("/proc/self/status").read_text().splitlines()
-              if ln.startswith(("RssAnon:", "RssFile:", "VmRSS:"))}
+    anon_end, file_end = resident_bytes()
     close = getattr(it, "close", None)
     if close is not None:
         close()
@@ -173,7 +170,7 @@ def child_train(args) -> dict:
             "major_faults_per_batch": round(faults / args.batches, 1),
             "disk_read_bytes_per_batch": int(read / args.batches),
             # at the end of training: anonymous memory vs mapped file pages (evictable page cache)
-            "rss_anon_end_bytes": status.get("RssAnon"), "rss_file_end_bytes": status.get("RssFile"),
+            "rss_anon_end_bytes": anon_end, "rss_file_end_bytes": file_end,
             "setup_s": round(setup, 2), "features": args.features,
             "cache_gb": args.cache_gb if args.features == "mmap" else None,
             "table_bytes": int(ds.features.nbytes), "feature_dtype": ds.feature_dtype,
@@ -209,11 +206,7 @@ def _evict(folder: Path) -> None:
     cgroup reads them again, charged to its own limit)."""
     for f in folder.rglob("*"):
         if f.is_file():
-            fd = os.open(f, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
+            evict_from_page_cache(f)
 
 
 def _run_child(argv: list[str], timeout: float, cgroup: Path | None = None) -> dict:

@@ -98,7 +98,7 @@ def load_graph(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------ workers
-def worker_ours(graph: Path, threads: int, seed: int, out: Path | None) -> dict:
+def worker_ours(graph: Path, threads: int, seed: int, out: Path | None, walks: int = WALKS) -> dict:
     import numba
 
     from gnnsys.embedding.trainer import EmbeddingOptions, fit_embeddings
@@ -110,7 +110,7 @@ def worker_ours(graph: Path, threads: int, seed: int, out: Path | None) -> dict:
     fit_embeddings(np.arange(0, 17, 2, dtype=np.int64), np.stack([(ring - 1) % 8, (ring + 1) % 8], 1)
                    .ravel().astype(np.int32), EmbeddingOptions(dim=8, walk_length=5, context=2, walks_per_node=1))
     warm = time.perf_counter() - t
-    opts = EmbeddingOptions(dim=DIM, walk_length=WALK_LENGTH, context=WINDOW, walks_per_node=WALKS,
+    opts = EmbeddingOptions(dim=DIM, walk_length=WALK_LENGTH, context=WINDOW, walks_per_node=walks,
                             num_neg=NEG, seed=seed)
     t = time.perf_counter()
     emb, stats = fit_embeddings(indptr, indices, opts, num_threads=threads)
@@ -121,7 +121,7 @@ def worker_ours(graph: Path, threads: int, seed: int, out: Path | None) -> dict:
             "samples_per_s": stats["samples"] / wall, **memory()}
 
 
-def _walk_tokens(indptr, indices, seed: int) -> list[list[str]]:
+def _walk_tokens(indptr, indices, seed: int, walks: int = WALKS) -> list[list[str]]:
     from types import SimpleNamespace
 
     from samplers.walks import random_walks, walk_order
@@ -129,12 +129,12 @@ def _walk_tokens(indptr, indices, seed: int) -> list[list[str]]:
     n = indptr.shape[0] - 1
     # exactly the walks our trainer makes online in its first epoch: pass k starts from the
     # permutation walk_order(n, 1, seed, k), walk ids in that order
-    starts = np.concatenate([walk_order(n, 1, seed, k) for k in range(WALKS)])
-    walks = random_walks(SimpleNamespace(indptr=indptr, indices=indices), starts, WALK_LENGTH, seed=seed)
-    return [[str(x) for x in w if x >= 0] for w in walks.tolist()]
+    starts = np.concatenate([walk_order(n, 1, seed, k) for k in range(walks)])
+    made = random_walks(SimpleNamespace(indptr=indptr, indices=indices), starts, WALK_LENGTH, seed=seed)
+    return [[str(x) for x in w if x >= 0] for w in made.tolist()]
 
 
-def worker_gensim(graph: Path, threads: int, seed: int, out: Path | None) -> dict:
+def worker_gensim(graph: Path, threads: int, seed: int, out: Path | None, walks: int = WALKS) -> dict:
     import numba
     from gensim.models import Word2Vec
 
@@ -142,7 +142,7 @@ def worker_gensim(graph: Path, threads: int, seed: int, out: Path | None) -> dic
     indptr, indices = load_graph(graph)
     n = indptr.shape[0] - 1
     t = time.perf_counter()
-    sentences = _walk_tokens(indptr, indices, seed)
+    sentences = _walk_tokens(indptr, indices, seed, walks)
     t_walks = time.perf_counter() - t
     t1 = time.perf_counter()
     model = Word2Vec(sentences, vector_size=DIM, window=WINDOW, sg=1, hs=0, negative=NEG, min_count=0,
@@ -165,7 +165,7 @@ from pathlib import Path
 import numpy as np
 from pecanpy import pecanpy as pp
 from gensim.models import Word2Vec
-edg, threads, seed, out, tiny = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+edg, threads, seed, out, tiny, walks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6])
 def mem():
     o = {"pss": 0, "uss": 0}
     for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
@@ -184,7 +184,7 @@ def run(path, dim, wl, nw, win):
     m = Word2Vec(walks, vector_size=dim, window=win, sg=1, min_count=0, workers=threads, epochs=1, seed=seed)
     return g, m, t_load, t_walks, time.perf_counter() - t
 t = time.perf_counter(); run(tiny, 8, 5, 1, 2); warm = time.perf_counter() - t
-g, m, t_load, t_walks, wall = run(edg, 128, 80, 10, 10)
+g, m, t_load, t_walks, wall = run(edg, 128, 80, walks, 10)
 if out != "-":
     ids = g.nodes
     n = max(int(x) for x in ids) + 1
@@ -197,7 +197,7 @@ print(json.dumps({"wall_s": wall, "read_edg_s": t_load, "walks_s": t_walks, "war
 
 
 def run_pecanpy(python: str | None, graph: Path, threads: int, seed: int, out: Path | None,
-                tmp: Path) -> dict:
+                tmp: Path, walks: int = WALKS) -> dict:
     if not python:
         return {"error": "no --pecanpy-python given (PecanPy needs numpy < 2: install it in its own venv)"}
     script = tmp / "pecanpy_worker.py"
@@ -208,19 +208,21 @@ def run_pecanpy(python: str | None, graph: Path, threads: int, seed: int, out: P
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     env.pop("PYTHONPATH", None)
     res = subprocess.run([python, str(script), str(graph.with_suffix(".edg")), str(threads), str(seed),
-                          str(out) if out else "-", str(tiny)], capture_output=True, text=True, env=env,
+                          str(out) if out else "-", str(tiny), str(walks)], capture_output=True, text=True, env=env,
                          check=False)
     if res.returncode != 0:
         return {"error": f"pecanpy failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}"}
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def run_worker(system: str, graph: Path, threads: int, seed: int, out: Path | None) -> dict:
+def run_worker(system: str, graph: Path, threads: int, seed: int, out: Path | None,
+               walks: int = WALKS) -> dict:
     """Run ``system`` in a fresh process of this interpreter; its JSON result."""
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     res = subprocess.run([sys.executable, __file__, "--worker", system, "--graph", str(graph), "--threads",
-                          str(threads), "--seed", str(seed), "--emb-out", str(out) if out else "-"],
+                          str(threads), "--seed", str(seed), "--emb-out", str(out) if out else "-",
+                          "--walks-per-node", str(walks)],
                          capture_output=True, text=True, env=env, check=False)
     if res.returncode != 0:
         return {"error": f"{system} failed: {res.stderr.strip()[-400:]}"}
@@ -321,6 +323,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, help="interleaved speed rounds (default 3 quick, 5 full)")
     ap.add_argument("--nodes", type=int, help="speed graph nodes (default 3,000 quick, 1,000,000 full)")
     ap.add_argument("--degree", type=float, default=10.0, help="speed graph average degree")
+    ap.add_argument("--walks-per-node", type=int, default=WALKS,
+                    help="speed runs: walks from every node (default 10, the recipe's; 1 scales a 1M-node "
+                         "run down to minutes); quality runs always use 10")
     ap.add_argument("--seeds", type=int, help="quality seeds (default 1 quick, 3 full)")
     ap.add_argument("--mlp-epochs", type=int, default=200, help="ddi MLP link-predictor epochs (OGB: 200)")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -336,7 +341,7 @@ def main() -> None:
     if args.worker:
         out = None if args.emb_out == "-" else Path(args.emb_out)
         fn = {"ours": worker_ours, "gensim": worker_gensim}[args.worker]
-        print(json.dumps(fn(args.graph, args.threads, args.seed, out)))
+        print(json.dumps(fn(args.graph, args.threads, args.seed, out, args.walks_per_node)))
         return
     sys.path.insert(0, str(REPO))
     args.repeats = args.repeats or (3 if args.quick else 5)
@@ -351,7 +356,7 @@ def main() -> None:
           f"gensim {gensim.__version__}, scikit-learn {sklearn.__version__}; pecanpy: {args.pecanpy_python}")
     print(f"threads: {args.threads} on every side; load: {os.getloadavg()}")
     result: dict = {"bench": "embedding", "threads": args.threads, "dim": DIM, "walk_length": WALK_LENGTH,
-                    "walks_per_node": WALKS, "window": WINDOW, "negatives": NEG, "epochs": 1}
+                    "walks_per_node": args.walks_per_node, "window": WINDOW, "negatives": NEG, "epochs": 1}
     with tempfile.TemporaryDirectory(prefix="gnnsys-bench-emb-") as d:
         tmp = Path(d)
         if not args.skip_speed:
@@ -362,13 +367,14 @@ def main() -> None:
             for r in range(args.repeats):
                 for system in ("ours", "gensim", "pecanpy"):
                     if system == "pecanpy":
-                        res = run_pecanpy(args.pecanpy_python, graph, args.threads, 0, None, tmp)
+                        res = run_pecanpy(args.pecanpy_python, graph, args.threads, 0, None, tmp,
+                                          args.walks_per_node)
                     else:
-                        res = run_worker(system, graph, args.threads, 0, None)
+                        res = run_worker(system, graph, args.threads, 0, None, args.walks_per_node)
                     res["load"] = os.getloadavg()[0]
                     runs[system].append(res)
                     print(f"round {r} {system}: {json.dumps(res)}", flush=True)
-            walk_nodes = (indptr.shape[0] - 1) * WALKS * WALK_LENGTH
+            walk_nodes = (indptr.shape[0] - 1) * args.walks_per_node * WALK_LENGTH
             speed: dict = {"nodes": int(indptr.shape[0] - 1), "edges": int(indptr[-1]), "walk_nodes": walk_nodes}
             for system, rows in runs.items():
                 ok = [x["wall_s"] for x in rows if "error" not in x]

@@ -7,25 +7,31 @@
 // `num_buckets` buckets that touch pairwise-disjoint vertex blocks and disjoint context blocks
 // (gnnsys/embedding/sgns.py: skipgram_schedule / symmetric_schedule), so the threads of one
 // launch never write the same row: thread t trains bucket round_buckets[t], its samples in order,
-// exactly as one numba thread does in gnnsys/embedding/sgns.py (_train_bucket and sgd_pair):
+// exactly as one numba thread does in gnnsys/embedding/sgns.py (_train_bucket and sgd_pair).
 //
-//   for each target (b with label 1, then num_neg negatives with label 0, drawn from block(b)'s
-//   segment of the unigram^0.75 table and skipped when equal to b):
-//       g = lr * (label - sigmoid(emb_in[a] . emb_out[t]))
-//       e += g * emb_out[t];   emb_out[t] += g * emb_in[a]
-//   emb_in[a] += e
+// Negatives: the j-th sample of a bucket draws num_neg of them from block(b)'s segment of the
+// unigram^0.75 table when j % neg_share == 0 or when its b lies in another block than the last
+// draw's; the samples in between reuse them. Draw k of sample j is SplitMix64 of samplers/_rng.py
+// keyed by node_key(key, bucket) at j * num_neg + k, reduced by Lemire's multiply-shift: the same
+// negatives as on the CPU.
 //
-// The negatives are the same draws as on the CPU (SplitMix64 of samplers/_rng.py keyed by
-// node_key(key, bucket) and the sample's position in its bucket; Lemire's multiply-shift), so
-// the GPU trains the same samples with the same negatives; results agree to float32 rounding
-// (the order of the additions in the dot products may differ). emb_in and emb_out may be the
-// same array (LINE's first order), hence no __restrict__ on them.
+// One sample's step is word2vec's, target by target (b with label 1, then the negatives with
+// label 0, a negative equal to b skipped):
+//
+//   g = lr * (label - sigmoid(emb_in[a] . emb_out[t]))
+//   e += g * emb_out[t];   emb_out[t] += g * emb_in[a]
+//   ... and after the last target: emb_in[a] += e
+//
+// Results agree with the CPU to float32 rounding (the order of the additions in the dot products
+// differs). emb_in and emb_out may be the same array (LINE's first order), hence no __restrict__
+// on them.
 //
 // Threads never exchange data (the dot product is one thread's loop; `scratch` holds each
-// thread's e vector in global memory), so the kernel needs no __syncthreads, shuffles or shared
-// memory and runs unchanged under tests/cuda_emu. It is the correctness reference of the GPU
-// path: a launch has only as many threads as a round has buckets (P), so a fast GPU trainer
-// would cut the matrices into many more blocks, or let a warp share each sample's dot product.
+// thread's e in global memory, `target_scratch` its targets), so the kernel needs no
+// __syncthreads, shuffles or shared memory and runs unchanged under tests/cuda_emu. It is the
+// correctness reference of the GPU path: a launch has only as many threads as a round has buckets
+// (P), so a fast GPU trainer would cut the matrices into many more blocks, or let a warp share
+// each sample's dot product.
 //
 // This file includes no header (NVRTC at run time has no standard headers); the emulation
 // launcher includes <cmath> before it for expf, exp and log1p.
@@ -58,19 +64,11 @@ __device__ __forceinline__ gnnsys_i64 gnnsys_sgns_below(gnnsys_u64 r, gnnsys_i64
     return (gnnsys_i64)(r % (gnnsys_u64)n);
 }
 
-// One target of one sample: returns the loss term, updates emb_out[t] and accumulates e.
-__device__ __forceinline__ double gnnsys_sgns_target(const float* u, float* c, float* e,
-                                                     gnnsys_i64 dim, float label, float lr)
+// The loss of a target with score f: -log s(f) (label 1) or -log s(-f) (label 0), from e^-f.
+__device__ __forceinline__ double gnnsys_sgns_loss(float f, float ex, bool positive)
 {
-    float f = 0.0f;
-    for (gnnsys_i64 d = 0; d < dim; ++d) f += u[d] * c[d];
-    const float sig = 1.0f / (1.0f + expf(-f));
-    const float g = (label - sig) * lr;
-    const double x = label > 0.5f ? (double)f : -(double)f;  // loss: -log sigmoid(x)
-    const double loss = log1p(exp(-(x < 0.0 ? -x : x))) + (x < 0.0 ? -x : 0.0);
-    for (gnnsys_i64 d = 0; d < dim; ++d) e[d] += g * c[d];
-    for (gnnsys_i64 d = 0; d < dim; ++d) c[d] += g * u[d];
-    return loss;
+    const double lp = f > -80.0f ? log1p((double)ex) : -(double)f;
+    return positive ? lp : (double)f + lp;
 }
 
 extern "C" __global__ void __launch_bounds__(256) gnnsys_sgns_round(
@@ -78,33 +76,53 @@ extern "C" __global__ void __launch_bounds__(256) gnnsys_sgns_round(
     const int* __restrict__ pairs_b, const gnnsys_i64* __restrict__ bucket_ptr,
     const gnnsys_i64* __restrict__ round_buckets, gnnsys_i64 num_buckets,
     const int* __restrict__ block_of, const int* __restrict__ neg_table,
-    const gnnsys_i64* __restrict__ neg_ptr, gnnsys_i64 num_neg, float lr, gnnsys_u64 key,
-    double* __restrict__ losses, float* __restrict__ scratch)
+    const gnnsys_i64* __restrict__ neg_ptr, gnnsys_i64 num_neg, gnnsys_i64 neg_share, float lr,
+    gnnsys_u64 key, double* __restrict__ losses, float* __restrict__ scratch,
+    gnnsys_i64* __restrict__ target_scratch)
 {
     const gnnsys_i64 t = (gnnsys_i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= num_buckets) return;
     const gnnsys_i64 bucket = round_buckets[t];
     if (bucket < 0) return;
     float* e = scratch + t * dim;
+    gnnsys_i64* targets = target_scratch + t * (num_neg + 1);
     const gnnsys_u64 bkey = gnnsys_sgns_key(key, bucket);
     const gnnsys_i64 lo = bucket_ptr[bucket];
     const gnnsys_i64 hi = bucket_ptr[bucket + 1];
     double loss = 0.0;
+    gnnsys_i64 nt = 1;
+    int cur = -1;
     for (gnnsys_i64 s = lo; s < hi; ++s) {
         const gnnsys_i64 a = pairs_a[s];
         const gnnsys_i64 b = pairs_b[s];
+        const gnnsys_i64 j = s - lo;
+        targets[0] = b;
+        const int blk = block_of[b];
+        if (j % neg_share == 0 || blk != cur) {
+            cur = blk;
+            const gnnsys_i64 seg_lo = neg_ptr[blk];
+            const gnnsys_i64 seg_n = neg_ptr[blk + 1] - seg_lo;
+            nt = 1;
+            if (seg_n > 0) {
+                for (gnnsys_i64 k = 0; k < num_neg; ++k)
+                    targets[nt++] = neg_table[seg_lo + gnnsys_sgns_below(
+                        gnnsys_sgns_draw(bkey, j * num_neg + k), seg_n)];
+            }
+        }
         float* u = emb_in + a * dim;
         for (gnnsys_i64 d = 0; d < dim; ++d) e[d] = 0.0f;
-        loss += gnnsys_sgns_target(u, emb_out + b * dim, e, dim, 1.0f, lr);
-        const int blk = block_of[b];
-        const gnnsys_i64 seg_lo = neg_ptr[blk];
-        const gnnsys_i64 seg_n = neg_ptr[blk + 1] - seg_lo;
-        if (seg_n > 0) {
-            for (gnnsys_i64 k = 0; k < num_neg; ++k) {
-                const gnnsys_i64 n = neg_table[seg_lo + gnnsys_sgns_below(
-                    gnnsys_sgns_draw(bkey, (s - lo) * num_neg + k), seg_n)];
-                if (n == b) continue;
-                loss += gnnsys_sgns_target(u, emb_out + n * dim, e, dim, 0.0f, lr);
+        for (gnnsys_i64 k = 0; k < nt; ++k) {
+            if (k > 0 && targets[k] == b) continue;
+            float* c = emb_out + targets[k] * dim;
+            float f = 0.0f;
+            for (gnnsys_i64 d = 0; d < dim; ++d) f += u[d] * c[d];
+            const float ex = expf(-f);
+            const float g = ((k == 0 ? 1.0f : 0.0f) - 1.0f / (1.0f + ex)) * lr;
+            loss += gnnsys_sgns_loss(f, ex, k == 0);
+            for (gnnsys_i64 d = 0; d < dim; ++d) {
+                const float old = c[d];
+                e[d] += g * old;
+                c[d] = old + g * u[d];
             }
         }
         for (gnnsys_i64 d = 0; d < dim; ++d) u[d] += e[d];

@@ -122,6 +122,7 @@ def test_gnn_on_embedding_features(deepwalk_run, tiny, tmp_path, capsys):
     (["--model", "deepwalk", "--walk-length", "5", "--context", "10"], ["--context 10", "--walk-length 5"]),
     (["--model", "node2vec", "--p", "0"], ["--p", "> 0"]),
     (["--model", "node2vec", "--q", "-1"], ["--q", "> 0"]),
+    (["--model", "deepwalk", "--neg-share", "0"], ["--neg-share", ">= 1", "0"]),
     (["--model", "deepwalk", "--dim", "100000000000"], ["--dim 100000000000", "GiB", "use --dim"]),
     (["--features", "embeddings:/nonexistent/run"], ["/nonexistent/run/embeddings.npy"]),
 ])

@@ -49,8 +49,8 @@ def emu(tmp_path_factory):
     dll = ctypes.CDLL(str(lib))
     vp, i64 = ctypes.c_void_p, ctypes.c_int64
     fn = dll.emu_gnnsys_sgns_round
-    fn.argtypes = [ctypes.c_uint32, ctypes.c_uint32, vp, vp, i64, vp, vp, vp, vp, i64, vp, vp, vp, i64,
-                   ctypes.c_float, ctypes.c_uint64, vp, vp]
+    fn.argtypes = [ctypes.c_uint32, ctypes.c_uint32, vp, vp, i64, vp, vp, vp, vp, i64, vp, vp, vp, i64, i64,
+                   ctypes.c_float, ctypes.c_uint64, vp, vp, vp]
     fn.restype = ctypes.c_int
     dll.emu_allow_read.argtypes = [vp, i64]
     dll.emu_allow_write.argtypes = [vp, i64]
@@ -90,14 +90,16 @@ def _chunk(P: int, symmetric: bool, n: int = 200, dim: int = 24):
     return emb_in, emb_out, pa, pb, ptr, sched, block_of, table.astype(np.int32), tptr
 
 
-@pytest.mark.parametrize("P,symmetric", [(1, False), (4, False), (3, False), (4, True)])
-def test_emulated_kernel_equals_numba(emu, P, symmetric):
+@pytest.mark.parametrize("P,symmetric,neg_share", [(1, False, 1), (4, False, 1), (3, False, 1), (4, True, 1),
+                                                 (4, False, 7), (4, True, 5)])
+def test_emulated_kernel_equals_numba(emu, P, symmetric, neg_share):
     emb_in, emb_out, pa, pb, ptr, sched, block_of, table, tptr = _chunk(P, symmetric)
     key, lr, num_neg = np.uint64(0xC0FFEE), np.float32(0.025), 5
     ref_in = emb_in.copy()
     ref_out = ref_in if symmetric else emb_out.copy()
     ref_loss = np.zeros(P * P)
-    train_rounds(ref_in, ref_out, pa, pb, ptr, sched, block_of, table, tptr, num_neg, lr, key, ref_loss)
+    train_rounds(ref_in, ref_out, pa, pb, ptr, sched, block_of, table, tptr, num_neg, neg_share, lr, key,
+                 ref_loss)
 
     got_in = emb_in.copy()
     got_out = got_in if symmetric else emb_out.copy()
@@ -106,14 +108,16 @@ def test_emulated_kernel_equals_numba(emu, P, symmetric):
     for row in sched:
         row = np.ascontiguousarray(row)
         scratch = np.zeros((row.size, dim), np.float32)
+        targets = np.zeros((row.size, num_neg + 1), np.int64)
         emu.emu_reset()
         for arr in (pa, pb, ptr, row, block_of, table, tptr):
             emu.emu_allow_read(_ptr(arr), arr.nbytes)
-        for arr in (got_in, got_out, losses, scratch):
+        for arr in (got_in, got_out, losses, scratch, targets):
             emu.emu_allow_write(_ptr(arr), arr.nbytes)
         rc = emu.emu_gnnsys_sgns_round(1, 32, _ptr(got_in), _ptr(got_out), dim, _ptr(pa), _ptr(pb), _ptr(ptr),
                                        _ptr(row), row.size, _ptr(block_of), _ptr(table), _ptr(tptr),
-                                       num_neg, float(lr), int(key), _ptr(losses), _ptr(scratch))
+                                       num_neg, neg_share, float(lr), int(key), _ptr(losses), _ptr(scratch),
+                                       _ptr(targets))
         assert rc == 0
     assert pa.size > 1000 and np.abs(got_in - emb_in).max() > 1e-3  # it did train
     np.testing.assert_allclose(got_in, ref_in, rtol=1e-4, atol=2e-6)

@@ -15,13 +15,16 @@ from test_samplers_helpers import undirected_csc
 
 from gnnsys.embedding.pool import Chunk, SamplePool
 from gnnsys.embedding.sgns import (
+    bucketize,
     negative_table,
     sgd_pair,
     skipgram_schedule,
     symmetric_schedule,
+    train_rounds,
 )
 from gnnsys.embedding.trainer import EmbeddingOptions, fit_embeddings
 from gnnsys.errors import ConfigError
+from samplers._rng import below, draw, node_key
 
 
 def _ring_graph(n: int, extra: int = 0, seed: int = 0):
@@ -91,6 +94,70 @@ def test_negative_table_follows_weights_within_blocks():
     assert np.bincount(table[600:], minlength=6).tolist() == [0, 0, 0, 150, 150, 300]
 
 
+def _reference_rounds(emb_in, emb_out, pa, pb, ptr, schedule, block_of, table, tptr, num_neg, share, lr, key):
+    """train_rounds in plain NumPy: buckets in schedule order, negatives redrawn every ``share``
+    samples of a bucket (or when b changes block), word2vec's step per sample. Returns the
+    ``(bucket, sample)`` positions where negatives were drawn."""
+    drawn = []
+    for rnd in schedule:
+        for bk in rnd:
+            if bk < 0:
+                continue
+            bkey = np.uint64(node_key(np.uint64(key), bk))
+            cur, negs = -1, []
+            for j, s in enumerate(range(ptr[bk], ptr[bk + 1])):
+                a, b = int(pa[s]), int(pb[s])
+                blk = int(block_of[b])
+                if j % share == 0 or blk != cur:
+                    cur, lo, cnt = blk, int(tptr[blk]), int(tptr[blk + 1] - tptr[blk])
+                    negs = [int(table[lo + below(np.uint64(draw(bkey, j * num_neg + k)), cnt)]) for k in range(num_neg)] if cnt else []
+                    drawn.append((bk, j))
+                e = np.zeros_like(emb_in[a])
+                for k, t in enumerate([b, *negs]):  # word2vec's step, target by target
+                    if k > 0 and t == b:
+                        continue
+                    f = np.float32(emb_in[a] @ emb_out[t])
+                    g = np.float32((np.float32(k == 0) - 1 / (1 + np.exp(-f))) * lr)
+                    e += g * emb_out[t]
+                    emb_out[t] += g * emb_in[a]
+                emb_in[a] += e
+    return drawn
+
+
+@pytest.mark.parametrize("share,symmetric", [(1, False), (6, False), (1000, False), (4, True)])
+def test_bucket_training_equals_reference(share, symmetric):
+    """The numba trainer against a plain-NumPy reference: the same negatives (shared by ``share``
+    consecutive samples of a bucket, redrawn when b changes block) and the same steps."""
+    rng = np.random.default_rng(2)
+    n, dim, P, num_neg = 60, 8, 4, 3
+    S = 400
+    a_raw = rng.integers(0, n, S).astype(np.int32)
+    b_raw = rng.integers(0, n, S).astype(np.int32)
+    block_of = (rng.permutation(n) % P).astype(np.int32)
+    pa, pb, ptr = bucketize(a_raw, b_raw, S, block_of, P, symmetric)
+    table, tptr = negative_table(np.arange(1, n + 1, dtype=np.float64) ** 0.75, block_of, P, 997)
+    emb_in = rng.standard_normal((n, dim)).astype(np.float32) * 0.3
+    emb_out = emb_in if symmetric else rng.standard_normal((n, dim)).astype(np.float32) * 0.3
+    sched = symmetric_schedule(P) if symmetric else skipgram_schedule(P)
+    ref_in = emb_in.copy()
+    ref_out = ref_in if symmetric else emb_out.copy()
+    drawn = _reference_rounds(ref_in, ref_out, pa, pb, ptr, sched, block_of, table, tptr, num_neg, share,
+                      np.float32(0.05), 77)
+    losses = np.zeros(P * P)
+    train_rounds(emb_in, emb_out, pa, pb, ptr, sched, block_of, table, tptr, num_neg, share,
+                 np.float32(0.05), np.uint64(77), losses)
+    np.testing.assert_allclose(emb_in, ref_in, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(emb_out, ref_out, rtol=1e-4, atol=1e-5)
+    assert np.abs(emb_in - ref_in).max() < np.abs(emb_in - rng.standard_normal(emb_in.shape)).max()
+    draws = len(drawn)
+    if share == 1:
+        assert draws == S
+    elif not symmetric:  # one draw per started group of `share` samples in each bucket
+        assert draws == sum(-(-int(ptr[k + 1] - ptr[k]) // share) for k in range(P * P))
+    else:  # block changes add draws
+        assert draws > sum(-(-int(ptr[k + 1] - ptr[k]) // share) for k in range(P * P))
+
+
 @pytest.mark.parametrize("model,extra", [("deepwalk", {}), ("node2vec", {"p": 0.5, "q": 2.0}),
                                          ("line", {"order": 2}), ("line", {"order": 1})])
 def test_bit_identical_for_one_and_two_threads(model, extra):
@@ -153,7 +220,8 @@ def test_pool_is_bounded_and_raises_producer_errors():
 
 @pytest.mark.parametrize("kw,match", [({"walk_length": 1}, "walk-length"), ({"context": 80}, "context"),
                                       ({"p": 0.0, "model": "node2vec"}, "--p"), ({"q": -1, "model": "node2vec"}, "--q"),
-                                      ({"p": 2.0}, "DeepWalk"), ({"dim": 0}, "--dim")])
+                                      ({"p": 2.0}, "DeepWalk"), ({"dim": 0}, "--dim"),
+                                      ({"neg_share": 0}, "--neg-share")])
 def test_bad_options(kw, match):
     with pytest.raises(ConfigError, match=match):
         EmbeddingOptions(**kw).check()

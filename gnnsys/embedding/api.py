@@ -32,7 +32,7 @@ from .trainer import EmbeddingOptions, fit_embeddings, memory_estimate
 
 #: ``model_options`` keys an embedding run takes (``--dim``, ``--walk-length``, ...).
 OPTION_KEYS = ("dim", "walk_length", "context", "walks_per_node", "p", "q", "sample", "unigram", "order",
-               "partitions", "chunk_walks", "pool_depth")
+               "partitions", "neg_share", "chunk_walks", "pool_depth")
 #: ``model_options`` keys of the MLP link probe of link tasks (:mod:`gnnsys.embedding.link_probe`).
 PROBE_KEYS = ("probe_epochs", "probe_batch_size", "probe_lr", "probe_eval_every", "probe_dropout",
               "probe_hidden", "probe_layers")

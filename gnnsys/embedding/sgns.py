@@ -14,11 +14,19 @@ LINE's first order trains one matrix (``emb_out is emb_in``); its buckets are un
 pairs ``{i, j}`` and its rounds a round-robin tournament (plus one round of the diagonal
 buckets), so that again the buckets of a round touch disjoint blocks.
 
+Negatives are shared: ``neg_share`` consecutive samples of a bucket use one draw of ``num_neg``
+negatives (all of a skip-gram bucket's ``b`` lie in one block, so the draw has the distribution
+each of them would have drawn alone; ``neg_share = 1`` is word2vec's draw per sample). The
+negatives' rows are then fetched from memory once per draw and stay in the cache for the samples
+that share them; with a draw per sample, those fetches are most of the time on a 1M-node graph.
+
 One SGD step on ``(a, b)`` is word2vec's (``word2vec.c``, gensim's ``train_sg_pair``): for the
 target ``b`` (label 1) and each negative ``n`` (label 0, skipped when equal to ``b``),
 ``g = lr * (label - sigmoid(emb_in[a] . emb_out[t]))``, ``e += g * emb_out[t]``,
 ``emb_out[t] += g * emb_in[a]``; then ``emb_in[a] += e``. For distinct targets this is exactly one
-gradient-descent step on ``-log sigmoid(u.c) - sum log sigmoid(-u.n)``.
+gradient-descent step on ``-log sigmoid(u.c) - sum log sigmoid(-u.n)``. (Scoring every target
+before moving any, so that the dot products overlap, was measured slower in the trainer: the
+extra passes over the rows cost more than the overlap gains.)
 """
 
 from __future__ import annotations
@@ -62,10 +70,13 @@ def sgd_pair(emb_in, emb_out, a, targets, num_targets, lr, neu1e):
         f = np.float32(0.0)
         for d in range(dim):
             f += emb_in[a, d] * emb_out[t, d]
-        sig = one / (one + np.exp(-f))
-        g = (label - sig) * lr
-        x = np.float64(f) if k == 0 else -np.float64(f)  # loss -log sigmoid(x), stable
-        loss += np.log1p(np.exp(-abs(x))) + max(-x, 0.0)
+        ex = np.exp(-f)
+        g = (label - one / (one + ex)) * lr
+        # loss -log s(f) = log1p(e^-f) (positive), -log s(-f) = f + log1p(e^-f) (negative), from
+        # the e^-f the step needed (one libm call, not two); where e^-f overflows float32
+        # (f < -88), log1p(e^-f) is -f
+        lp = np.log1p(np.float64(ex)) if f > np.float32(-80.0) else -np.float64(f)
+        loss += lp if k == 0 else np.float64(f) + lp
         for d in range(dim):  # one pass: e += g * c with the old c, then c += g * u
             c = emb_out[t, d]
             neu1e[d] += g * c
@@ -77,32 +88,41 @@ def sgd_pair(emb_in, emb_out, a, targets, num_targets, lr, neu1e):
 
 @njit(cache=True, nogil=True)
 def _train_bucket(emb_in, emb_out, pairs_a, pairs_b, lo, hi, block_of, neg_table, neg_ptr,
-                  num_neg, lr, key, bucket):
-    """Train the samples ``lo:hi`` of one bucket in order; negatives from ``block_of[b]``'s
-    segment of ``neg_table``. Returns the summed loss."""
+                  num_neg, neg_share, lr, key, bucket):
+    """Train the samples ``lo:hi`` of one bucket in order. Negatives come from ``block_of[b]``'s
+    segment of ``neg_table``; ``neg_share`` consecutive samples share one draw of them: the
+    ``j``-th sample of the bucket draws afresh when ``j % neg_share == 0`` or when its ``b`` lies
+    in another block than the draw's (only in LINE's symmetric buckets), with draw ids
+    ``j * num_neg + k``. ``neg_share == 1`` is word2vec's draw per sample. Returns the summed
+    loss."""
     neu1e = np.empty(emb_in.shape[1], np.float32)
     targets = np.empty(num_neg + 1, np.int64)
     bkey = node_key(key, bucket)
     loss = 0.0
+    nt = 1
+    cur = -1
     for s in range(lo, hi):
         a = pairs_a[s]
         b = pairs_b[s]
         targets[0] = b
+        j = s - lo
         blk = block_of[b]
-        seg_lo = neg_ptr[blk]
-        seg_n = neg_ptr[blk + 1] - seg_lo
-        nt = 1
-        if seg_n > 0:
-            for k in range(num_neg):
-                targets[nt] = neg_table[seg_lo + below(draw(bkey, (s - lo) * num_neg + k), seg_n)]
-                nt += 1
+        if j % neg_share == 0 or blk != cur:
+            cur = blk
+            seg_lo = neg_ptr[blk]
+            seg_n = neg_ptr[blk + 1] - seg_lo
+            nt = 1
+            if seg_n > 0:
+                for k in range(num_neg):
+                    targets[nt] = neg_table[seg_lo + below(draw(bkey, j * num_neg + k), seg_n)]
+                    nt += 1
         loss += sgd_pair(emb_in, emb_out, a, targets, nt, lr, neu1e)
     return loss
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def train_rounds(emb_in, emb_out, pairs_a, pairs_b, bucket_ptr, schedule, block_of, neg_table,
-                 neg_ptr, num_neg, lr, key, losses):
+                 neg_ptr, num_neg, neg_share, lr, key, losses):
     """Train every bucket of a chunk, round by round.
 
     Args:
@@ -117,7 +137,7 @@ def train_rounds(emb_in, emb_out, pairs_a, pairs_b, bucket_ptr, schedule, block_
             if bk >= 0:
                 losses[bk] = _train_bucket(emb_in, emb_out, pairs_a, pairs_b, bucket_ptr[bk],
                                            bucket_ptr[bk + 1], block_of, neg_table, neg_ptr,
-                                           num_neg, lr, key, bk)
+                                           num_neg, neg_share, lr, key, bk)
 
 
 def skipgram_schedule(num_blocks: int) -> np.ndarray:

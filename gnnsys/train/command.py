@@ -24,7 +24,7 @@ _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", 
            "split_index")
 #: flags that set a model option.
 _MODEL = ("hidden", "num_layers", "dropout", "dim", "walk_length", "context", "walks_per_node", "p", "q",
-          "order", "partitions", "sample", "unigram")
+          "order", "partitions", "neg_share", "sample", "unigram")
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
@@ -71,6 +71,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     e.add_argument("--partitions", type=int, default=S,
                    help="blocks of the embedding matrices trained in parallel (default 4; fixed so "
                         "results do not depend on threads)")
+    e.add_argument("--neg-share", dest="neg_share", type=int, default=S,
+                   help="consecutive samples of a bucket that share one draw of negatives (default 16; "
+                        "1: word2vec's draw per sample; see docs/embeddings.md)")
     e.add_argument("--sample", type=float, default=S,
                    help="word2vec subsampling of frequent nodes (default 1e-3; 0: off)")
     e.add_argument("--unigram", choices=("walks", "degree"), default=S,

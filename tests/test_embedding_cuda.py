@@ -80,9 +80,13 @@ def _chunk(P: int, symmetric: bool, n: int = 200, dim: int = 24):
     walks = random_walks(g, np.arange(n), 12, seed=2)
     a_raw = np.empty(n * 12 * 2 * 3, np.int32)
     b_raw = np.empty_like(a_raw)
-    cnt, _ = walk_pairs(walks, 3, np.empty(0, np.float32), np.uint64(99), 0, a_raw, b_raw)
     block_of = (rng.permutation(n) % P).astype(np.int32)
-    pa, pb, ptr = bucketize(a_raw, b_raw, cnt, block_of, P, symmetric)
+    keys = np.empty_like(a_raw)
+    cnt, _ = walk_pairs(walks, 3, np.empty(0, np.float32), np.uint64(99), 0, block_of, P, a_raw, b_raw, keys)
+    if symmetric:  # LINE's buckets: the smaller block first
+        x, y = block_of[a_raw[:cnt]], block_of[b_raw[:cnt]]
+        keys[:cnt] = np.minimum(x, y) * P + np.maximum(x, y)
+    pa, pb, ptr = bucketize(a_raw, b_raw, keys, cnt, P)
     table, tptr = negative_table(np.diff(indptr) ** 0.75, block_of, P, 4096)
     emb_in = ((rng.random((n, dim), dtype=np.float32) - 0.5) / dim).astype(np.float32)
     emb_out = emb_in if symmetric else (rng.random((n, dim), dtype=np.float32) * 0.01).astype(np.float32)

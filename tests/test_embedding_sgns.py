@@ -16,11 +16,13 @@ from test_samplers_helpers import undirected_csc
 from gnnsys.embedding.pool import Chunk, SamplePool
 from gnnsys.embedding.sgns import (
     bucketize,
+    edge_samples,
     negative_table,
     sgd_pair,
     skipgram_schedule,
     symmetric_schedule,
     train_rounds,
+    walk_pairs,
 )
 from gnnsys.embedding.trainer import EmbeddingOptions, fit_embeddings
 from gnnsys.errors import ConfigError
@@ -94,6 +96,34 @@ def test_negative_table_follows_weights_within_blocks():
     assert np.bincount(table[600:], minlength=6).tolist() == [0, 0, 0, 150, 150, 300]
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_producers_key_each_sample_by_its_bucket(symmetric):
+    """walk_pairs and edge_samples write each sample's bucket, block(a) * P + block(b) (LINE's
+    symmetric buckets: the smaller block first), as bucketize groups by."""
+    indptr, indices = _ring_graph(50, 80)
+    n, P = 50, 4
+    block_of = (np.arange(n) * 7 % P).astype(np.int32)
+    rng = np.random.default_rng(0)
+    if symmetric:
+        dst = np.repeat(np.arange(n, dtype=np.int32), np.diff(indptr))
+        a_raw, b_raw = np.empty(300, np.int32), np.empty(300, np.int32)
+        keys = np.full(300, -1, np.int32)
+        cnt = edge_samples(indptr, indices, dst, np.uint64(5), 0, 300, block_of, P, True, a_raw, b_raw, keys)
+    else:
+        walks = rng.integers(0, n, (20, 9)).astype(np.int32)
+        walks[3, 6:] = -1
+        a_raw, b_raw = np.empty(20 * 9 * 2 * 3, np.int32), np.empty(20 * 9 * 2 * 3, np.int32)
+        keys = np.full(a_raw.size, -1, np.int32)
+        cnt, _ = walk_pairs(walks, 3, np.empty(0, np.float32), np.uint64(5), 0, block_of, P, a_raw, b_raw, keys)
+    x, y = block_of[a_raw[:cnt]], block_of[b_raw[:cnt]]
+    want = np.minimum(x, y) * P + np.maximum(x, y) if symmetric else x * P + y
+    assert cnt > 100 and np.array_equal(keys[:cnt], want)
+    pa, pb, ptr = bucketize(a_raw, b_raw, keys, cnt, P)
+    for k in range(P * P):  # grouped, and in the producers' order within a bucket
+        sel = np.flatnonzero(keys[:cnt] == k)
+        assert np.array_equal(pa[ptr[k]:ptr[k + 1]], a_raw[sel]) and np.array_equal(pb[ptr[k]:ptr[k + 1]], b_raw[sel])
+
+
 def _reference_rounds(emb_in, emb_out, pa, pb, ptr, schedule, block_of, table, tptr, num_neg, share, lr, key):
     """train_rounds in plain NumPy: buckets in schedule order, negatives redrawn every ``share``
     samples of a bucket (or when b changes block), word2vec's step per sample. Returns the
@@ -134,7 +164,9 @@ def test_bucket_training_equals_reference(share, symmetric):
     a_raw = rng.integers(0, n, S).astype(np.int32)
     b_raw = rng.integers(0, n, S).astype(np.int32)
     block_of = (rng.permutation(n) % P).astype(np.int32)
-    pa, pb, ptr = bucketize(a_raw, b_raw, S, block_of, P, symmetric)
+    x, y = block_of[a_raw], block_of[b_raw]
+    keys = (np.minimum(x, y) * P + np.maximum(x, y) if symmetric else x * P + y).astype(np.int32)
+    pa, pb, ptr = bucketize(a_raw, b_raw, keys, S, P)
     table, tptr = negative_table(np.arange(1, n + 1, dtype=np.float64) ** 0.75, block_of, P, 997)
     emb_in = rng.standard_normal((n, dim)).astype(np.float32) * 0.3
     emb_out = emb_in if symmetric else rng.standard_normal((n, dim)).astype(np.float32) * 0.3

@@ -196,24 +196,16 @@ def negative_table(weights: np.ndarray, block_of: np.ndarray, num_blocks: int,
 
 
 @njit(cache=True, nogil=True)
-def _count_and_place(a_raw, b_raw, n, block_of, P, symmetric, pairs_a, pairs_b, bucket_ptr):
-    counts = np.zeros(P * P + 1, np.int64)
+def _count_and_place(a_raw, b_raw, keys, n, num_buckets, pairs_a, pairs_b, bucket_ptr):
+    counts = np.zeros(num_buckets + 1, np.int64)
     for s in range(n):
-        x = block_of[a_raw[s]]
-        y = block_of[b_raw[s]]
-        if symmetric and x > y:
-            x, y = y, x
-        counts[x * P + y + 1] += 1
-    for k in range(P * P):
+        counts[keys[s] + 1] += 1
+    for k in range(num_buckets):
         counts[k + 1] += counts[k]
-    for k in range(P * P + 1):
+    for k in range(num_buckets + 1):
         bucket_ptr[k] = counts[k]
     for s in range(n):
-        x = block_of[a_raw[s]]
-        y = block_of[b_raw[s]]
-        if symmetric and x > y:
-            x, y = y, x
-        k = x * P + y
+        k = keys[s]
         pos = counts[k]
         pairs_a[pos] = a_raw[s]
         pairs_b[pos] = b_raw[s]
@@ -221,7 +213,7 @@ def _count_and_place(a_raw, b_raw, n, block_of, P, symmetric, pairs_a, pairs_b, 
 
 
 @njit(cache=True, nogil=True)
-def walk_pairs(walks, window, keep, key, walk_id0, a_raw, b_raw):
+def walk_pairs(walks, window, keep, key, walk_id0, block_of, num_blocks, a_raw, b_raw, keys):
     """Skip-gram samples of a chunk of walks, word2vec style: each walk's nodes are first
     subsampled (node ``v`` kept with probability ``keep[v]``; ``keep`` empty: all kept), then
     each centre position takes a reduced window ``b`` uniform in ``[1, window]`` and yields
@@ -231,7 +223,10 @@ def walk_pairs(walks, window, keep, key, walk_id0, a_raw, b_raw):
         walks: int ``[W, L]`` (``-1`` ends a walk).
         keep: float32 ``[N]`` or ``[0]``.
         key, walk_id0: the random stream; walk ``i`` draws from ``node_key(key, walk_id0 + i)``.
+        block_of: int ``[N]`` node -> block; num_blocks: ``P``.
         a_raw, b_raw: int out, room for ``W * L * 2 * window`` samples.
+        keys: int32 out, the same room: each sample's bucket ``block(a) * P + block(b)`` (a walk
+            node's block is looked up once, not once per sample it is in).
 
     Returns:
         ``(samples, words)``: samples written, and walk nodes read (before subsampling; the
@@ -239,6 +234,7 @@ def walk_pairs(walks, window, keep, key, walk_id0, a_raw, b_raw):
     """
     L = walks.shape[1]
     sent = np.empty(L, np.int64)
+    sblk = np.empty(L, np.int32)
     n = 0
     words = 0
     for i in range(walks.shape[0]):
@@ -258,37 +254,51 @@ def walk_pairs(walks, window, keep, key, walk_id0, a_raw, b_raw):
                     if r >= k:
                         continue
             sent[m] = v
+            sblk[m] = block_of[v]
             m += 1
         for c in range(m):
             b = 1 + below(draw(wkey, j), window)
             j += np.uint64(1)
             lo = max(0, c - b)
             hi = min(m, c + b + 1)
+            kc = sblk[c]
             for x in range(lo, hi):
                 if x != c:
                     a_raw[n] = sent[x]
                     b_raw[n] = sent[c]
+                    keys[n] = sblk[x] * num_blocks + kc
                     n += 1
     return n, words
 
 
 @njit(cache=True, nogil=True)
-def edge_samples(indptr, indices, dst, key, sample0, count, a_raw, b_raw):
+def edge_samples(indptr, indices, dst, key, sample0, count, block_of, num_blocks, symmetric, a_raw,
+                 b_raw, keys):
     """LINE's samples: ``count`` edges drawn uniformly (sample ``s`` from
-    ``draw(node_key(key, sample0 + s), 0)``), as ``(source, destination)`` of the CSC edge."""
+    ``draw(node_key(key, sample0 + s), 0)``), as ``(source, destination)`` of the CSC edge, with
+    each sample's bucket in ``keys`` (``block(a) * P + block(b)``; ``symmetric``: the smaller
+    block first)."""
     E = indices.shape[0]
     for s in range(count):
         e = below(draw(node_key(key, sample0 + s), 0), E)
-        a_raw[s] = indices[e]
-        b_raw[s] = dst[e]
+        a = indices[e]
+        b = dst[e]
+        a_raw[s] = a
+        b_raw[s] = b
+        x = block_of[a]
+        y = block_of[b]
+        if symmetric and x > y:
+            x, y = y, x
+        keys[s] = x * num_blocks + y
     return count
 
 
-def bucketize(a_raw: np.ndarray, b_raw: np.ndarray, n: int, block_of: np.ndarray, num_blocks: int,
-              symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Group ``n`` samples by bucket (counting sort, stable): ``(pairs_a, pairs_b, bucket_ptr)``."""
+def bucketize(a_raw: np.ndarray, b_raw: np.ndarray, keys: np.ndarray, n: int,
+              num_blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group ``n`` samples by their bucket ``keys`` (int32, ``< P * P``; counting sort, stable):
+    ``(pairs_a, pairs_b, bucket_ptr)``."""
     pa = np.empty(n, a_raw.dtype)
     pb = np.empty(n, b_raw.dtype)
     ptr = np.empty(num_blocks * num_blocks + 1, np.int64)
-    _count_and_place(a_raw, b_raw, n, block_of, num_blocks, symmetric, pa, pb, ptr)
+    _count_and_place(a_raw, b_raw, keys, n, num_blocks * num_blocks, pa, pb, ptr)
     return pa, pb, ptr

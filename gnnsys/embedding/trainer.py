@@ -251,11 +251,12 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
         epoch, c = divmod(k, chunks_per_epoch)
         a_raw = np.empty(cap, id_dtype)
         b_raw = np.empty(cap, id_dtype)
+        keys = np.empty(cap, np.int32)
         if opts.model == "line":
             s0 = c * chunk_samples
             cnt = min(chunk_samples, per_epoch - s0)
             num = edge_samples(g.indptr, g.indices, dst, np.uint64(stream_key(sample_key, epoch)),
-                               s0, cnt, a_raw, b_raw)
+                               s0, cnt, block_of, P, line1, a_raw, b_raw, keys)
             words = cnt
         else:
             pss, cc = divmod(c, chunks_per_pass)
@@ -265,9 +266,9 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
                 perms[pass_id] = walk_order(n, 1, opts.seed, pass_id)
             wid0 = pss * n + cc * C
             walks = _walks(g, opts, perms[pass_id], epoch, pss, cc * C, C, parallel=False)
-            num, words = walk_pairs(walks, opts.context, keep,
-                                    np.uint64(stream_key(sample_key, epoch)), wid0, a_raw, b_raw)
-        pa, pb, ptr = bucketize(a_raw, b_raw, num, block_of, P, line1)
+            num, words = walk_pairs(walks, opts.context, keep, np.uint64(stream_key(sample_key, epoch)),
+                                    wid0, block_of, P, a_raw, b_raw, keys)
+        pa, pb, ptr = bucketize(a_raw, b_raw, keys, num, P)
         return Chunk(k, epoch, pa, pb, ptr, int(words), int(words_before))
 
     old_threads = numba.get_num_threads()

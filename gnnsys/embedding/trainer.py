@@ -23,7 +23,6 @@ from samplers._rng import stream_key
 from samplers.walks import random_walks, walk_order
 
 from ..errors import ConfigError
-from .hugepages import empty_matrix
 from .pool import Chunk, SamplePool
 from .sgns import (
     bucketize,
@@ -211,16 +210,11 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
     counts = deg if opts.model == "line" or opts.unigram == "degree" else walk_counts(g, opts)
     table, table_ptr = negative_table(counts ** 0.75, block_of, P, _table_size(n))
     # word2vec initialisation: vertex rows uniform in [-0.5/dim, 0.5/dim), context rows zero
-    emb_in = empty_matrix((n, opts.dim))
-    rng.random(out=emb_in, dtype=np.float32)
-    emb_in -= np.float32(0.5)
-    emb_in /= np.float32(opts.dim)
+    # (NumPy puts allocations this large on transparent huge pages itself: see
+    # gnnsys/features/hugepages.py)
+    emb_in = ((rng.random((n, opts.dim), dtype=np.float32) - np.float32(0.5)) / np.float32(opts.dim))
     line1 = opts.model == "line" and opts.order == 1
-    if line1:
-        emb_out = emb_in
-    else:
-        emb_out = empty_matrix((n, opts.dim))
-        emb_out.fill(0.0)
+    emb_out = emb_in if line1 else np.zeros((n, opts.dim), np.float32)
     schedule = symmetric_schedule(P) if line1 else skipgram_schedule(P)
     keep = np.empty(0, np.float32)
     if opts.model != "line" and opts.sample > 0:

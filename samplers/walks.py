@@ -48,8 +48,9 @@ def _is_neighbor(indptr, indices, t, x):
 
 
 @njit(cache=True, nogil=True)
-def _walk_one(indptr, indices, start, wkey, length, inv_p, inv_q, max_w, uniform, out_row):
-    """Fill ``out_row`` ``[length]`` with one walk from ``start`` (``-1`` after a dead end)."""
+def _walk_one(indptr, indices, start, wkey, length, inv_p, inv_q, max_w, out_row):
+    """Fill ``out_row`` ``[length]`` with one node2vec walk from ``start`` (``-1`` after a dead
+    end); uniform walks are :func:`_walk_group`'s."""
     for s in range(length):
         out_row[s] = -1
     out_row[0] = start
@@ -61,7 +62,7 @@ def _walk_one(indptr, indices, start, wkey, length, inv_p, inv_q, max_w, uniform
         deg = indptr[cur + 1] - lo
         if deg == 0:
             return
-        if uniform or prev < 0:
+        if prev < 0:
             nxt = np.int64(indices[lo + below(draw(wkey, j), deg)])
             j += np.uint64(1)
         else:
@@ -90,8 +91,8 @@ WALK_GROUP = 16
 
 @njit(cache=True, nogil=True)
 def _walk_group(indptr, indices, starts, walk_ids, key, length, g0, g1, cur, wkeys, out):
-    """Uniform walks ``g0:g1`` in lockstep; each equals :func:`_walk_one`'s walk (walk ``i``'s
-    step ``s`` takes draw ``s - 1`` of its key). ``cur``/``wkeys``: scratch of ``>= g1 - g0``."""
+    """Uniform walks ``g0:g1`` in lockstep: walk ``i``'s step ``s`` takes draw ``s - 1`` of its
+    key, whatever the group. ``cur``/``wkeys``: scratch of ``>= g1 - g0``."""
     for i in range(g0, g1):
         for s in range(length):
             out[i, s] = -1
@@ -139,17 +140,17 @@ def _uniform_walks_serial(indptr, indices, starts, walk_ids, key, length, out):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _walks_parallel(indptr, indices, starts, walk_ids, key, length, inv_p, inv_q, max_w, uniform, out):
+def _walks_parallel(indptr, indices, starts, walk_ids, key, length, inv_p, inv_q, max_w, out):
     for i in prange(starts.shape[0]):
         _walk_one(indptr, indices, starts[i], node_key(key, walk_ids[i]), length, inv_p, inv_q,
-                  max_w, uniform, out[i])
+                  max_w, out[i])
 
 
 @njit(cache=True, nogil=True)
-def _walks_serial(indptr, indices, starts, walk_ids, key, length, inv_p, inv_q, max_w, uniform, out):
+def _walks_serial(indptr, indices, starts, walk_ids, key, length, inv_p, inv_q, max_w, out):
     for i in range(starts.shape[0]):
         _walk_one(indptr, indices, starts[i], node_key(key, walk_ids[i]), length, inv_p, inv_q,
-                  max_w, uniform, out[i])
+                  max_w, out[i])
 
 
 def walk_key(seed: int, epoch: int = 0) -> int:
@@ -212,7 +213,7 @@ def random_walks(graph, starts, length: int, *, p: float = 1.0, q: float = 1.0, 
         fn(indptr, indices, starts, ids, key, int(length), out)
     else:
         fn = _walks_parallel if parallel else _walks_serial
-        fn(indptr, indices, starts, ids, key, int(length), inv_p, inv_q, max_w, uniform, out)
+        fn(indptr, indices, starts, ids, key, int(length), inv_p, inv_q, max_w, out)
     return out
 
 

@@ -109,8 +109,10 @@ def test_walk_order_is_a_permutation_per_pass():
 
 def test_uniform_walks_in_lockstep_equal_one_at_a_time():
     """The grouped uniform walker (WALK_GROUP walks per step, for overlapping cache misses) gives
-    exactly the walks of the one-walk-at-a-time kernel, dead ends and a partial group included."""
-    from samplers.walks import WALK_GROUP, _walks_serial, walk_key
+    exactly the walks of a one-at-a-time reference (step s of walk i: draw s - 1 of its key),
+    dead ends and a partial group included."""
+    from samplers._rng import below, draw, node_key
+    from samplers.walks import WALK_GROUP, walk_key
 
     rng = np.random.default_rng(3)
     n = 200
@@ -122,8 +124,16 @@ def test_uniform_walks_in_lockstep_equal_one_at_a_time():
     g = SimpleNamespace(indptr=indptr, indices=src[order].astype(np.int32))
     starts = rng.integers(0, n, 3 * WALK_GROUP + 5)
     ids = np.arange(1000, 1000 + starts.size, dtype=np.int64)
-    want = np.empty((starts.size, 30), np.int32)
-    _walks_serial(indptr, g.indices, starts, ids, np.uint64(walk_key(9)), 30, 1.0, 1.0, 1.0, True, want)
+    want = np.full((starts.size, 30), -1, np.int32)
+    for i, (v, wid) in enumerate(zip(starts.tolist(), ids.tolist())):
+        wkey = np.uint64(node_key(np.uint64(walk_key(9)), wid))
+        want[i, 0] = v
+        for s in range(1, 30):
+            lo, deg = int(indptr[v]), int(indptr[v + 1] - indptr[v])
+            if deg == 0:
+                break
+            v = int(g.indices[lo + below(np.uint64(draw(wkey, s - 1)), deg)])
+            want[i, s] = v
     for parallel in (False, True):
         got = random_walks(g, starts, 30, seed=9, walk_ids=ids, parallel=parallel)
         assert np.array_equal(got, want)

@@ -17,9 +17,9 @@ version and independent of the thread count.
 contiguous edge range ``ebase[t]:ebase[t + 1]`` (parallel regions separated by barriers):
 
 1. per chunk: draw every node's neighbour positions (pure arithmetic, sequential writes), then,
-   tile by tile, flat loops that keep many cache misses in flight: ``indices`` at the chosen
-   positions, then the relabel-table probe ``gmap[nbr]``, then a branchy pass over the probed
-   tile. Chunk 0's first occurrences are global first occurrences, so chunk 0 numbers its new
+   tile by tile, vector gathers that keep many cache misses in flight (:mod:`samplers._simd`):
+   ``indices`` at the chosen positions, then the relabel-table probe ``gmap[nbr]``, then a
+   branch-free pass over the probed tile. Chunk 0's first occurrences are global first occurrences, so chunk 0 numbers its new
    sources at once (``known``, ``known + 1``, ...). A later chunk lists its unmapped sources
    once each (its "seen" bitmap) as candidates; it may meanwhile read ids that chunk 0 writes
    (aligned word stores: it sees ``-1`` or the final id, and both end the same);
@@ -27,9 +27,11 @@ contiguous edge range ``ebase[t]:ebase[t + 1]`` (parallel regions separated by b
    ordered pass numbers those still unmapped. Otherwise, split into equal segments over the
    threads, a candidate is *owned* (a first occurrence) when gmap still lacks it and no earlier
    chunk's bitmap has it, owners are counted per segment, and a second pass numbers them after
-   a prefix sum over the ``O(T)`` segment counts;
-3. split evenly over the threads: sources that were new read their local id and clear their
-   bitmap bytes; new nodes get their per-node facts and the next hop's per-chunk edge counts.
+   a prefix sum over the ``O(T)`` segment counts. Either way every candidate clears its bitmap
+   byte once ownership is decided;
+3. split evenly over the threads: later chunks' sources read their local ids again (a vector
+   gather of ``gmap`` over their edges); new nodes get their per-node facts and the next hop's
+   per-chunk edge counts.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from samplers._hop import (
     _sorted_contains,
 )
 from samplers._rng import node_key
+from samplers._simd import gather_into
 
 # Edges per tile of the flat load loops: small enough for the tile's ids to stay in L1.
 _TILE = 256
@@ -67,6 +70,31 @@ def _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys):
     if weights.size > 0:
         return wdeg[v]
     return indptr[v + 1] - indptr[v]
+
+
+@njit(cache=True, nogil=True)
+def _node_facts(indptr, indices, weights, wdeg, ex_nodes, ex_keys, nodes, starts, avail, lo, hi,
+                fanout, replace):
+    """Per-node facts of local ids ``lo .. hi - 1``: ``starts[r] = indptr[nodes[r]]`` and
+    ``avail[r]`` (:func:`_avail`). Returns how many edges the next hop draws from them
+    (``fanout``). Tile by tile: a vector gather of ``indptr[v]`` brings the lines in, then
+    ``indptr[v + 1]`` is (mostly) a hit."""
+    n = 0
+    simple = weights.size == 0 and ex_nodes.size == 0
+    for a in range(lo, hi, _TILE):
+        b = min(hi, a + _TILE)
+        gather_into(indptr, nodes, starts, a, b)
+        if simple:
+            for r in range(a, b):
+                x = indptr[nodes[r] + 1] - starts[r]
+                avail[r] = x
+                n += _count(x, fanout, replace)
+        else:
+            for r in range(a, b):
+                x = _avail(indptr, indices, weights, wdeg, nodes[r], ex_nodes, ex_keys)
+                avail[r] = x
+                n += _count(x, fanout, replace)
+    return n
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -92,14 +120,8 @@ def init_seeds(seeds, gmap, nodes, starts, avail, indptr, indices, weights, wdeg
     per = (b + nchunks - 1) // nchunks
     tot = np.zeros(nchunks, np.int64)
     for t in prange(nchunks):
-        c = 0
-        for i in range(min(b, t * per), min(b, (t + 1) * per)):
-            v = seeds[i]
-            starts[i] = indptr[v]
-            a = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
-            avail[i] = a
-            c += _count(a, fanout, replace)
-        tot[t] = c
+        tot[t] = _node_facts(indptr, indices, weights, wdeg, ex_nodes, ex_keys, nodes, starts,
+                             avail, min(b, t * per), min(b, (t + 1) * per), fanout, replace)
     return _exclusive_sum(tot)
 
 
@@ -176,32 +198,27 @@ def _chunk_of(g, cbase, t):
 
 
 @njit(cache=True, nogil=True)
-def _gather(indices, work, a, b):
-    """``work[a:b]`` positions -> neighbour ids: independent loads, many misses in flight."""
-    for q in range(a, b):
-        work[q] = indices[work[q]]
-
-
-@njit(cache=True, nogil=True)
 def _first_chunk(indices, gmap, work, src_out, nodes, elo, ehi, known):
     """Chunk 0: every source not yet mapped is a first occurrence, so it is numbered at once
     (``known``, ``known + 1``, ...) and appended to ``nodes``. Returns how many were new."""
     n = 0
     for a in range(elo, ehi, _TILE):
         b = min(ehi, a + _TILE)
-        _gather(indices, work, a, b)
+        gather_into(indices, work, work, a, b)  # positions -> neighbour ids
+        gather_into(gmap, work, src_out, a, b)  # their local ids: loads the tile's gmap lines
         for q in range(a, b):
-            src_out[q] = gmap[work[q]]
-        for q in range(a, b):
-            if src_out[q] < 0:
-                v = work[q]
-                x = gmap[v]
-                if x < 0:
-                    x = known + n
-                    gmap[v] = x
-                    nodes[x] = v
-                    n += 1
-                src_out[q] = x
+            # branch-free: whether a source is new is a coin flip the predictor cannot learn;
+            # the stores of an old source rewrite what is there (nodes[y] is the next free slot)
+            v = work[q]
+            x = gmap[v]
+            y = known + n
+            new = x < 0
+            if new:
+                x = y
+            gmap[v] = x
+            nodes[y] = v
+            n += new
+            src_out[q] = x
     return n
 
 
@@ -217,18 +234,22 @@ def _later_chunk(indices, gmap, bitmap, work, src_out, cand, elo, ehi):
     c = elo
     for a in range(elo, ehi, _TILE):
         b = min(ehi, a + _TILE)
-        _gather(indices, work, a, b)
+        gather_into(indices, work, work, a, b)
+        gather_into(gmap, work, src_out, a, b)
         for q in range(a, b):
-            src_out[q] = gmap[work[q]]
-        for q in range(a, b):
-            if src_out[q] < 0:
-                v = work[q]
-                byte = v >> 3
-                m = np.uint8(1 << (v & 7))
-                if bitmap[byte] & m == 0:
-                    bitmap[byte] |= m
-                    cand[c] = v
-                    c += 1
+            # branch-free, as in _first_chunk: the bitmap byte is rewritten (unchanged for a
+            # mapped or listed source) and cand[c] is written on every edge (c <= q < ehi)
+            v = work[q]
+            byte = v >> 3
+            m = np.uint8(1 << (v & 7))
+            old = bitmap[byte]
+            unmapped = src_out[q] < 0
+            fresh = unmapped and old & m == 0
+            if unmapped:
+                old |= m
+            bitmap[byte] = old
+            cand[c] = v
+            c += fresh
     return c - elo
 
 
@@ -242,7 +263,9 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
         indptr, indices, weights, wdeg, ex_nodes, ex_keys: graph and constraints, as in
             :func:`samplers._hop.hop_fill`.
         fanout, replace, hop_key: the hop's fanout, mode and ``uint64`` key.
-        nodes: int64 ``[>= known + E]`` local -> global ids; new nodes are appended in place.
+        nodes: int64 ``[> known + E']`` local -> global ids, where ``E'`` bounds the new nodes
+            (at most ``E``); new nodes are appended in place, and the slot after the last one
+            may be overwritten.
         starts, avail: int64 ``[>= known + E]`` per local id ``indptr[v]`` and allowed degree
             (read for the frontier; written for the new nodes when ``need_next``).
         f0, known: the frontier is local ids ``f0 .. known - 1``; ``known`` nodes exist.
@@ -288,6 +311,7 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
         for t in range(1, nchunks):
             for p in range(ebase[t], ebase[t] + found[t]):
                 v = cand[p]
+                bitmaps[t, v >> 3] = 0
                 if gmap[v] < 0:
                     gmap[v] = r
                     nodes[r] = v
@@ -331,7 +355,8 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
         obase[0] = known + first
         for s in range(nseg):
             obase[s + 1] = obase[s] + nown[s]
-        # 3. owners get consecutive local ids after chunk 0's
+        # 3. owners get consecutive local ids after chunk 0's; every candidate clears its
+        # bitmap byte (no ownership test reads the bitmaps any more)
         for s in prange(nseg):
             g0 = min(total, s * seg)
             g1 = min(total, g0 + seg)
@@ -344,11 +369,15 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
                     gmap[v] = r
                     nodes[r] = v
                     r += 1
+                else:
+                    v = -1 - v
+                bitmaps[t, v >> 3] = 0
         end = obase[nseg]
     else:
         end = known + first
-    # 4. later chunks' new sources read their local id and clear their bitmap bytes; the new
-    # nodes' per-node facts are read for the next hop (both split evenly over the threads)
+    # 4. later chunks' sources read their local ids again (all of them: one vector gather, no
+    # test); the new nodes' per-node facts are read for the next hop (both split evenly over
+    # the threads)
     e1 = ebase[1]
     rest = ebase[nchunks] - e1
     m_new = end - known
@@ -357,21 +386,11 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
     per_new = (m_new + next_chunks - 1) // next_chunks
     next_tot = np.zeros(next_chunks, np.int64)
     for t in prange(nt):
-        c = 1
-        for q in range(e1 + min(rest, t * per_fix), e1 + min(rest, (t + 1) * per_fix)):
-            while q >= ebase[c + 1]:
-                c += 1
-            if src_out[q] < 0:
-                v = work[q]
-                src_out[q] = gmap[v]
-                bitmaps[c, v >> 3] = 0
+        gather_into(gmap, work, src_out, e1 + min(rest, t * per_fix),
+                    e1 + min(rest, (t + 1) * per_fix))
         if need_next and t < next_chunks:
-            n = 0
-            for r in range(known + min(m_new, t * per_new), known + min(m_new, (t + 1) * per_new)):
-                v = nodes[r]
-                starts[r] = indptr[v]
-                x = _avail(indptr, indices, weights, wdeg, v, ex_nodes, ex_keys)
-                avail[r] = x
-                n += _count(x, next_fanout, replace)
-            next_tot[t] = n
+            next_tot[t] = _node_facts(indptr, indices, weights, wdeg, ex_nodes, ex_keys, nodes,
+                                      starts, avail, known + min(m_new, t * per_new),
+                                      known + min(m_new, (t + 1) * per_new), next_fanout,
+                                      replace)
     return m_new, _exclusive_sum(next_tot)

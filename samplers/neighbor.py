@@ -324,7 +324,9 @@ class NeighborSampler:
         t = time.perf_counter() if profile is not None else 0.0
         b = seeds.size
         nhops = len(self.fanouts)
-        nodes = np.empty(self._node_capacity(b), np.int64)
+        # one spare slot: the branch-free numbering of _fused writes the next free slot on
+        # every edge, new source or not
+        nodes = np.empty(self._node_capacity(b) + 1, np.int64)
         scratch.reserve(0, b)
         nchunks = chunks or max(1, min(numba.get_num_threads(), scratch.num_threads))
         ebase = _fused.init_seeds(seeds, scratch.gmap, nodes, scratch.starts, scratch.avail,

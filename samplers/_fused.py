@@ -253,6 +253,43 @@ def _later_chunk(indices, gmap, bitmap, work, src_out, cand, elo, ehi):
     return c - elo
 
 
+@njit(cache=True, nogil=True)
+def _later_unmapped(indices, gmap, work, src_out, cand, elo, ehi):
+    """Chunk 1 of two: every edge whose source is not yet mapped lists that source in
+    ``cand[elo:]`` (in edge order, repeats included: the ordered pass after the barrier
+    de-duplicates them through ``gmap``, so no bitmap is needed). Returns the number listed."""
+    c = elo
+    for a in range(elo, ehi, _TILE):
+        b = min(ehi, a + _TILE)
+        gather_into(indices, work, work, a, b)
+        gather_into(gmap, work, src_out, a, b)
+        for q in range(a, b):
+            cand[c] = work[q]  # c <= q < ehi
+            c += src_out[q] < 0
+    return c - elo
+
+
+@njit(cache=True, nogil=True)
+def _number_in_order(gmap, nodes, cand, lo, hi, r, probe):
+    """Give the nodes ``cand[lo:hi]`` that ``gmap`` still lacks consecutive local ids from
+    ``r``, in list order (a repeat finds the id its first listing got). ``probe``: int64
+    scratch whose ``[lo:hi]`` may be overwritten. Returns the next free id. Branch-free, tile
+    by tile after a vector gather of the tile's ``gmap`` entries (as :func:`_first_chunk`)."""
+    for a in range(lo, hi, _TILE):
+        b = min(hi, a + _TILE)
+        gather_into(gmap, cand, probe, a, b)
+        for p in range(a, b):
+            v = cand[p]
+            x = gmap[v]
+            new = x < 0
+            if new:
+                x = r
+            gmap[v] = x
+            nodes[r] = v
+            r += new
+    return r
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replace, hop_key,
                nodes, starts, avail, f0, known, ebase, gmap, bitmaps, work, cand, src_out,
@@ -299,23 +336,23 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
                     nodes, starts, avail, lo, hi, elo, work, dst_out)
         if t == 0:
             found[t] = _first_chunk(indices, gmap, work, src_out, nodes, elo, ehi, known)
+        elif nchunks == 2:
+            found[t] = _later_unmapped(indices, gmap, work, src_out, cand, elo, ehi)
         else:
             found[t] = _later_chunk(indices, gmap, bitmaps[t], work, src_out, cand, elo, ehi)
     first = found[0]
     total_cand = 0
     for t in range(1, nchunks):
         total_cand += found[t]
-    if nchunks > 1 and total_cand <= serial_max:
-        # few candidates: one ordered pass (earlier chunks' numbers are in gmap already)
+    if nchunks == 2 or (nchunks > 2 and total_cand <= serial_max):
+        # two chunks, or few candidates: one ordered pass (chunk 0's numbers are in gmap);
+        # the later chunks' src_out is scratch until the fix-up below rewrites it
         r = known + first
         for t in range(1, nchunks):
-            for p in range(ebase[t], ebase[t] + found[t]):
-                v = cand[p]
-                bitmaps[t, v >> 3] = 0
-                if gmap[v] < 0:
-                    gmap[v] = r
-                    nodes[r] = v
-                    r += 1
+            r = _number_in_order(gmap, nodes, cand, ebase[t], ebase[t] + found[t], r, src_out)
+            if nchunks > 2:
+                for p in range(ebase[t], ebase[t] + found[t]):
+                    bitmaps[t, cand[p] >> 3] = 0
         end = r
     elif nchunks > 1:
         cbase = np.empty(nchunks + 1, np.int64)

@@ -26,7 +26,7 @@ def _gather_lanes(typingctx, table, idx, out, q):
     """``out[q + i] = table[idx[q + i]]`` for ``i < LANES`` as one vector gather.
 
     ``table``: a contiguous 1-D signed integer array (any width, sign-extended to int64);
-    ``idx``: int64 C-contiguous; ``out``: an integer array of the width of int64 (int64).
+    ``idx``, ``out``: int64. All three 1-D and C-contiguous (others do not type).
     No bounds checks: the caller guarantees ``q + LANES <= idx.size <= out.size`` and that every
     index is in ``[0, table.size)``.
     """
@@ -34,7 +34,9 @@ def _gather_lanes(typingctx, table, idx, out, q):
             and table.dtype.signed
             and isinstance(idx, types.Array) and idx.dtype == types.int64
             and isinstance(out, types.Array) and out.dtype == types.int64
-            and isinstance(q, types.Integer)):
+            and isinstance(q, types.Integer)
+            and table.ndim == idx.ndim == out.ndim == 1
+            and table.layout == idx.layout == out.layout == "C"):
         return None
     sig = types.void(table, idx, out, q)
 

@@ -60,6 +60,25 @@ SERIAL_RESOLVE_MAX = 32768
 #: work; no candidates, ownership or fix-up), and so do the seeds' facts of a batch of fewer
 #: than ``SERIAL_HOP_EDGES // 8`` seeds.
 SERIAL_HOP_EDGES = 32768
+#: Frontier share of chunk 0 against each later chunk, in sixteenths: chunk 0 numbers its new
+#: sources as it goes, a later chunk's are numbered after the barrier by one ordered pass, so a
+#: later chunk's edges cost more in all.
+CHUNK0_WEIGHT_16THS = 16
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _node_split(f, nchunks, t):
+    """Offsets ``(lo, hi)`` of chunk ``t``'s share of a frontier of ``f`` nodes split in
+    ``nchunks`` chunks: chunk 0 weighs :data:`CHUNK0_WEIGHT_16THS` sixteenths, every later
+    chunk 16, and the later chunks split the rest evenly."""
+    if nchunks == 1:
+        return 0, f
+    total = CHUNK0_WEIGHT_16THS + 16 * (nchunks - 1)
+    first = min(f, (f * CHUNK0_WEIGHT_16THS + total - 1) // total)
+    if t == 0:
+        return 0, first
+    per = (f - first + nchunks - 2) // (nchunks - 1)
+    return min(f, first + (t - 1) * per), min(f, first + t * per)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -117,11 +136,11 @@ def init_seeds(seeds, gmap, nodes, starts, avail, indptr, indices, weights, wdeg
         if gmap[s] < 0:
             gmap[s] = i
     b = seeds.size
-    per = (b + nchunks - 1) // nchunks
     tot = np.zeros(nchunks, np.int64)
     for t in prange(nchunks):
+        lo, hi = _node_split(b, nchunks, t)
         tot[t] = _node_facts(indptr, indices, weights, wdeg, ex_nodes, ex_keys, nodes, starts,
-                             avail, min(b, t * per), min(b, (t + 1) * per), fanout, replace)
+                             avail, lo, hi, fanout, replace)
     return _exclusive_sum(tot)
 
 
@@ -138,17 +157,15 @@ def _exclusive_sum(tot):
 def hop_plan(avail, f0, known, fanout, replace, nchunks):
     """Edge offsets of the frontier chunks: int64 ``[nchunks + 1]``.
 
-    The frontier is local ids ``f0 .. known - 1`` split into ``nchunks`` equal node ranges;
-    chunk ``t``'s sampled edges will be ``ebase[t]:ebase[t + 1]``.
+    The frontier is local ids ``f0 .. known - 1`` split into ``nchunks`` node ranges
+    (:func:`_node_split`); chunk ``t``'s sampled edges will be ``ebase[t]:ebase[t + 1]``.
     """
     f = known - f0
-    per = (f + nchunks - 1) // nchunks
     tot = np.zeros(nchunks, np.int64)
     for t in prange(nchunks):
-        lo = f0 + min(f, t * per)
-        hi = f0 + min(f, (t + 1) * per)
+        lo, hi = _node_split(f, nchunks, t)
         s = 0
-        for i in range(lo, hi):
+        for i in range(f0 + lo, f0 + hi):
             s += _count(avail[i], fanout, replace)
         tot[t] = s
     return _exclusive_sum(tot)
@@ -324,12 +341,12 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
     """
     nchunks = ebase.size - 1
     f = known - f0
-    per = (f + nchunks - 1) // nchunks
     found = np.zeros(nchunks, np.int64)
     # 1. draw, gather, probe; chunk 0 numbers its new sources, later chunks list candidates
     for t in prange(nchunks):
-        lo = f0 + min(f, t * per)
-        hi = f0 + min(f, (t + 1) * per)
+        lo, hi = _node_split(f, nchunks, t)
+        lo += f0
+        hi += f0
         elo = ebase[t]
         ehi = ebase[t + 1]
         _draw_chunk(indptr, indices, weights, ex_nodes, ex_keys, fanout, replace, hop_key,
@@ -420,14 +437,13 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
     m_new = end - known
     nt = max(nchunks, next_chunks)
     per_fix = (rest + nt - 1) // nt
-    per_new = (m_new + next_chunks - 1) // next_chunks
     next_tot = np.zeros(next_chunks, np.int64)
     for t in prange(nt):
         gather_into(gmap, work, src_out, e1 + min(rest, t * per_fix),
                     e1 + min(rest, (t + 1) * per_fix))
         if need_next and t < next_chunks:
+            lo, hi = _node_split(m_new, next_chunks, t)
             next_tot[t] = _node_facts(indptr, indices, weights, wdeg, ex_nodes, ex_keys, nodes,
-                                      starts, avail, known + min(m_new, t * per_new),
-                                      known + min(m_new, (t + 1) * per_new), next_fanout,
+                                      starts, avail, known + lo, known + hi, next_fanout,
                                       replace)
     return m_new, _exclusive_sum(next_tot)

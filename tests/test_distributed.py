@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -505,7 +506,10 @@ def test_nproc_failure_names_the_ranks(tmp_path):
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.returncode != 0
     err = r.stderr
-    assert "gnnsys: error:" in err and "distributed run failed" in err and "rank 0: exit 2" in err, err[-3000:]
+    # both ranks fail the same way; whichever the launcher saw first is named (the other may
+    # have been stopped by then)
+    assert "gnnsys: error:" in err and "distributed run failed" in err, err[-3000:]
+    assert re.search(r"distributed run failed \((rank [01]: exit \d+(, )?)*rank [01]: exit 2", err), err[-3000:]
 
 
 def test_a_forked_rank_freezes_what_it_inherited_and_names_itself():

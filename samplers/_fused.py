@@ -3,8 +3,8 @@
 A batch runs :func:`init_seeds` (seeds, their per-node facts, the first hop's plan) then one
 :func:`hop_expand` per hop (sampling, de-duplication, relabelling, block assembly and the next
 hop's plan); ``layout="block"`` plans each later hop with :func:`hop_plan`. No serial stage is
-longer than ``O(threads)`` except the optional single-pass candidate resolution below, used only
-when it is shorter than a barrier. Per-node facts that every hop needs (``starts`` =
+longer than ``O(threads)`` except the ordered numbering of later chunks' candidates below (with
+two chunks always; with more only when it is shorter than two barriers). Per-node facts that every hop needs (``starts`` =
 ``indptr[v]`` and ``avail`` = the number of neighbours a node may be sampled from) are read once,
 when a node enters the subgraph, in a flat parallel loop, and stored by local id.
 
@@ -19,16 +19,18 @@ contiguous edge range ``ebase[t]:ebase[t + 1]`` (parallel regions separated by b
 1. per chunk: draw every node's neighbour positions (pure arithmetic, sequential writes), then,
    tile by tile, vector gathers that keep many cache misses in flight (:mod:`samplers._simd`):
    ``indices`` at the chosen positions, then the relabel-table probe ``gmap[nbr]``, then a
-   branch-free pass over the probed tile. Chunk 0's first occurrences are global first occurrences, so chunk 0 numbers its new
-   sources at once (``known``, ``known + 1``, ...). A later chunk lists its unmapped sources
-   once each (its "seen" bitmap) as candidates; it may meanwhile read ids that chunk 0 writes
-   (aligned word stores: it sees ``-1`` or the final id, and both end the same);
-2. candidates not numbered by chunk 0: with at most :data:`SERIAL_RESOLVE_MAX` of them, one
-   ordered pass numbers those still unmapped. Otherwise, split into equal segments over the
-   threads, a candidate is *owned* (a first occurrence) when gmap still lacks it and no earlier
-   chunk's bitmap has it, owners are counted per segment, and a second pass numbers them after
-   a prefix sum over the ``O(T)`` segment counts. Either way every candidate clears its bitmap
-   byte once ownership is decided;
+   branch-free pass over the probed tile. Chunk 0's first occurrences are global first
+   occurrences, so chunk 0 numbers its new sources at once (``known``, ``known + 1``, ...). With
+   two chunks, chunk 1 lists every unmapped source (repeats included); with more, a later chunk
+   lists its unmapped sources once each (its "seen" bitmap). A later chunk may meanwhile read
+   ids that chunk 0 writes (aligned word stores: it sees ``-1`` or the final id, and both end
+   the same);
+2. candidates not numbered by chunk 0: with two chunks, or at most :data:`SERIAL_RESOLVE_MAX`
+   of them, one ordered pass numbers those still unmapped (a repeat finds its first listing's
+   id). Otherwise, split into equal segments over the threads, a candidate is *owned* (a first
+   occurrence) when gmap still lacks it and no earlier chunk's bitmap has it, owners are
+   counted per segment, and a second pass numbers them after a prefix sum over the ``O(T)``
+   segment counts. With bitmaps, every candidate clears its byte once ownership is decided;
 3. split evenly over the threads: later chunks' sources read their local ids again (a vector
    gather of ``gmap`` over their edges); new nodes get their per-node facts and the next hop's
    per-chunk edge counts.

@@ -208,29 +208,35 @@ def _chunk_of(g, cbase, t):
     return t
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _number(gmap, nodes, v, r):
+    """Node ``v``'s local id, giving it ``r`` if ``gmap`` lacks it; returns ``(id, next free)``.
+
+    Branch-free: whether a sampled source is new is a coin flip that the branch predictor cannot
+    learn, so both stores always happen: an old node's entry gets its own value back, and
+    ``nodes[r]``, the next free slot, is rewritten by the next new node (``nodes`` needs one
+    spare slot after the last one)."""
+    x = gmap[v]
+    new = x < 0
+    if new:
+        x = r
+    gmap[v] = x
+    nodes[r] = v
+    return x, r + new
+
+
 @njit(cache=True, nogil=True)
 def _first_chunk(indices, gmap, work, src_out, nodes, elo, ehi, known):
     """Chunk 0: every source not yet mapped is a first occurrence, so it is numbered at once
     (``known``, ``known + 1``, ...) and appended to ``nodes``. Returns how many were new."""
-    n = 0
+    r = known
     for a in range(elo, ehi, _TILE):
         b = min(ehi, a + _TILE)
         gather_into(indices, work, work, a, b)  # positions -> neighbour ids
         gather_into(gmap, work, src_out, a, b)  # their local ids: loads the tile's gmap lines
         for q in range(a, b):
-            # branch-free: whether a source is new is a coin flip the predictor cannot learn;
-            # the stores of an old source rewrite what is there (nodes[y] is the next free slot)
-            v = work[q]
-            x = gmap[v]
-            y = known + n
-            new = x < 0
-            if new:
-                x = y
-            gmap[v] = x
-            nodes[y] = v
-            n += new
-            src_out[q] = x
-    return n
+            src_out[q], r = _number(gmap, nodes, work[q], r)
+    return r - known
 
 
 @njit(cache=True, nogil=True)
@@ -290,14 +296,7 @@ def _number_in_order(gmap, nodes, cand, lo, hi, r, probe):
         b = min(hi, a + _TILE)
         gather_into(gmap, cand, probe, a, b)
         for p in range(a, b):
-            v = cand[p]
-            x = gmap[v]
-            new = x < 0
-            if new:
-                x = r
-            gmap[v] = x
-            nodes[r] = v
-            r += new
+            _, r = _number(gmap, nodes, cand[p], r)
     return r
 
 

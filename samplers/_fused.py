@@ -55,8 +55,9 @@ from samplers._simd import gather_into
 _TILE = 256
 # Candidate segments per chunk in the ownership passes (balance across threads).
 _SEGMENTS_PER_CHUNK = 4
-#: Below this many candidates (about 0.2 ms of work), later chunks' candidates are resolved by
-#: one thread in a single ordered pass instead of two parallel passes (two fewer barriers).
+#: With three or more chunks, below this many candidates (about 0.2 ms of work) later chunks'
+#: candidates are resolved by one thread in a single ordered pass instead of two parallel
+#: passes (two fewer barriers). Two chunks always take the ordered pass.
 SERIAL_RESOLVE_MAX = 32768
 #: A hop with fewer sampled edges (about 0.5 ms of work) runs as one chunk (one thread does the
 #: work; no candidates, ownership or fix-up), and so do the seeds' facts of a batch of fewer
@@ -324,8 +325,9 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
         need_next: whether another hop follows (then the new nodes' ``starts``/``avail`` are read).
         next_fanout, next_chunks: the next hop's fanout and number of frontier chunks (used
             when ``need_next``).
-        serial_max: resolve at most this many candidates in one ordered pass (else two
-            parallel passes); the result is the same either way.
+        serial_max: with three or more chunks, resolve at most this many candidates in one
+            ordered pass (else two parallel passes); the result is the same either way. Two
+            chunks always take the ordered pass (their candidates are not de-duplicated).
 
     Returns:
         ``(M, next_ebase)``: the number of new nodes (they are ``nodes[known:known + M]``) and,
@@ -354,9 +356,10 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
     total_cand = 0
     for t in range(1, nchunks):
         total_cand += found[t]
-    if nchunks == 2 or (nchunks > 2 and total_cand <= serial_max):
-        # two chunks, or few candidates: one ordered pass (chunk 0's numbers are in gmap);
-        # the later chunks' src_out is scratch until the fix-up below rewrites it
+    if nchunks <= 2 or total_cand <= serial_max:
+        # one or two chunks, or few candidates: one ordered pass over the later chunks' lists
+        # (none with one chunk; chunk 0's numbers are in gmap); the later chunks' src_out is
+        # scratch until the fix-up below rewrites it
         r = known + first
         for t in range(1, nchunks):
             r = _number_in_order(gmap, nodes, cand, ebase[t], ebase[t] + found[t], r, src_out)
@@ -364,7 +367,7 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
                 for p in range(ebase[t], ebase[t] + found[t]):
                     bitmaps[t, cand[p] >> 3] = 0
         end = r
-    elif nchunks > 1:
+    else:
         cbase = np.empty(nchunks + 1, np.int64)
         cbase[0] = 0
         cbase[1] = 0
@@ -420,8 +423,6 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
                     v = -1 - v
                 bitmaps[t, v >> 3] = 0
         end = obase[nseg]
-    else:
-        end = known + first
     # 4. later chunks' sources read their local ids again (all of them: one vector gather, no
     # test); the new nodes' per-node facts are read for the next hop (both split evenly over
     # the threads)

@@ -82,7 +82,8 @@ def gather_into(table, idx, out, a, b):
     """``out[q] = table[idx[q]]`` for ``q`` in ``a .. b - 1`` (``out`` may be ``idx``).
 
     Args:
-        table: contiguous 1-D integer array (int32 or int64), every ``idx[q]`` a valid index.
+        table: contiguous 1-D signed integer array (e.g. int32 or int64), every ``idx[q]`` a
+            valid index.
         idx: int64 ``[>= b]``; out: int64 ``[>= b]``.
     """
     q = a

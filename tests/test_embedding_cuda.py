@@ -86,7 +86,7 @@ def _chunk(P: int, symmetric: bool, n: int = 200, dim: int = 24):
     if symmetric:  # LINE's buckets: the smaller block first
         x, y = block_of[a_raw[:cnt]], block_of[b_raw[:cnt]]
         keys[:cnt] = np.minimum(x, y) * P + np.maximum(x, y)
-    pa, pb, ptr = bucketize(a_raw, b_raw, keys, cnt, P)
+    pa, pb, ptr = bucketize(a_raw, b_raw, keys, cnt, P, 1 if symmetric else 12)
     table, tptr = negative_table(np.diff(indptr) ** 0.75, block_of, P, 4096)
     emb_in = ((rng.random((n, dim), dtype=np.float32) - 0.5) / dim).astype(np.float32)
     emb_out = emb_in if symmetric else (rng.random((n, dim), dtype=np.float32) * 0.01).astype(np.float32)

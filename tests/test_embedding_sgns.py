@@ -17,9 +17,11 @@ from gnnsys.embedding.pool import Chunk, SamplePool
 from gnnsys.embedding.sgns import (
     bucketize,
     edge_samples,
+    hash_blocks,
     negative_table,
     sgd_pair,
     skipgram_schedule,
+    split_table,
     symmetric_schedule,
     train_rounds,
     walk_pairs,
@@ -99,7 +101,8 @@ def test_negative_table_follows_weights_within_blocks():
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_producers_key_each_sample_by_its_bucket(symmetric):
     """walk_pairs and edge_samples write each sample's bucket, block(a) * P + block(b) (LINE's
-    symmetric buckets: the smaller block first), as bucketize groups by."""
+    symmetric buckets: the smaller block first; walk samples also their centre's position c, as
+    bucket * L + c), as bucketize groups by."""
     indptr, indices = _ring_graph(50, 80)
     n, P = 50, 4
     block_of = (np.arange(n) * 7 % P).astype(np.int32)
@@ -109,19 +112,62 @@ def test_producers_key_each_sample_by_its_bucket(symmetric):
         a_raw, b_raw = np.empty(300, np.int32), np.empty(300, np.int32)
         keys = np.full(300, -1, np.int32)
         cnt = edge_samples(indptr, indices, dst, np.uint64(5), 0, 300, block_of, P, True, a_raw, b_raw, keys)
+        stride = 1
     else:
-        walks = rng.integers(0, n, (20, 9)).astype(np.int32)
+        L = 9
+        walks = rng.integers(0, n, (20, L)).astype(np.int32)
         walks[3, 6:] = -1
-        a_raw, b_raw = np.empty(20 * 9 * 2 * 3, np.int32), np.empty(20 * 9 * 2 * 3, np.int32)
+        a_raw, b_raw = np.empty(20 * L * 2 * 3, np.int32), np.empty(20 * L * 2 * 3, np.int32)
         keys = np.full(a_raw.size, -1, np.int32)
         cnt, _ = walk_pairs(walks, 3, np.empty(0, np.float32), np.uint64(5), 0, block_of, P, a_raw, b_raw, keys)
+        stride = L
     x, y = block_of[a_raw[:cnt]], block_of[b_raw[:cnt]]
     want = np.minimum(x, y) * P + np.maximum(x, y) if symmetric else x * P + y
-    assert cnt > 100 and np.array_equal(keys[:cnt], want)
-    pa, pb, ptr = bucketize(a_raw, b_raw, keys, cnt, P)
-    for k in range(P * P):  # grouped, and in the producers' order within a bucket
-        sel = np.flatnonzero(keys[:cnt] == k)
+    assert cnt > 100 and np.array_equal(keys[:cnt] // stride, want)
+    pa, pb, ptr = bucketize(a_raw, b_raw, keys, cnt, P, stride)
+    for k in range(P * P):  # grouped, sorted by key (stable) within a bucket
+        sel = np.flatnonzero(keys[:cnt] // stride == k)
+        sel = sel[np.argsort(keys[sel], kind="stable")]
         assert np.array_equal(pa[ptr[k]:ptr[k + 1]], a_raw[sel]) and np.array_equal(pb[ptr[k]:ptr[k + 1]], b_raw[sel])
+
+
+def test_walk_samples_are_position_major_within_a_bucket():
+    """Against a plain-Python walk_pairs (same counter-based windows): a bucket lists its samples
+    by centre position first, then walk, then the producer's order, so that the samples that
+    share a draw of negatives come from different walks."""
+    from samplers._rng import _mix64_py
+
+    golden = 0x9E3779B97F4A7C15
+    mask = (1 << 64) - 1
+    n, P, L, win, key = 40, 2, 7, 2, 77
+    rng = np.random.default_rng(3)
+    walks = rng.integers(0, n, (12, L)).astype(np.int32)
+    walks[5, 4:] = -1
+    block_of = (np.arange(n) % P).astype(np.int32)
+    ref = []
+    for i, w in enumerate(walks):
+        wkey = _mix64_py(key ^ ((i * golden) & mask))
+        sent = [int(v) for v in w if v >= 0]
+        for c in range(len(sent)):
+            r = _mix64_py((wkey + (c + 1) * golden) & mask)
+            b = 1 + (((r >> 32) * win) >> 32)
+            for x in range(max(0, c - b), min(len(sent), c + b + 1)):
+                if x != c:
+                    ref.append((block_of[sent[x]] * P + block_of[sent[c]], c, i, sent[x], sent[c]))
+    ref.sort(key=lambda t: (t[0], t[1], t[2]))  # stable: the producer's order within a walk
+    cap = walks.size * 2 * win
+    a_raw, b_raw, keys = np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int32)
+    cnt, _ = walk_pairs(walks, win, np.empty(0, np.float32), np.uint64(key), 0, block_of, P, a_raw, b_raw, keys)
+    pa, pb, ptr = bucketize(a_raw, b_raw, keys, cnt, P, L)
+    assert cnt == len(ref) > 100
+    assert pa.tolist() == [t[3] for t in ref] and pb.tolist() == [t[4] for t in ref]
+    assert ptr.tolist() == np.searchsorted([t[0] for t in ref], np.arange(P * P + 1)).tolist()
+
+
+def test_bucketize_refuses_keys_out_of_range():
+    a = np.zeros(4, np.int32)
+    with pytest.raises(ValueError, match="keys"):
+        bucketize(a, a, np.array([0, 1, 2, 16], np.int32), 4, 2, 4)
 
 
 def _reference_rounds(emb_in, emb_out, pa, pb, ptr, schedule, block_of, table, tptr, num_neg, share, lr, key):
@@ -234,7 +280,7 @@ def test_pool_is_bounded_and_raises_producer_errors():
         if k == 5:
             raise ConfigError("boom at 5")
         z = np.zeros(1, np.int32)
-        return Chunk(k, 0, z, z, np.zeros(2, np.int64), 10, words_before)
+        return Chunk(k, 0, z, z, np.zeros(2, np.int64), 10, words_before, z, z, np.zeros(2, np.int64))
 
     it = iter(SamplePool(make, 10, depth=1))
     first = next(it)
@@ -253,7 +299,8 @@ def test_pool_is_bounded_and_raises_producer_errors():
 @pytest.mark.parametrize("kw,match", [({"walk_length": 1}, "walk-length"), ({"context": 80}, "context"),
                                       ({"p": 0.0, "model": "node2vec"}, "--p"), ({"q": -1, "model": "node2vec"}, "--q"),
                                       ({"p": 2.0}, "DeepWalk"), ({"dim": 0}, "--dim"),
-                                      ({"neg_share": 0}, "--neg-share")])
+                                      ({"neg_share": 0}, "--neg-share"),
+                                      ({"partitions": 1000}, "--partitions 1000 with --walk-length 80")])
 def test_bad_options(kw, match):
     with pytest.raises(ConfigError, match=match):
         EmbeddingOptions(**kw).check()
@@ -262,3 +309,85 @@ def test_bad_options(kw, match):
 def test_graph_without_edges_is_refused():
     with pytest.raises(ConfigError, match="no edges"):
         fit_embeddings(np.zeros(4, np.int64), np.zeros(0, np.int32), EmbeddingOptions())
+
+
+def test_split_table_keeps_each_blocks_share_of_the_table():
+    w = np.array([1.0, 3.0, 0.0, 2.0, 2.0, 4.0])
+    table, _ = negative_table(w, np.zeros(6, np.int32), 1, 1200)
+    block_of = np.array([0, 1, 0, 1, 0, 1], np.int32)
+    seg, ptr = split_table(table, block_of, 2)
+    assert ptr.tolist() == [0, 300, 1200]  # block 0 holds weights 1 + 0 + 2 of 12
+    assert np.bincount(seg[:300], minlength=6).tolist() == [100, 0, 0, 0, 200, 0]
+    assert np.bincount(seg[300:], minlength=6).tolist() == [0, 300, 0, 200, 0, 400]
+    # stable: each segment keeps the table's order
+    assert np.array_equal(seg[:300], table[block_of[table] == 0])
+
+
+def test_hash_blocks_is_a_pure_function_of_its_key():
+    a = hash_blocks(10_000, 4, np.uint64(5))
+    assert a.dtype == np.int32 and a.min() == 0 and a.max() == 3
+    assert np.array_equal(a, hash_blocks(10_000, 4, np.uint64(5)))
+    assert (a != hash_blocks(10_000, 4, np.uint64(6))).mean() > 0.7
+    assert np.abs(np.bincount(a) - 2500).max() < 200
+
+
+def test_prefetching_changes_no_result():
+    """The rows prefetched ahead are a hint only: embeddings and losses are bit-identical with
+    and without it."""
+    emb_in, emb_out, pa, pb, ptr, sched, block_of, table, tptr = _training_chunk()
+    out = []
+    for ahead in (0, 4, 1000):
+        ei, eo, losses = emb_in.copy(), emb_out.copy(), np.zeros(16)
+        train_rounds(ei, eo, pa, pb, ptr, sched, block_of, table, tptr, 3, 4, np.float32(0.05),
+                     np.uint64(9), losses, ahead)
+        out.append((ei, eo, losses))
+    assert np.abs(out[0][0] - emb_in).max() > 1e-3
+    for ei, eo, losses in out[1:]:
+        assert np.array_equal(ei, out[0][0]) and np.array_equal(eo, out[0][1])
+        assert np.array_equal(losses, out[0][2])
+
+
+def _training_chunk(n=60, dim=8, P=4, S=500):
+    rng = np.random.default_rng(4)
+    a_raw = rng.integers(0, n, S).astype(np.int32)
+    b_raw = rng.integers(0, n, S).astype(np.int32)
+    block_of = (rng.permutation(n) % P).astype(np.int32)
+    keys = (block_of[a_raw] * P + block_of[b_raw]).astype(np.int32)
+    pa, pb, ptr = bucketize(a_raw, b_raw, keys, S, P)
+    table, tptr = negative_table(np.arange(1, n + 1, dtype=np.float64) ** 0.75, block_of, P, 997)
+    emb_in = rng.standard_normal((n, dim)).astype(np.float32) * 0.3
+    emb_out = rng.standard_normal((n, dim)).astype(np.float32) * 0.3
+    return emb_in, emb_out, pa, pb, ptr, skipgram_schedule(P), block_of, table, tptr
+
+
+def test_trainer_repartitions_every_few_chunks(monkeypatch):
+    """Each chunk is bucketed by, and trained with, its own partition: a fresh one every
+    _chunks_per_partition chunks (each chunk here), with the table cut by that partition; the
+    result stays the same for any thread count (test above)."""
+    import gnnsys.embedding.trainer as tr
+
+    assert tr._chunks_per_partition(1 << 20) == 1 and tr._chunks_per_partition(10_000_000) == 10
+    seen = []
+    real = tr.train_rounds
+
+    def spy(emb_in, emb_out, pa, pb, ptr, sched, block_of, table, tptr, *rest):
+        seen.append((block_of.copy(), table.copy(), tptr.copy(), pa.copy(), pb.copy(), ptr.copy()))
+        return real(emb_in, emb_out, pa, pb, ptr, sched, block_of, table, tptr, *rest)
+
+    monkeypatch.setattr(tr, "train_rounds", spy)
+    indptr, indices = _ring_graph(300, 2)
+    tr.fit_embeddings(indptr, indices, tr.EmbeddingOptions(dim=8, walk_length=10, context=3, walks_per_node=1,
+                                                          chunk_walks=100, seed=3))
+    assert len(seen) == 3
+    assert not np.array_equal(seen[0][0], seen[1][0]) and not np.array_equal(seen[1][0], seen[2][0])
+    for block_of, table, tptr, pa, pb, ptr in seen:
+        for j in range(4):  # the table's segment j holds block j's nodes only
+            assert np.all(block_of[table[tptr[j]:tptr[j + 1]]] == j)
+        for k in range(16):  # every sample sits in the bucket of its own partition
+            sl = slice(ptr[k], ptr[k + 1])
+            assert np.all(block_of[pa[sl]] * 4 + block_of[pb[sl]] == k)
+        # position-major: consecutive samples of a bucket come from different walks, whose
+        # centres lie far apart on the ring (in walk order they would be a few steps apart)
+        gaps = np.abs(np.diff(pb.astype(np.int64)))
+        gaps = np.minimum(gaps, 300 - gaps)[np.diff(pb) != 0]
+        assert np.median(gaps) > 20

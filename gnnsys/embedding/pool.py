@@ -29,6 +29,9 @@ class Chunk:
         bucket_ptr: int64 ``[P * P + 1]`` the samples of bucket ``k`` are ``bucket_ptr[k]:[k+1]``.
         words: walk nodes (walks) or samples (LINE) this chunk consumed.
         words_before: the same, summed over all earlier chunks (the learning-rate clock).
+        block_of: int32 ``[N]`` the block partition the chunk was bucketed by.
+        neg_table, neg_ptr: the unigram table cut into that partition's blocks
+            (:func:`~gnnsys.embedding.sgns.split_table`).
     """
 
     index: int
@@ -38,6 +41,9 @@ class Chunk:
     bucket_ptr: np.ndarray
     words: int
     words_before: int
+    block_of: np.ndarray
+    neg_table: np.ndarray
+    neg_ptr: np.ndarray
 
 
 _DONE = object()

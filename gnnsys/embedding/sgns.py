@@ -10,6 +10,11 @@ disjoint vertex blocks and disjoint context blocks, so the workers never write t
 need no lock, and after ``P`` rounds every bucket was trained once. A bucket is trained by one
 thread in order, so the result does not depend on the number of threads.
 
+The partition is not fixed: the trainer draws a fresh one (:func:`hash_blocks`) every few chunks
+and cuts word2vec's unigram table by it (:func:`split_table`). Under one fixed partition a node
+would always meet its negatives in the blocks of its own contexts, a per-node bias of the
+objective that cost about half a point of probe micro-F1 on Cora (docs/embeddings.md).
+
 LINE's first order trains one matrix (``emb_out is emb_in``); its buckets are unordered block
 pairs ``{i, j}`` and its rounds a round-robin tournament (plus one round of the diagonal
 buckets), so that again the buckets of a round touch disjoint blocks.
@@ -19,6 +24,12 @@ negatives (all of a skip-gram bucket's ``b`` lie in one block, so the draw has t
 each of them would have drawn alone; ``neg_share = 1`` is word2vec's draw per sample). The
 negatives' rows are then fetched from memory once per draw and stay in the cache for the samples
 that share them; with a draw per sample, those fetches are most of the time on a 1M-node graph.
+Walk samples reach a bucket position-major (:func:`walk_pairs`), so the samples sharing a draw
+come from different walks; in walk order they came from one stretch of one walk and the shared
+draws cost quality.
+
+The trainer prefetches the vertex and context rows of the sample ``PREFETCH_AHEAD`` places ahead
+(:func:`samplers._prefetch.prefetch_row`), so that several samples' cache misses overlap.
 
 One SGD step on ``(a, b)`` is word2vec's (``word2vec.c``, gensim's ``train_sg_pair``): for the
 target ``b`` (label 1) and each negative ``n`` (label 0, skipped when equal to ``b``),
@@ -34,11 +45,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from samplers._prefetch import prefetch_row
 from samplers._rng import below, draw, node_key
 
 #: fastmath lets LLVM vectorise the dot products and axpys; the order of operations is still
 #: fixed by the compiled code, so results stay identical for any thread count.
 _FAST = True
+#: samples ahead whose vertex and context rows are prefetched while the current one trains
+PREFETCH_AHEAD = 4
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
@@ -88,7 +102,7 @@ def sgd_pair(emb_in, emb_out, a, targets, num_targets, lr, neu1e):
 
 @njit(cache=True, nogil=True)
 def _train_bucket(emb_in, emb_out, pairs_a, pairs_b, lo, hi, block_of, neg_table, neg_ptr,
-                  num_neg, neg_share, lr, key, bucket):
+                  num_neg, neg_share, lr, key, bucket, ahead):
     """Train the samples ``lo:hi`` of one bucket in order. Negatives come from ``block_of[b]``'s
     segment of ``neg_table``; ``neg_share`` consecutive samples share one draw of them: the
     ``j``-th sample of the bucket draws afresh when ``j % neg_share == 0`` or when its ``b`` lies
@@ -102,6 +116,9 @@ def _train_bucket(emb_in, emb_out, pairs_a, pairs_b, lo, hi, block_of, neg_table
     nt = 1
     cur = -1
     for s in range(lo, hi):
+        if ahead > 0 and s + ahead < hi:
+            prefetch_row(emb_in, pairs_a[s + ahead])
+            prefetch_row(emb_out, pairs_b[s + ahead])
         a = pairs_a[s]
         b = pairs_b[s]
         targets[0] = b
@@ -122,7 +139,7 @@ def _train_bucket(emb_in, emb_out, pairs_a, pairs_b, lo, hi, block_of, neg_table
 
 @njit(cache=True, nogil=True, parallel=True)
 def train_rounds(emb_in, emb_out, pairs_a, pairs_b, bucket_ptr, schedule, block_of, neg_table,
-                 neg_ptr, num_neg, neg_share, lr, key, losses):
+                 neg_ptr, num_neg, neg_share, lr, key, losses, ahead=PREFETCH_AHEAD):
     """Train every bucket of a chunk, round by round.
 
     Args:
@@ -130,6 +147,8 @@ def train_rounds(emb_in, emb_out, pairs_a, pairs_b, bucket_ptr, schedule, block_
         schedule: int64 ``[R, W]`` the buckets of each round (``-1``: none); the buckets of one
             round touch disjoint blocks of ``emb_in`` and of ``emb_out``.
         losses: float64 ``[B]`` out: each bucket's summed loss.
+        ahead: prefetch the rows of the sample this many places ahead (0: none); a hint to the
+            CPU only, the results are the same.
     """
     for r in range(schedule.shape[0]):
         for w in prange(schedule.shape[1]):
@@ -137,7 +156,7 @@ def train_rounds(emb_in, emb_out, pairs_a, pairs_b, bucket_ptr, schedule, block_
             if bk >= 0:
                 losses[bk] = _train_bucket(emb_in, emb_out, pairs_a, pairs_b, bucket_ptr[bk],
                                            bucket_ptr[bk + 1], block_of, neg_table, neg_ptr,
-                                           num_neg, neg_share, lr, key, bk)
+                                           num_neg, neg_share, lr, key, bk, ahead)
 
 
 def skipgram_schedule(num_blocks: int) -> np.ndarray:
@@ -196,6 +215,45 @@ def negative_table(weights: np.ndarray, block_of: np.ndarray, num_blocks: int,
 
 
 @njit(cache=True, nogil=True)
+def hash_blocks(num_nodes, num_blocks, key):
+    """int32 ``[N]``: node ``v``'s block, ``below(node_key(key, v), P)`` (a random partition that
+    is a pure function of ``key``; blocks hold ``N / P`` nodes up to binomial spread)."""
+    out = np.empty(num_nodes, np.int32)
+    for v in range(num_nodes):
+        out[v] = below(node_key(key, v), num_blocks)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def split_table(table, block_of, num_blocks):
+    """Cut a unigram table into per-block segments: a stable counting sort of its entries by
+    ``block_of[entry]``. Segment ``j`` (``out[ptr[j]:ptr[j + 1]]``) then holds each node of block
+    ``j`` as often as the whole table does, so a uniform entry of it is a draw from the table
+    restricted to block ``j``. ``O(len(table))``: cheap enough to repartition often.
+
+    Args:
+        table: int ``[T]`` node ids (word2vec's unigram table).
+        block_of: int ``[N]`` node -> block; num_blocks: ``P``.
+
+    Returns:
+        ``(out [T] same dtype as table, ptr int64 [P + 1])``.
+    """
+    ptr = np.zeros(num_blocks + 1, np.int64)
+    for e in range(table.shape[0]):
+        ptr[block_of[table[e]] + 1] += 1
+    for j in range(num_blocks):
+        ptr[j + 1] += ptr[j]
+    pos = ptr[:num_blocks].copy()
+    out = np.empty_like(table)
+    for e in range(table.shape[0]):
+        v = table[e]
+        j = block_of[v]
+        out[pos[j]] = v
+        pos[j] += 1
+    return out, ptr
+
+
+@njit(cache=True, nogil=True)
 def _count_and_place(a_raw, b_raw, keys, n, num_buckets, pairs_a, pairs_b, bucket_ptr):
     counts = np.zeros(num_buckets + 1, np.int64)
     for s in range(n):
@@ -219,14 +277,23 @@ def walk_pairs(walks, window, keep, key, walk_id0, block_of, num_blocks, a_raw, 
     each centre position takes a reduced window ``b`` uniform in ``[1, window]`` and yields
     ``(context node, centre node)`` for every other position within ``b``.
 
+    Each sample's key is its bucket and its centre's position ``c`` in the (subsampled) walk,
+    ``bucket * L + c``, so that :func:`bucketize` with ``stride=L`` orders a bucket's samples
+    **position-major**: all walks' samples at centre position 0, then position 1, ... (walk
+    order within a position). Consecutive samples then come from different walks, which is what
+    makes shared negatives harmless: in walk order, the ``neg_share`` samples that share a draw
+    come from one stretch of one walk, and the probe's micro-F1 lost 0.4-1.0 points to that on
+    Cora and CiteSeer (24 paired seeds, docs/embeddings.md); in position-major order it loses
+    nothing measurable.
+
     Args:
         walks: int ``[W, L]`` (``-1`` ends a walk).
         keep: float32 ``[N]`` or ``[0]``.
         key, walk_id0: the random stream; walk ``i`` draws from ``node_key(key, walk_id0 + i)``.
         block_of: int ``[N]`` node -> block; num_blocks: ``P``.
         a_raw, b_raw: int out, room for ``W * L * 2 * window`` samples.
-        keys: int32 out, the same room: each sample's bucket ``block(a) * P + block(b)`` (a walk
-            node's block is looked up once, not once per sample it is in).
+        keys: int32 out, the same room: each sample's ``(block(a) * P + block(b)) * L + c``
+            (a walk node's block is looked up once, not once per sample it is in).
 
     Returns:
         ``(samples, words)``: samples written, and walk nodes read (before subsampling; the
@@ -266,7 +333,7 @@ def walk_pairs(walks, window, keep, key, walk_id0, block_of, num_blocks, a_raw, 
                 if x != c:
                     a_raw[n] = sent[x]
                     b_raw[n] = sent[c]
-                    keys[n] = sblk[x] * num_blocks + kc
+                    keys[n] = (sblk[x] * num_blocks + kc) * L + c
                     n += 1
     return n, words
 
@@ -294,11 +361,18 @@ def edge_samples(indptr, indices, dst, key, sample0, count, block_of, num_blocks
 
 
 def bucketize(a_raw: np.ndarray, b_raw: np.ndarray, keys: np.ndarray, n: int,
-              num_blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Group ``n`` samples by their bucket ``keys`` (int32, ``< P * P``; counting sort, stable):
-    ``(pairs_a, pairs_b, bucket_ptr)``."""
+              num_blocks: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group ``n`` samples by their ``keys`` (int32, ``< P * P * stride``; counting sort, stable)
+    into ``(pairs_a, pairs_b, bucket_ptr)``. A key is ``bucket * stride + order``: the samples
+    of a bucket are sorted by ``order`` (:func:`walk_pairs`: the centre position, ``stride``
+    the walk length; LINE's :func:`edge_samples`: none, ``stride`` 1). ``bucket_ptr`` int64
+    ``[P * P + 1]``."""
+    num_keys = num_blocks * num_blocks * stride
+    if n and not (0 <= int(keys[:n].min()) and int(keys[:n].max()) < num_keys):
+        raise ValueError(f"bucketize: keys must lie in [0, {num_keys}) (P={num_blocks}, stride={stride}), "
+                         f"got [{int(keys[:n].min())}, {int(keys[:n].max())}]")
     pa = np.empty(n, a_raw.dtype)
     pb = np.empty(n, b_raw.dtype)
-    ptr = np.empty(num_blocks * num_blocks + 1, np.int64)
-    _count_and_place(a_raw, b_raw, keys, n, num_blocks * num_blocks, pa, pb, ptr)
-    return pa, pb, ptr
+    ptr = np.empty(num_keys + 1, np.int64)
+    _count_and_place(a_raw, b_raw, keys, n, num_keys, pa, pb, ptr)
+    return pa, pb, np.ascontiguousarray(ptr[::stride])

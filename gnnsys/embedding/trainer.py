@@ -27,8 +27,10 @@ from .pool import Chunk, SamplePool
 from .sgns import (
     bucketize,
     edge_samples,
+    hash_blocks,
     negative_table,
     skipgram_schedule,
+    split_table,
     symmetric_schedule,
     train_rounds,
     walk_pairs,
@@ -39,6 +41,10 @@ UNIGRAMS = ("walks", "degree")
 MIN_LR_FRACTION = 1e-4
 _SAMPLE_TAG = 0x5A3B1E
 _NEG_TAG = 0x4E6E67
+_PART_TAG = 0x50A27
+#: a new block partition costs O(N + table size); one every this many table entries' worth of
+#: chunks keeps that under ~2% of training at 1M nodes (measured: docs/embeddings.md)
+_PARTITION_TABLE_ENTRIES = 1 << 20
 
 
 @dataclass
@@ -65,11 +71,13 @@ class EmbeddingOptions:
             improve the probe's valid micro-F1 (docs/embeddings.md), so it is not the default.
         order: LINE's proximity order, 1 or 2.
         partitions: blocks ``P`` of the vertex and context matrices (fixed, not the thread count,
-            so that results do not depend on threads; LINE order 1 needs it even or 1).
+            so that results do not depend on threads; LINE order 1 needs it even or 1). Which
+            nodes form a block is redrawn every few chunks (:func:`_chunks_per_partition`).
         neg_share: consecutive samples of a bucket that share one draw of negatives (1:
-            word2vec's draw per sample). 16 fetches the negatives' rows 16 times less often; on
-            Cora and CiteSeer its linear-probe valid micro-F1 equals that of 1 within noise
-            (docs/embeddings.md), at 1M nodes it trains about 1.7x faster.
+            word2vec's draw per sample). 16 fetches the negatives' rows 16 times less often (at
+            1M nodes about 1.4x faster than 4); with the samples in position-major order its
+            linear-probe micro-F1 on Cora and CiteSeer is within noise of gensim's
+            (docs/embeddings.md).
         chunk_walks: walks per chunk of the sample pool.
         pool_depth: chunks made ahead.
         seed: the one seed (initialisation, walks, windows, negatives).
@@ -124,6 +132,10 @@ class EmbeddingOptions:
             raise ConfigError(f"unigram must be one of {', '.join(UNIGRAMS)}, got {self.unigram!r}")
         if self.order not in (1, 2):
             raise ConfigError(f"LINE order must be 1 or 2, got {self.order!r}")
+        if self.model != "line" and self.partitions ** 2 * self.walk_length > 1 << 26:
+            raise ConfigError(f"--partitions {self.partitions} with --walk-length {self.walk_length}: "
+                              "partitions^2 * walk-length must be at most 2^26 (the samples are "
+                              "sorted by bucket and walk position); use fewer partitions")
         if self.model == "line" and self.order == 1 and self.partitions > 1 and self.partitions % 2:
             raise ConfigError(f"LINE order 1 needs an even number of partitions, got {self.partitions}")
         return self
@@ -136,13 +148,25 @@ def memory_estimate(num_nodes: int, num_edges: int, opts: EmbeddingOptions) -> i
     """Bytes a run holds: the two float32 matrices, the output copy, the negative table, the
     degree arrays, and ``pool_depth + 2`` chunks of samples."""
     mats = 3 * num_nodes * opts.dim * 4
-    table = _table_size(num_nodes) * 4 + num_nodes * 24
+    table = 3 * _table_size(num_nodes) * 4 + num_nodes * 32  # the whole table, two partitions cut of it
     per_chunk = opts.chunk_walks * opts.walk_length * (2 * opts.context) * 8 * 2
     return int(mats + table + (opts.pool_depth + 2) * per_chunk + num_edges * 4)
 
 
 def _table_size(num_nodes: int) -> int:
     return int(min(max(10 * num_nodes, 1 << 20), 1 << 27))
+
+
+def _chunks_per_partition(table_size: int) -> int:
+    """Chunks trained under one block partition: 1 up to a 2^20-entry unigram table (graphs up
+    to ~100k nodes), then proportionally more (10 at 1M nodes).
+
+    Why repartition at all: a sample ``(a, b)`` draws its negatives from ``b``'s block only (the
+    price of lock-free blocks), so under one fixed partition node ``a`` is pushed away from the
+    nodes that share a block with its contexts more than from the others, a bias that differs per
+    node. A fresh partition every few chunks averages it out; measured on Cora (24 paired seeds)
+    it is worth +0.33 +- 0.20 points of probe micro-F1 (docs/embeddings.md)."""
+    return max(1, -(-int(table_size) // _PARTITION_TABLE_ENTRIES))
 
 
 def _csc_destinations(indptr: np.ndarray) -> np.ndarray:
@@ -206,9 +230,9 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
     deg = np.diff(g.indptr).astype(np.float64)
     P = int(opts.partitions)
     rng = np.random.default_rng([opts.seed, 0xE3B])
-    block_of = (rng.permutation(n) % P).astype(np.int32)
     counts = deg if opts.model == "line" or opts.unigram == "degree" else walk_counts(g, opts)
-    table, table_ptr = negative_table(counts ** 0.75, block_of, P, _table_size(n))
+    # word2vec's unigram^0.75 table over all nodes; each partition cuts it into block segments
+    unigram, _ = negative_table(counts ** 0.75, np.zeros(n, np.int32), 1, _table_size(n))
     # word2vec initialisation: vertex rows uniform in [-0.5/dim, 0.5/dim), context rows zero
     # (NumPy puts allocations this large on transparent huge pages itself: see
     # gnnsys/features/hugepages.py)
@@ -240,9 +264,26 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
     perms: dict[int, np.ndarray] = {}
     cap = C * opts.walk_length * 2 * opts.context if opts.model != "line" else C * opts.walk_length
     id_dtype = g.indices.dtype
+    stride = 1 if opts.model == "line" else opts.walk_length  # walk samples: position-major
+
+    every = _chunks_per_partition(unigram.shape[0]) if P > 1 else num_chunks
+    part_key = stream_key(opts.seed, _PART_TAG)
+    parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def partition(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The block partition of chunk ``k`` (a fresh random one every ``every`` chunks, so
+        that no node keeps the same block-mates: see :func:`_chunks_per_partition`) and the
+        unigram table cut by it."""
+        pid = k // every
+        if pid not in parts:
+            parts.clear()
+            bo = hash_blocks(n, P, np.uint64(stream_key(part_key, pid)))
+            parts[pid] = (bo, *split_table(unigram, bo, P))
+        return parts[pid]
 
     def make(k: int, words_before: int) -> Chunk:
         epoch, c = divmod(k, chunks_per_epoch)
+        block_of, neg_table, neg_ptr = partition(k)
         a_raw = np.empty(cap, id_dtype)
         b_raw = np.empty(cap, id_dtype)
         keys = np.empty(cap, np.int32)
@@ -262,8 +303,8 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
             walks = _walks(g, opts, perms[pass_id], epoch, pss, cc * C, C, parallel=False)
             num, words = walk_pairs(walks, opts.context, keep, np.uint64(stream_key(sample_key, epoch)),
                                     wid0, block_of, P, a_raw, b_raw, keys)
-        pa, pb, ptr = bucketize(a_raw, b_raw, keys, num, P)
-        return Chunk(k, epoch, pa, pb, ptr, int(words), int(words_before))
+        pa, pb, ptr = bucketize(a_raw, b_raw, keys, num, P, stride)
+        return Chunk(k, epoch, pa, pb, ptr, int(words), int(words_before), block_of, neg_table, neg_ptr)
 
     old_threads = numba.get_num_threads()
     if num_threads is not None:
@@ -282,7 +323,7 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
             lr = np.float32(opts.lr * max(MIN_LR_FRACTION, 1.0 - chunk.words_before / max(1, total_words)))
             losses[:] = 0.0
             train_rounds(emb_in, emb_out, chunk.pairs_a, chunk.pairs_b, chunk.bucket_ptr, schedule,
-                         block_of, table, table_ptr, int(opts.num_neg), int(opts.neg_share), lr,
+                         chunk.block_of, chunk.neg_table, chunk.neg_ptr, int(opts.num_neg), int(opts.neg_share), lr,
                          np.uint64(stream_key(neg_key, chunk.index)), losses)
             epoch_loss[chunk.epoch] += losses.sum()
             epoch_samples[chunk.epoch] += chunk.pairs_a.shape[0]

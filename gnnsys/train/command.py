@@ -70,7 +70,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     e.add_argument("--line-order", dest="order", type=int, default=S, help="LINE proximity order, 1 or 2 (default 2)")
     e.add_argument("--partitions", type=int, default=S,
                    help="blocks of the embedding matrices trained in parallel (default 4; fixed so "
-                        "results do not depend on threads)")
+                        "results do not depend on threads; which nodes share a block is redrawn every "
+                        "few chunks)")
     e.add_argument("--neg-share", dest="neg_share", type=int, default=S,
                    help="consecutive samples of a bucket that share one draw of negatives (default 16; "
                         "1: word2vec's draw per sample; see docs/embeddings.md)")

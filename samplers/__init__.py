@@ -9,8 +9,8 @@ a batch; the package leaves ``OMP_WAIT_POLICY`` to the user. Measured on an idle
 range of ``speedup_2t_vs_1t``): 1.82 (1.67-1.97) with ``ACTIVE``, 1.71 (1.68-1.91) with the
 runtime's default, 1.40 (1.26-1.45) with ``PASSIVE``. Two single-thread workers side by side
 (``speedup_2workers_vs_1t``) gained nothing from ``ACTIVE``: 1.04 (0.87-1.29), against 1.18
-(0.97-1.27) by default and 1.09 (0.91-1.27) with ``PASSIVE``; spinning workers compete for the
-cores when processes share them.
+(0.97-1.27) by default and 1.09 (0.91-1.27) with ``PASSIVE`` (likely: spinning waits take
+cores from the other process).
 """
 
 from samplers.errors import SamplerInputError

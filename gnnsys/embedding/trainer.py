@@ -43,7 +43,8 @@ _SAMPLE_TAG = 0x5A3B1E
 _NEG_TAG = 0x4E6E67
 _PART_TAG = 0x50A27
 #: a new block partition costs O(N + table size); one every this many table entries' worth of
-#: chunks keeps that under ~2% of training at 1M nodes (measured: docs/embeddings.md)
+#: chunks keeps that at 2-3% of training at 1M nodes (60-103 ms per partition, one per 10 chunks
+#: of ~300 ms; docs/embeddings.md)
 _PARTITION_TABLE_ENTRIES = 1 << 20
 
 

@@ -1,7 +1,7 @@
 """Software prefetch for numba kernels: ask the CPU to start loading a row that a later step
 will read, so that several cache misses are in flight at once instead of one after another.
 
-numba has no prefetch function, so :func:`prefetch` emits LLVM's ``llvm.prefetch`` intrinsic
+numba has no prefetch function, so :func:`prefetch_row` emits LLVM's ``llvm.prefetch`` intrinsic
 (a hint: it never faults, not even on a bad address, and changes no result). Used where a
 kernel knows its next rows ahead of time and otherwise waits on each miss in turn, e.g. the
 skip-gram trainer (``gnnsys/embedding/sgns.py``), whose samples are rows scattered over two

@@ -11,6 +11,7 @@ for any number of threads.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -149,7 +150,10 @@ def memory_estimate(num_nodes: int, num_edges: int, opts: EmbeddingOptions) -> i
     """Bytes a run holds: the two float32 matrices, the output copy, the negative table, the
     degree arrays, and ``pool_depth + 2`` chunks of samples."""
     mats = 3 * num_nodes * opts.dim * 4
-    table = 3 * _table_size(num_nodes) * 4 + num_nodes * 32  # the whole table, two partitions cut of it
+    # the whole unigram table, plus a block map and cut table for each chunk alive (every chunk
+    # may hold its own partition)
+    alive = opts.pool_depth + 2
+    table = (1 + alive) * _table_size(num_nodes) * 4 + num_nodes * (24 + 4 * alive)
     per_chunk = opts.chunk_walks * opts.walk_length * (2 * opts.context) * 8 * 2
     return int(mats + table + (opts.pool_depth + 2) * per_chunk + num_edges * 4)
 
@@ -262,29 +266,29 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
         chunks_per_epoch = chunks_per_pass * opts.walks_per_node
         total_words = opts.epochs * n * opts.walks_per_node * opts.walk_length
     num_chunks = chunks_per_epoch * opts.epochs
-    perms: dict[int, np.ndarray] = {}
     cap = C * opts.walk_length * 2 * opts.context if opts.model != "line" else C * opts.walk_length
     id_dtype = g.indices.dtype
     stride = 1 if opts.model == "line" else opts.walk_length  # walk samples: position-major
 
     every = _chunks_per_partition(unigram.shape[0]) if P > 1 else num_chunks
     part_key = stream_key(opts.seed, _PART_TAG)
-    parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def partition(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The block partition of chunk ``k`` (a fresh random one every ``every`` chunks, so
-        that no node keeps the same block-mates: see :func:`_chunks_per_partition`) and the
-        unigram table cut by it."""
-        pid = k // every
-        if pid not in parts:
-            parts.clear()
-            bo = hash_blocks(n, P, np.uint64(stream_key(part_key, pid)))
-            parts[pid] = (bo, *split_table(unigram, bo, P))
-        return parts[pid]
+    # the producer makes chunks in order, so each cache below holds only the current item
+    @functools.lru_cache(maxsize=1)
+    def pass_order(pass_id: int) -> np.ndarray:
+        return walk_order(n, 1, opts.seed, pass_id)
+
+    @functools.lru_cache(maxsize=1)
+    def partition(pid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Block partition ``pid`` (chunk ``k`` uses ``k // every``: a fresh random one every
+        ``every`` chunks, so that no node keeps the same block-mates; see
+        :func:`_chunks_per_partition`) and the unigram table cut by it."""
+        bo = hash_blocks(n, P, np.uint64(stream_key(part_key, pid)))
+        return (bo, *split_table(unigram, bo, P))
 
     def make(k: int, words_before: int) -> Chunk:
         epoch, c = divmod(k, chunks_per_epoch)
-        block_of, neg_table, neg_ptr = partition(k)
+        block_of, neg_table, neg_ptr = partition(k // every)
         a_raw = np.empty(cap, id_dtype)
         b_raw = np.empty(cap, id_dtype)
         keys = np.empty(cap, np.int32)
@@ -296,12 +300,9 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
             words = cnt
         else:
             pss, cc = divmod(c, chunks_per_pass)
-            pass_id = epoch * opts.walks_per_node + pss
-            if pass_id not in perms:
-                perms.clear()
-                perms[pass_id] = walk_order(n, 1, opts.seed, pass_id)
             wid0 = pss * n + cc * C
-            walks = _walks(g, opts, perms[pass_id], epoch, pss, cc * C, C, parallel=False)
+            walks = _walks(g, opts, pass_order(epoch * opts.walks_per_node + pss), epoch, pss, cc * C, C,
+                           parallel=False)
             num, words = walk_pairs(walks, opts.context, keep, np.uint64(stream_key(sample_key, epoch)),
                                     wid0, block_of, P, a_raw, b_raw, keys)
         pa, pb, ptr = bucketize(a_raw, b_raw, keys, num, P, stride)

@@ -1,10 +1,13 @@
-"""Software prefetch for numba kernels: ask the CPU to start loading a row that a later step
-will read, so that several cache misses are in flight at once instead of one after another.
+"""Software prefetch for numba kernels: ask the CPU to start loading a line that a later step
+will read (or write), so that several cache misses are in flight at once instead of one after
+another.
 
-numba has no prefetch function, so :func:`prefetch_row` emits LLVM's ``llvm.prefetch`` intrinsic
-(a hint: it never faults, not even on a bad address, and changes no result). Used where a
-kernel knows its next rows ahead of time and otherwise waits on each miss in turn, e.g. the
-skip-gram trainer (``gnnsys/embedding/sgns.py``), whose samples are rows scattered over two
+numba has no prefetch function, so this module emits LLVM's ``llvm.prefetch`` intrinsic (a hint:
+it never faults, not even on a bad address, and changes no result): :data:`prefetch_element`
+and :data:`prefetch_element_for_write` for one element's line, :func:`prefetch_row` for every line
+of a matrix row. Used where a kernel knows its next addresses ahead of time and would otherwise
+wait on each miss in turn: the sampler's pipelines (``samplers/_fused.py``, ``reset_map``) and
+the skip-gram trainer (``gnnsys/embedding/sgns.py``), whose samples are rows scattered over two
 large matrices.
 """
 
@@ -18,30 +21,42 @@ from numba.extending import intrinsic
 LINE_BYTES = 64
 
 
-@intrinsic
-def _prefetch_element(typingctx, arr, flat):
-    """Prefetch the cache line holding element ``flat`` (a C-order flat index) of ``arr``, for
-    reading, into all cache levels. ``arr``: a C-contiguous array of any numeric dtype."""
-    if not (isinstance(arr, types.Array) and arr.layout == "C" and isinstance(flat, types.Integer)):
-        return None
-    sig = types.void(arr, flat)
+def _prefetch_intrinsic(rw: int, doc: str):
+    """An intrinsic ``(arr, flat)`` that prefetches the cache line holding element ``flat`` (a
+    C-order flat index) of ``arr`` into all cache levels; ``rw``: 0 to read, 1 to write."""
 
-    def codegen(context, builder, signature, args):
-        arr_v, flat_v = args
-        ary = context.make_array(signature.args[0])(context, builder, arr_v)
-        flat64 = context.cast(builder, flat_v, signature.args[1], types.int64)
-        ptr = builder.gep(ary.data, [flat64])
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        name = "llvm.prefetch.p0"
-        fn = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
-        # rw 0 (read), locality 3 (keep in all levels), cache type 1 (data)
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
-                          ir.Constant(i32, 1)])
-        return context.get_dummy_value()
+    def typer(typingctx, arr, flat):
+        if not (isinstance(arr, types.Array) and arr.layout == "C"
+                and isinstance(flat, types.Integer)):
+            return None
+        sig = types.void(arr, flat)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            arr_v, flat_v = args
+            ary = context.make_array(signature.args[0])(context, builder, arr_v)
+            flat64 = context.cast(builder, flat_v, signature.args[1], types.int64)
+            ptr = builder.gep(ary.data, [flat64])
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], fnty)
+            # locality 3 (keep in all levels), cache type 1 (data)
+            builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, rw),
+                              ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    typer.__doc__ = doc
+    return intrinsic(typer)
+
+
+#: ``prefetch_element(arr, flat)``: prefetch the line of ``arr``'s element ``flat`` (C-order
+#: flat index; any numeric dtype, C-contiguous) for reading. A hint only: any index is safe.
+prefetch_element = _prefetch_intrinsic(0, "Prefetch ``arr``'s element ``flat`` for reading.")
+#: As :data:`prefetch_element`, for a line that is about to be written (scattered stores).
+prefetch_element_for_write = _prefetch_intrinsic(
+    1, "Prefetch ``arr``'s element ``flat`` for writing.")
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -52,4 +67,4 @@ def prefetch_row(mat, i):
     step = max(1, LINE_BYTES // mat.itemsize)
     base = i * width
     for off in range(0, width, step):
-        _prefetch_element(mat, base + off)
+        prefetch_element(mat, base + off)

@@ -41,3 +41,24 @@ def test_prefetch_of_a_row_outside_the_array_is_harmless():
         return m.sum()
 
     assert touch(mat, 10**9) == 64.0 and touch(mat, -5) == 64.0
+
+
+def test_prefetch_element_hints_read_or_write_and_changes_nothing():
+    from samplers._prefetch import prefetch_element, prefetch_element_for_write
+
+    @njit(cache=False)
+    def scatter(table, idx, ahead):
+        for q in range(idx.size):
+            if q + ahead < idx.size:
+                prefetch_element(table, idx[q + ahead])
+                prefetch_element_for_write(table, idx[q + ahead])
+            table[idx[q]] += 1
+
+    table = np.zeros(50, np.int32)
+    idx = np.random.default_rng(1).integers(0, 50, 400)
+    scatter(table, idx, 8)
+    np.testing.assert_array_equal(table, np.bincount(idx, minlength=50))
+    ir = scatter.inspect_llvm(scatter.signatures[0])
+    calls = [line for line in ir.splitlines() if "call void @llvm.prefetch" in line]
+    assert any("i32 0, i32 3, i32 1)" in c for c in calls)  # read
+    assert any("i32 1, i32 3, i32 1)" in c for c in calls)  # write

@@ -25,6 +25,13 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from samplers._prefetch import prefetch_element_for_write
+
+#: Distance, in nodes, at which :func:`reset_map` prefetches the entry it will reset.
+RESET_AHEAD = 64
+#: Nodes per parallel chunk of :func:`reset_map`.
+RESET_CHUNK = 16384
+
 
 class Scratch:
     """Per-caller relabelling buffers for a graph of ``num_nodes`` nodes.
@@ -79,9 +86,17 @@ def map_seeds(seeds, gmap):
 
 @njit(parallel=True, cache=True, nogil=True)
 def reset_map(gmap, nodes):
-    """Set ``gmap[nodes] = -1`` (reset by touched entries only)."""
-    for i in prange(nodes.size):
-        gmap[nodes[i]] = -1
+    """Set ``gmap[nodes] = -1`` (reset by touched entries only), in chunks of
+    ``RESET_CHUNK`` nodes, each prefetching (for writing) the entry ``RESET_AHEAD`` nodes ahead
+    of the one it stores."""
+    n = nodes.size
+    for t in prange((n + RESET_CHUNK - 1) // RESET_CHUNK):
+        lo = t * RESET_CHUNK
+        hi = min(n, lo + RESET_CHUNK)
+        for i in range(lo, hi):
+            if i + RESET_AHEAD < hi:
+                prefetch_element_for_write(gmap, nodes[i + RESET_AHEAD])
+            gmap[nodes[i]] = -1
 
 
 @njit(parallel=True, cache=True, nogil=True)

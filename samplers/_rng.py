@@ -44,8 +44,15 @@ def below(r, n):
     Lemire's multiply-shift for ``n < 2**32`` (bias below ``n / 2**32``), modulo above.
     """
     if n < 4294967296:
-        return np.int64(((uint64(r) >> uint64(32)) * uint64(n)) >> uint64(32))
+        return below_small(r, n)
     return np.int64(uint64(r) % uint64(n))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def below_small(r, n):
+    """:func:`below` for ``0 < n < 2**32`` (the caller guarantees it): branch-free, so that a
+    loop of draws vectorises."""
+    return np.int64(((uint64(r) >> uint64(32)) * uint64(n)) >> uint64(32))
 
 
 @njit(cache=True, nogil=True, inline="always")

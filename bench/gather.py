@@ -14,7 +14,7 @@ float16, on ``--threads`` threads, and reports GB/s of gathered bytes for:
 * ``numpy.take(axis=0)``;
 * a contiguous copy of the same number of bytes into a reused buffer (the limit on this
   machine: single-threaded ``np.copyto`` and a 2-thread numba copy, the faster counts);
-* ``random_read``: the same random rows only read (XOR-reduced, nothing written, same grouped
+* ``random_read``: the same random rows only read (XOR-reduced, nothing written, same
   prefetch as ours) by a 2-thread numba loop: what reading these rows alone costs, since rows
   scattered over a table far larger than the caches cost DRAM latency that a contiguous copy
   never pays.
@@ -47,7 +47,7 @@ from benchlib import summary as summ
 from numba import njit, prange
 
 from gnnsys.features import FeatureStore
-from gnnsys.features.cpu_gather import PREFETCH_GROUP, prefetch_rows
+from gnnsys.features.cpu_gather import PREFETCH_AHEAD, prefetch_row_lines
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -61,9 +61,9 @@ def _parallel_copy(src, dst, chunk):  # pragma: no cover - numba
 
 @njit(parallel=True, nogil=True, cache=True)
 def _read_rows(table, ids, chunk_rows, sink):  # pragma: no cover - numba
-    """XOR-reduce the rows ``table[ids]`` without writing them anywhere, prefetching groups of
-    rows as our gather does: how fast this machine can merely *read* the gathered rows (random
-    rows cost DRAM latency, which a contiguous copy never pays)."""
+    """XOR-reduce the rows ``table[ids]`` without writing them anywhere, prefetching rows ahead
+    as our gather does: how fast this machine can merely *read* the gathered rows (random rows
+    cost DRAM latency, which a contiguous copy never pays)."""
     n = ids.shape[0]
     d = table.shape[1]
     flat = table.reshape(-1)
@@ -71,13 +71,14 @@ def _read_rows(table, ids, chunk_rows, sink):  # pragma: no cover - numba
         lo = c * chunk_rows
         hi = min(n, lo + chunk_rows)
         acc = table[0, 0] ^ table[0, 0]
-        for g0 in range(lo, hi, PREFETCH_GROUP):
-            g1 = min(hi, g0 + PREFETCH_GROUP)
-            prefetch_rows(flat, ids, d, g0, g1)
-            for i in range(g0, g1):
-                row = ids[i]
-                for j in range(d):
-                    acc ^= table[row, j]
+        for i in range(lo, min(hi, lo + PREFETCH_AHEAD)):
+            prefetch_row_lines(flat, ids[i] * d, d)
+        for i in range(lo, hi):
+            if i + PREFETCH_AHEAD < hi:
+                prefetch_row_lines(flat, ids[i + PREFETCH_AHEAD] * d, d)
+            row = ids[i]
+            for j in range(d):
+                acc ^= table[row, j]
         sink[c] = acc
 
 

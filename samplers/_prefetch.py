@@ -21,9 +21,10 @@ from numba.extending import intrinsic
 LINE_BYTES = 64
 
 
-def _prefetch_intrinsic(rw: int, doc: str):
+def _prefetch_intrinsic(rw: int, locality: int, doc: str):
     """An intrinsic ``(arr, flat)`` that prefetches the cache line holding element ``flat`` (a
-    C-order flat index) of ``arr`` into all cache levels; ``rw``: 0 to read, 1 to write."""
+    C-order flat index) of ``arr``; ``rw``: 0 to read, 1 to write; ``locality``: LLVM's 0
+    (no temporal locality) to 3 (keep in all cache levels)."""
 
     def typer(typingctx, arr, flat):
         if not (isinstance(arr, types.Array) and arr.layout == "C"
@@ -40,9 +41,9 @@ def _prefetch_intrinsic(rw: int, doc: str):
             i32 = ir.IntType(32)
             fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
             fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p], fnty)
-            # locality 3 (keep in all levels), cache type 1 (data)
+            # cache type 1: data
             builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, rw),
-                              ir.Constant(i32, 3), ir.Constant(i32, 1)])
+                              ir.Constant(i32, locality), ir.Constant(i32, 1)])
             return context.get_dummy_value()
 
         return sig, codegen
@@ -53,10 +54,14 @@ def _prefetch_intrinsic(rw: int, doc: str):
 
 #: ``prefetch_element(arr, flat)``: prefetch the line of ``arr``'s element ``flat`` (C-order
 #: flat index; any numeric dtype, C-contiguous) for reading. A hint only: any index is safe.
-prefetch_element = _prefetch_intrinsic(0, "Prefetch ``arr``'s element ``flat`` for reading.")
+prefetch_element = _prefetch_intrinsic(0, 3, "Prefetch ``arr``'s element ``flat`` for reading.")
+#: As :data:`prefetch_element` with locality 1: data read once (the feature gather's rows), which
+#: the hint need not keep in the nearest caches.
+prefetch_element_once = _prefetch_intrinsic(
+    0, 1, "Prefetch ``arr``'s element ``flat`` for reading once.")
 #: As :data:`prefetch_element`, for a line that is about to be written (scattered stores).
 prefetch_element_for_write = _prefetch_intrinsic(
-    1, "Prefetch ``arr``'s element ``flat`` for writing.")
+    1, 3, "Prefetch ``arr``'s element ``flat`` for writing.")
 
 
 @njit(cache=True, nogil=True, inline="always")

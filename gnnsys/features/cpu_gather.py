@@ -27,8 +27,6 @@ _WORDS = {2: np.uint16, 4: np.uint32}
 #: before copying them (the previous scheme): 1 thread 1.09x (4 rows ahead), 1.24x (8), 1.30x
 #: (16), 1.31x (32); 2 threads 0.98-1.03x (the two cores then share the memory bandwidth).
 PREFETCH_AHEAD = 16
-#: neighbour rows whose lines :func:`_gather_mean_rows` prefetches together before summing them
-MEAN_PREFETCH_GROUP = 32
 
 @njit(nogil=True, cache=True, inline="always")
 def prefetch_row_lines(flat, b, d):  # pragma: no cover - compiled by numba
@@ -149,7 +147,18 @@ def _gather_mean_rows(table, ids, ptr, src, out_x, out_mean, chunk_rows):  # pra
     num_chunks = (n + chunk_rows - 1) // chunk_rows
     for c in prange(num_chunks):
         acc = np.empty(d, np.float32)
-        for i in range(c * chunk_rows, min(n, (c + 1) * chunk_rows)):
+        i0 = c * chunk_rows
+        i1 = min(n, i0 + chunk_rows)
+        k1 = ptr[i1]
+        # two sliding windows (as in _copy_rows): the destinations' own rows and, across the
+        # chunk's concatenated neighbour lists, the neighbours' rows
+        for k in range(ptr[i0], min(k1, ptr[i0] + PREFETCH_AHEAD)):
+            prefetch_row_lines(flat, ids[src[k]] * d, d)
+        for i in range(i0, min(i1, i0 + PREFETCH_AHEAD)):
+            prefetch_row_lines(flat, ids[i] * d, d)
+        for i in range(i0, i1):
+            if i + PREFETCH_AHEAD < i1:
+                prefetch_row_lines(flat, ids[i + PREFETCH_AHEAD] * d, d)
             row = ids[i]
             for j in range(d):
                 out_x[i, j] = table[row, j]
@@ -157,14 +166,12 @@ def _gather_mean_rows(table, ids, ptr, src, out_x, out_mean, chunk_rows):  # pra
             hi = ptr[i + 1]
             for j in range(d):
                 acc[j] = np.float32(0.0)
-            for g0 in range(lo, hi, MEAN_PREFETCH_GROUP):
-                g1 = min(hi, g0 + MEAN_PREFETCH_GROUP)
-                for k in range(g0, g1):  # the group's random rows in flight together
-                    prefetch_row_lines(flat, ids[src[k]] * d, d)
-                for k in range(g0, g1):
-                    r = ids[src[k]]
-                    for j in range(d):
-                        acc[j] += table[r, j]
+            for k in range(lo, hi):
+                if k + PREFETCH_AHEAD < k1:
+                    prefetch_row_lines(flat, ids[src[k + PREFETCH_AHEAD]] * d, d)
+                r = ids[src[k]]
+                for j in range(d):
+                    acc[j] += table[r, j]
             if hi > lo:
                 cnt = np.float32(hi - lo)
                 for j in range(d):

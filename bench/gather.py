@@ -47,7 +47,7 @@ from benchlib import summary as summ
 from numba import njit, prange
 
 from gnnsys.features import FeatureStore
-from gnnsys.features.cpu_gather import PREFETCH_AHEAD, prefetch_row_lines
+from gnnsys.features.cpu_gather import window_fill, window_step
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -71,11 +71,9 @@ def _read_rows(table, ids, chunk_rows, sink):  # pragma: no cover - numba
         lo = c * chunk_rows
         hi = min(n, lo + chunk_rows)
         acc = table[0, 0] ^ table[0, 0]
-        for i in range(lo, min(hi, lo + PREFETCH_AHEAD)):
-            prefetch_row_lines(flat, ids[i] * d, d)
+        window_fill(flat, ids, d, lo, hi)
         for i in range(lo, hi):
-            if i + PREFETCH_AHEAD < hi:
-                prefetch_row_lines(flat, ids[i + PREFETCH_AHEAD] * d, d)
+            window_step(flat, ids, d, i, hi)
             row = ids[i]
             for j in range(d):
                 acc ^= table[row, j]

@@ -39,16 +39,30 @@ def prefetch_row_lines(flat, b, d):  # pragma: no cover - compiled by numba
 
 
 @njit(nogil=True, cache=True, inline="always")
+def window_fill(flat, ids, d, lo, hi):  # pragma: no cover - compiled by numba
+    """Start a sliding prefetch window over the rows ``ids[lo:hi]``: prefetch the first
+    ``PREFETCH_AHEAD`` of them. Then call :func:`window_step` before using each row ``i``."""
+    for i in range(lo, min(hi, lo + PREFETCH_AHEAD)):
+        prefetch_row_lines(flat, ids[i] * d, d)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def window_step(flat, ids, d, i, hi):  # pragma: no cover - compiled by numba
+    """Advance the window before row ``ids[i]`` is used: prefetch row ``ids[i + PREFETCH_AHEAD]``
+    (when it is below ``hi``)."""
+    if i + PREFETCH_AHEAD < hi:
+        prefetch_row_lines(flat, ids[i + PREFETCH_AHEAD] * d, d)
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _copy_rows(table, flat, ids, out, lo, hi):  # pragma: no cover - compiled by numba
     """Copy rows ``ids[lo:hi]`` into ``out[lo:hi]``, prefetching the lines of row
     ``i + PREFETCH_AHEAD`` while row ``i`` is copied, so that the random DRAM reads of the next
     rows stay in flight during each copy."""
     d = table.shape[1]
-    for i in range(lo, min(hi, lo + PREFETCH_AHEAD)):
-        prefetch_row_lines(flat, ids[i] * d, d)
+    window_fill(flat, ids, d, lo, hi)
     for i in range(lo, hi):
-        if i + PREFETCH_AHEAD < hi:
-            prefetch_row_lines(flat, ids[i + PREFETCH_AHEAD] * d, d)
+        window_step(flat, ids, d, i, hi)
         row = ids[i]
         for j in range(d):  # an explicit loop vectorizes better than a slice assignment
             out[i, j] = table[row, j]
@@ -154,11 +168,9 @@ def _gather_mean_rows(table, ids, ptr, src, out_x, out_mean, chunk_rows):  # pra
         # chunk's concatenated neighbour lists, the neighbours' rows
         for k in range(ptr[i0], min(k1, ptr[i0] + PREFETCH_AHEAD)):
             prefetch_row_lines(flat, ids[src[k]] * d, d)
-        for i in range(i0, min(i1, i0 + PREFETCH_AHEAD)):
-            prefetch_row_lines(flat, ids[i] * d, d)
+        window_fill(flat, ids, d, i0, i1)
         for i in range(i0, i1):
-            if i + PREFETCH_AHEAD < i1:
-                prefetch_row_lines(flat, ids[i + PREFETCH_AHEAD] * d, d)
+            window_step(flat, ids, d, i, i1)
             row = ids[i]
             for j in range(d):
                 out_x[i, j] = table[row, j]

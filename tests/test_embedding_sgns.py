@@ -66,6 +66,28 @@ def test_sgd_step_equals_autograd(dim, num_neg):
     np.testing.assert_allclose(emb_out, want_out, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("scale,num_neg", [(79.0, 40), (-79.0, 40), (-95.0, 3), (95.0, 3), (60.0, 5), (1e-4, 2)])
+def test_sgd_loss_at_extreme_scores(scale, num_neg):
+    """The loss (one log of a product of 1 + e^-f, flushed before it can overflow, and -f where
+    e^-f overflows float32) against the softplus sum in float64: 40 negatives scored -79 (their
+    factors e^79 pass 1e250 together: the product is flushed), scores beyond float32's exp
+    range, large positive and tiny ones."""
+    dim, n = 4, 50
+    emb_in = np.zeros((n, dim), np.float32)
+    emb_in[0, 0] = 1.0
+    emb_out = np.zeros((n, dim), np.float32)
+    targets = np.arange(1, num_neg + 2, dtype=np.int64)
+    sign = np.array([1.0] + [-1.0] * num_neg)
+    emb_out[targets, 0] = (sign * scale).astype(np.float32)  # every f_k = sign_k * scale
+    f = emb_out[targets, 0].astype(np.float64)
+    want = np.logaddexp(0.0, -sign * f).sum()  # -log s(f) for the positive, -log s(-f) for the rest
+    got = sgd_pair(emb_in, emb_out, 0, targets, len(targets), np.float32(0.0), np.empty(dim, np.float32))
+    assert np.isfinite(got)
+    # a negative's term f + log1p(e^-f) cancels for f << 0, and e^-f is float32 (as the step
+    # needs it): its absolute error is up to ~1e-7 of |f|, whichever way the logs are taken
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-9 + 2e-7 * np.abs(f).sum())
+
+
 def test_negative_equal_to_positive_is_skipped():
     emb_in = np.full((4, 2), 0.5, np.float32)
     emb_out = np.full((4, 2), 0.25, np.float32)

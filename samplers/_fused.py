@@ -467,7 +467,7 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
     if nchunks <= 2 or total_cand <= serial_max:
         # one or two chunks, or few candidates: one ordered pass over the later chunks' lists
         # (none with one chunk; chunk 0's numbers are in gmap); the later chunks' src_out is
-        # scratch until the fix-up below rewrites it
+        # written by the fix-up below
         r = known + first
         for t in range(1, nchunks):
             r = _number_in_order(gmap, nodes, cand, ebase[t], ebase[t] + found[t], r)
@@ -531,8 +531,8 @@ def hop_expand(indptr, indices, weights, wdeg, ex_nodes, ex_keys, fanout, replac
                     v = -1 - v
                 bitmaps[t, v >> 3] = 0
         end = obase[nseg]
-    # 4. later chunks' sources read their local ids again (all of them: one vector gather, no
-    # test); the new nodes' per-node facts are read for the next hop (both split evenly over
+    # 4. later chunks' sources read their local ids again (all of them, no test, prefetched
+    # ahead); the new nodes' per-node facts are read for the next hop (both split evenly over
     # the threads)
     e1 = ebase[1]
     rest = ebase[nchunks] - e1

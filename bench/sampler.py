@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange
 
+from samplers._fused import AHEAD as FLOOR_AHEAD
 from samplers._prefetch import prefetch_element
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,9 +135,8 @@ def floor_reads(indptr, indices, table, frontier, pos, src):
 
 
 #: Parallel chunks of :func:`floor_reads_prefetched` (a fixed count: the same work whatever the
-#: thread count), and its prefetch distance in reads (the sampler's own, ``samplers._fused.AHEAD``).
+#: thread count); its prefetch distance ``FLOOR_AHEAD`` is the sampler's own (``samplers._fused.AHEAD``).
 FLOOR_CHUNKS = 64
-FLOOR_AHEAD = 64
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -152,6 +152,14 @@ def _sum_prefetched(table, idx, lo, hi):
     return acc
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _floor_chunk(n, k):
+    """Bounds ``(lo, hi)`` of chunk ``k`` of ``FLOOR_CHUNKS`` equal chunks of ``range(n)``."""
+    per = (n + FLOOR_CHUNKS - 1) // FLOOR_CHUNKS
+    lo = min(n, k * per)
+    return lo, min(n, lo + per)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def floor_reads_prefetched(indptr, indices, table, frontier, pos, src):
     """The same reads as :func:`floor_reads`, issued the way the sampler issues them: scalar
@@ -159,15 +167,11 @@ def floor_reads_prefetched(indptr, indices, table, frontier, pos, src):
     reads of one line, mostly)."""
     acc = 0
     for k in prange(FLOOR_CHUNKS):
-        f = frontier.size
-        lo = min(f, k * ((f + FLOOR_CHUNKS - 1) // FLOOR_CHUNKS))
-        hi = min(f, lo + (f + FLOOR_CHUNKS - 1) // FLOOR_CHUNKS)
+        lo, hi = _floor_chunk(frontier.size, k)
         acc += _sum_prefetched(indptr, frontier, lo, hi)
         for i in range(lo, hi):
             acc += indptr[frontier[i] + 1]  # the pair's second entry: a hit (or a straddle)
-        e = pos.size
-        lo = min(e, k * ((e + FLOOR_CHUNKS - 1) // FLOOR_CHUNKS))
-        hi = min(e, lo + (e + FLOOR_CHUNKS - 1) // FLOOR_CHUNKS)
+        lo, hi = _floor_chunk(pos.size, k)
         acc += _sum_prefetched(indices, pos, lo, hi) + _sum_prefetched(table, src, lo, hi)
     return acc
 

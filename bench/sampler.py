@@ -8,7 +8,9 @@ other processes hits all of them alike:
 
 * ``ours_1t`` / ``ours_2t``: one batch at a time with 1 / 2 numba threads inside it;
   ``ours_2w``: two batches at a time, one numba thread each, through the loader's own
-  :class:`~gnnsys.loader.prefetch.BackgroundIterator` (``num_workers=2``, batches in order).
+  :class:`~gnnsys.loader.prefetch.BackgroundIterator` (``num_workers=2``, batches in order; a
+  fresh loader per round whose start, one batch per worker, is not timed, exactly as for
+  ``pyg_loader_2w`` below).
 * ``base_*``: the same three modes for the sampler of ``--baseline-ref`` (a git ref, e.g. the
   commit before a change), loaded from ``git archive`` as the package ``samplers_baseline``, so
   before and after run in one process on the same batches.
@@ -24,9 +26,9 @@ other processes hits all of them alike:
   cache misses).
 * ``pyg_1t``: PyG's sampler op (``torch.ops.torch_sparse.neighbor_sample``, serial code) on one
   thread, against ``ours_1t``; ``pyg_loader_2w``: PyG's own multi-core mode, ``NeighborLoader``
-  with ``num_workers=2`` (a fresh loader per round; an extra first batch, which pays the worker
-  start, is not timed), against ``ours_2w``. The peers get exactly the batches ours gets. A peer
-  that cannot run is ``null`` with its reason.
+  with ``num_workers=2`` (a fresh loader per round whose start is not timed: one untimed batch
+  per worker, ``untimed_start``), against ``ours_2w``. The peers get exactly the batches ours
+  gets. A peer that cannot run is ``null`` with its reason.
 
 ``--profile`` times every stage of every hop at 1 and 2 threads, for ours (the stages of
 :meth:`samplers.NeighborSampler._expand`) and, with ``--baseline-ref``, for the baseline's
@@ -205,19 +207,43 @@ def run_threads(sampler, seed_sets, ids, threads: int) -> tuple[float, int]:
     return time.perf_counter() - t, edges
 
 
-def run_workers(sampler, seed_sets, ids, workers: int) -> tuple[float, int]:
-    """Seconds and edges with ``workers`` loader threads of one numba thread each, consumed in
-    order (what ``NodeLoader(num_workers=workers, num_threads=1)`` does)."""
+def untimed_start(ids: list[int], workers: int) -> list[int]:
+    """The batch ids a fresh ``workers``-worker loader is given: one copy of the first batch
+    per worker (at least one), consumed before the clock starts, since each worker's first
+    batch pays its start; then ``ids``, all timed.
+
+    With one untimed batch only, the other workers' first batches would finish at about the same
+    moment as it and enter the timing almost free (a 3-batch slice of 2 workers would read 3x
+    one worker's rate). With one per worker, the clock starts as every worker starts its first
+    timed batch and stops when the slice's last batch arrives: exact for a slice that is a
+    multiple of ``workers`` batches; an uneven slice counts its idle tail against the loader.
+    """
+    return [ids[0]] * max(1, workers) + list(ids)
+
+
+def run_workers(sampler, seed_sets, ids, workers: int) -> tuple[float, int, int]:
+    """Seconds, edges and batches timed with ``workers`` loader threads of one numba thread
+    each, consumed in order (what ``NodeLoader(num_workers=workers, num_threads=1)`` does).
+
+    Timed exactly as the PyG loader peer (:func:`make_pyg_loader`): a fresh loader per call
+    whose start is not timed (:func:`untimed_start`), then every batch of ``ids`` is. A loader's
+    epoch is hundreds of batches, so its start is not what a user waits on; a slice of a few
+    batches would mostly time it.
+    """
     import numba
 
     from gnnsys.loader.prefetch import BackgroundIterator
 
+    ids = list(ids)
+    order = untimed_start(ids, workers)
+    it = iter(BackgroundIterator(lambda i: sampler.sample_from_nodes(seed_sets[i], batch_seed=i),
+                                 order, depth=2 * workers,
+                                 setup=lambda: numba.set_num_threads(1), workers=workers))
+    for _ in range(len(order) - len(ids)):
+        next(it)
     t = time.perf_counter()
-    it = BackgroundIterator(lambda i: sampler.sample_from_nodes(seed_sets[i], batch_seed=i),
-                            list(ids), depth=2 * workers,
-                            setup=lambda: numba.set_num_threads(1), workers=workers)
     edges = sum(sum(sub.num_sampled_edges) for sub in it)
-    return time.perf_counter() - t, edges
+    return time.perf_counter() - t, edges, len(ids)
 
 
 def run_floor(g: Graph, table, inputs, ids, threads: int, kernel=floor_reads) -> tuple[float, int]:
@@ -271,16 +297,16 @@ def make_pyg_loader(g: Graph, fanouts: list[int]):
 
     def run(seed_sets, ids, workers):
         ids = list(ids)
-        # an extra first batch (a copy of the first one) absorbs the workers' start, untimed;
-        # then every batch of ``ids`` is timed (later batches are already under way meanwhile,
-        # which favours the peer)
-        seeds = torch.from_numpy(np.concatenate([seed_sets[i] for i in [ids[0]] + ids]))
+        # the workers' start is not timed (untimed_start); then every batch of ``ids`` is
+        order = untimed_start(ids, workers)
+        seeds = torch.from_numpy(np.concatenate([seed_sets[i] for i in order]))
         bs = seed_sets[ids[0]].size
         loader = NeighborLoader(data, fanouts, input_nodes=seeds, batch_size=bs, shuffle=False,
                                 num_workers=workers, persistent_workers=False,
                                 neighbor_sampler=sampler)
         it = iter(loader)
-        next(it)
+        for _ in range(len(order) - len(ids)):
+            next(it)
         edges = 0
         t = time.perf_counter()
         for batch in it:

@@ -102,20 +102,24 @@ def child_train(args) -> dict:
     # check, RAM cache): the library's rule (what `gnnsys train` applies), or forced
     # (--madvise auto --readahead auto is what advise_page_cache does for `gnnsys train`)
     from gnnsys.data.advice import advise, advise_random_reads
-    from gnnsys.features.factory import attach_readahead
+    from gnnsys.features.factory import attach_readahead, page_cache_plan
 
     mapped = store.host_table if store.placement == "mmap" else None
-    if args.madvise == "auto":
-        advice = advise_random_reads(ds.indices, mapped)
+    reads = plan = None
+    if args.madvise == "auto" and args.readahead == "auto":  # the library's own call, recheck included
+        plan = page_cache_plan(ds, store, sampler)
+        advice = plan.advice
     else:
-        advice = args.madvise
-        for arr in (ds.indices, mapped):
-            advise(arr, advice)
-    # deep-queue reads of the rows and neighbour lists, and the bound on mapped pages
-    # (gnnsys.data.readahead): auto = the library's rule, attached with the random advice
-    reads = None
-    if args.readahead == "on" or (args.readahead == "auto" and advice == "random"):
-        reads = attach_readahead(ds, store, sampler)
+        if args.madvise == "auto":
+            advice = advise_random_reads(ds.indices, mapped)
+        else:
+            advice = args.madvise
+            for arr in (ds.indices, mapped):
+                advise(arr, advice)
+        # deep-queue reads of the rows and neighbour lists, and the bound on mapped pages
+        # (gnnsys.data.readahead), forced on or off
+        if args.readahead == "on" or (args.readahead == "auto" and advice == "random"):
+            reads = attach_readahead(ds, store, sampler)
     model = GraphSAGE(store.dim, 256, int(ds.num_classes), num_layers=3, dropout=0.5)
     opt = torch.optim.Adam(model.parameters(), lr=0.003)
     loader = NodeLoader(sampler, np.asarray(ds.splits["train"]), 1024, features=store,
@@ -174,7 +178,10 @@ def child_train(args) -> dict:
             "setup_s": round(setup, 2), "features": args.features,
             "cache_gb": args.cache_gb if args.features == "mmap" else None,
             "table_bytes": int(ds.features.nbytes), "feature_dtype": ds.feature_dtype,
-            "madvise": advice, "readahead": None if reads is None else reads.summary()}
+            "madvise": advice,
+            "readahead": (plan.summary()["readahead"] if plan is not None
+                          else None if reads is None else reads.summary()),
+            **({} if plan is None else {"page_cache": plan.summary()})}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -337,7 +344,8 @@ def main() -> None:
                   f"peak RSS training {train.get('peak_rss_training_bytes', 0) / 2**30:.2f} GiB "
                   f"(anonymous {train.get('peak_rss_anon_training_bytes', 0) / 2**30:.2f} GiB), "
                   f"disk read per batch {train.get('disk_read_bytes_per_batch', 0) / 2**20:.0f} MiB, "
-                  f"madvise {train.get('madvise')}, readahead {train.get('readahead')} "
+                  f"madvise {train.get('madvise')}, readahead {train.get('readahead')}, "
+                  f"page cache {train.get('page_cache')} "
                   f"(load {train.get('load_after')})", flush=True)
         result["scales"][f"{scale:g}"] = per_dtype
     result["load_end"] = os.getloadavg()[0]

@@ -116,3 +116,103 @@ def test_advise_page_cache_covers_the_graph_and_an_mmap_table(tmp_path, monkeypa
     assert advise_page_cache(ds, mapped) == "random"
     assert "rr" in _vm_flags(mapped.host_table.ctypes.data)
     assert advise_page_cache(ds, None) == "random"  # a dataset without a store: the graph alone
+
+
+def test_recheck_switches_once_when_the_maps_stop_fitting():
+    from gnnsys.data.advice import AdviceRecheck
+
+    free = iter([100, 100, 50, 10, 10])
+    asked, ran = [], []
+    rc = AdviceRecheck(60, lambda: asked.append(1) or ran.append, hops=5, available=lambda: next(free))
+    for i in range(5):
+        rc(np.array([i]))
+    assert asked == [1]  # at the third hop, when 60 bytes of maps exceed the 50 available
+    assert rc.switched_at == 3
+    assert [int(x[0]) for x in ran] == [2]  # the hook returned runs for that hop; later hops skip
+    assert next(free) == 10  # no check after the switch
+
+
+def test_recheck_stops_after_its_hops_when_the_maps_still_fit():
+    from gnnsys.data.advice import AdviceRecheck
+
+    calls = []
+    rc = AdviceRecheck(60, lambda: pytest.fail("switched"), hops=3,
+                       available=lambda: calls.append(1) or 60)  # equal: still fits
+    for _ in range(10):
+        rc(np.zeros(1))
+    assert len(calls) == 3 and rc.checks == 3 and rc.switched_at is None
+
+
+def test_recheck_switches_once_from_two_threads():
+    import threading
+
+    from gnnsys.data.advice import AdviceRecheck
+
+    switched = []
+    go = threading.Barrier(2)
+    rc = AdviceRecheck(60, lambda: switched.append(1), hops=1000, available=lambda: 1)
+
+    def worker():
+        go.wait()
+        for _ in range(200):
+            rc(np.zeros(1))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert switched == [1] and rc.switched_at == 1
+
+
+def test_advise_page_cache_rechecks_once_the_run_has_allocated(tmp_path, monkeypatch):
+    """Maps that fit at setup but not once the run trains: the sampler's first hops find it and
+    apply the random advice and the deep-queue reads then; the batches are unchanged."""
+    import types
+
+    import gnnsys.data.memory as memory_mod
+    from gnnsys.data.advice import AdviceRecheck
+    from gnnsys.data.synthetic import generate
+    from gnnsys.features.factory import advise_page_cache, dataset_store
+    from samplers import NeighborSampler
+
+    ds = generate("tiny", tmp_path / "tiny", seed=0)
+    store = dataset_store(ds, "mmap")
+    sampler = NeighborSampler(ds.graph, [5, 3], seed=0)
+    plain = NeighborSampler(ds.graph, [5, 3], seed=0)
+    big = types.SimpleNamespace(available=1 << 40, total=1 << 40)
+    monkeypatch.setattr(memory_mod.psutil, "virtual_memory", lambda: big)
+    monkeypatch.setattr(memory_mod, "cgroup_memory", lambda: None)
+    assert advise_page_cache(ds, store, sampler) == "normal"
+    recheck = sampler.before_hop
+    assert isinstance(recheck, AdviceRecheck)
+    assert "rr" not in _vm_flags(ds.indices.ctypes.data)
+    seeds = np.arange(0, 40, dtype=np.int64)
+    a = sampler.sample_from_nodes(seeds, batch_seed=1)  # two hops, both checked, both fit
+    assert recheck.checks == 2 and recheck.switched_at is None
+    assert "rr" not in _vm_flags(ds.indices.ctypes.data)
+    big.available = 1  # the run's own memory has grown
+    b = sampler.sample_from_nodes(seeds, batch_seed=2)
+    assert recheck.switched_at == 3
+    assert "rr" in _vm_flags(ds.indices.ctypes.data)
+    assert "rr" in _vm_flags(store.host_table.ctypes.data)
+    assert sampler.before_hop is not recheck  # the deep-queue reads' hook took over
+    for got, batch_seed in ((a, 1), (b, 2)):
+        want = plain.sample_from_nodes(seeds, batch_seed=batch_seed)
+        assert np.array_equal(got.nodes, want.nodes)
+        assert all(np.array_equal(x.edge_index, y.edge_index) for x, y in zip(got.hops, want.hops))
+
+
+def test_advise_page_cache_installs_no_recheck_when_nothing_is_mapped_or_random(tmp_path, monkeypatch):
+    import types
+
+    import gnnsys.data.memory as memory_mod
+    from gnnsys.data.advice import AdviceRecheck
+    from gnnsys.data.synthetic import generate
+    from gnnsys.features.factory import advise_page_cache, dataset_store
+    from samplers import NeighborSampler
+
+    ds = generate("tiny", tmp_path / "tiny", seed=0)
+    monkeypatch.setattr(memory_mod, "cgroup_memory", lambda: None)
+    monkeypatch.setattr(memory_mod.psutil, "virtual_memory", lambda: types.SimpleNamespace(available=1, total=1 << 40))
+    sampler = NeighborSampler(ds.graph, [5, 3], seed=0)
+    assert advise_page_cache(ds, dataset_store(ds, "mmap"), sampler) == "random"
+    assert not isinstance(sampler.before_hop, AdviceRecheck)

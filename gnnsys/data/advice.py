@@ -12,12 +12,16 @@ to use a few hundred bytes of them and evicts pages still in use (``docs/scale.m
 measurement).
 
 :func:`advise` applies one advice to the whole mapping behind an array; :func:`random_access_advice`
-is the rule the loaders use.
+is the rule the loaders use, and :class:`AdviceRecheck` applies it again once the run's own memory
+exists.
 """
 
 from __future__ import annotations
 
 import mmap
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -128,3 +132,58 @@ def release(segment: np.ndarray) -> bool:
         return False
     mm._mmap.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
     return True
+
+
+#: How many hops (a ``[15, 10, 5]`` batch is 3) :class:`AdviceRecheck` checks the rule for.
+RECHECK_HOPS = 48
+
+
+class AdviceRecheck:
+    """The rule of :func:`random_access_advice`, checked again before each of a run's first hops.
+
+    The loaders decide the advice at setup, before the run's batches, activations and optimiser
+    state exist, so a run whose maps fit the available RAM by little at setup may no longer fit
+    once it trains, and then every miss reads megabytes (a 3 GiB container at ``papers100m-like``
+    scale 0.1, whose 2.65 GB of maps fitted at setup, read 4.2 GB per batch; ``docs/scale.md``).
+    Installed as a sampler's ``before_hop`` hook while the advice is ``"normal"``: before each of
+    the first ``hops`` hops it compares ``map_bytes`` with the available memory now, and the first
+    time the maps no longer fit it calls ``on_random`` (once; it applies the random advice and may
+    install other hooks, and returns the hook to run for this hop, or ``None``). After that, or
+    after ``hops`` checks, a call does nothing. Safe to call from several loader threads.
+
+    Args:
+        map_bytes: bytes of the maps batches read at random.
+        on_random: what to do when they no longer fit.
+        hops: how many hops to check before.
+        available: the available memory now (default :func:`~gnnsys.data.memory.available_memory`).
+
+    Attributes:
+        checks: hops checked so far; switched_at: the check that found the maps too large
+            (1-based), or ``None``; reads: for ``on_random``'s owner to record what it attached.
+    """
+
+    def __init__(self, map_bytes: int, on_random: Callable[[], Callable[[np.ndarray], Any] | None],
+                 hops: int = RECHECK_HOPS, available: Callable[[], int] = available_memory):
+        self.map_bytes = int(map_bytes)
+        self.on_random = on_random
+        self.hops = int(hops)
+        self.available = available
+        self.checks = 0
+        self.switched_at: int | None = None
+        self.reads: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self, nodes: np.ndarray) -> None:
+        if self.checks >= self.hops:  # done (a switch sets checks to hops)
+            return
+        hook = None
+        with self._lock:
+            if self.checks >= self.hops:
+                return
+            self.checks += 1
+            if random_access_advice(self.map_bytes, self.available()) == "random":
+                self.switched_at = self.checks
+                self.checks = self.hops
+                hook = self.on_random()
+        if hook is not None:
+            hook(nodes)

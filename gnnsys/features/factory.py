@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gnnsys.data.advice import advise_random_reads, mapping_of
+from gnnsys.data.advice import AdviceRecheck, advise, advise_random_reads, mapping_of
 from gnnsys.data.format import float32_to_bfloat16_bits
 from gnnsys.data.memory import total_memory
 from gnnsys.data.quantize import quantize_table
@@ -180,15 +180,56 @@ def advise_page_cache(dataset: Any, store: Any, sampler: Any = None) -> str:
 
     Where the advice is ``"random"`` (the maps are larger than the RAM the page cache can have),
     it also attaches the out-of-core reads of :func:`attach_readahead` to ``sampler`` (when given)
-    and ``store``.
+    and ``store``. Where it is ``"normal"``, the rule is checked again before each of the
+    sampler's first hops, once the run's own memory exists (:class:`~gnnsys.data.advice.AdviceRecheck`,
+    the sampler's ``before_hop``), and the first time the maps no longer fit, the random advice
+    and the out-of-core reads are applied then.
 
     Returns:
-        The advice applied: ``"normal"``, ``"random"``, or ``"none"`` when nothing is mapped.
+        The advice applied now: ``"normal"``, ``"random"``, or ``"none"`` when nothing is mapped
+        (:func:`page_cache_plan` returns what was attached as well).
     """
-    advice = advise_random_reads(dataset.indices, _mapped_table(store))
+    return page_cache_plan(dataset, store, sampler).advice
+
+
+@dataclass
+class PageCachePlan:
+    """What :func:`page_cache_plan` did: the advice applied at setup, the out-of-core reads
+    attached then (``"random"``), and the recheck installed instead (``"normal"`` with a
+    sampler; its ``reads`` are those attached if it switched)."""
+
+    advice: str
+    reads: OutOfCoreReads | None = None
+    recheck: AdviceRecheck | None = None
+
+    def summary(self) -> dict[str, Any]:
+        reads = self.reads if self.recheck is None else self.recheck.reads
+        out: dict[str, Any] = {"advice": self.advice,
+                               "readahead": None if reads is None else reads.summary()}
+        if self.recheck is not None:
+            out["recheck"] = {"checks": self.recheck.checks, "switched_at_hop": self.recheck.switched_at}
+        return out
+
+
+def page_cache_plan(dataset: Any, store: Any, sampler: Any = None) -> PageCachePlan:
+    """:func:`advise_page_cache`, returning everything it attached (:class:`PageCachePlan`)."""
+    table = _mapped_table(store)
+    advice = advise_random_reads(dataset.indices, table)
     if advice == "random":
-        attach_readahead(dataset, store, sampler)
-    return advice
+        return PageCachePlan(advice, reads=attach_readahead(dataset, store, sampler))
+    if advice != "normal" or sampler is None or getattr(sampler, "before_hop", 0) is not None:
+        return PageCachePlan(advice)
+    maps = [a for a in (dataset.indices, table) if a is not None and mapping_of(a) is not None]
+
+    def switch():
+        for a in maps:
+            advise(a, "random")
+        recheck.reads = attach_readahead(dataset, store, sampler)  # replaces the sampler's before_hop
+        return sampler.before_hop
+
+    recheck = AdviceRecheck(sum(int(a.nbytes) for a in maps), switch)
+    sampler.before_hop = recheck
+    return PageCachePlan(advice, recheck=recheck)
 
 
 def _mapped_table(store: Any) -> np.ndarray | None:

@@ -201,7 +201,7 @@ def test_advise_page_cache_rechecks_once_the_run_has_allocated(tmp_path, monkeyp
         assert all(np.array_equal(x.edge_index, y.edge_index) for x, y in zip(got.hops, want.hops))
 
 
-def test_advise_page_cache_installs_no_recheck_when_nothing_is_mapped_or_random(tmp_path, monkeypatch):
+def test_advise_page_cache_installs_no_recheck_when_the_advice_is_random(tmp_path, monkeypatch):
     import types
 
     import gnnsys.data.memory as memory_mod

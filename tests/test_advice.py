@@ -216,3 +216,27 @@ def test_advise_page_cache_installs_no_recheck_when_the_advice_is_random(tmp_pat
     sampler = NeighborSampler(ds.graph, [5, 3], seed=0)
     assert advise_page_cache(ds, dataset_store(ds, "mmap"), sampler) == "random"
     assert not isinstance(sampler.before_hop, AdviceRecheck)
+
+
+def test_page_cache_plan_reports_what_the_recheck_attached(tmp_path, monkeypatch):
+    """bench/scale.py reads the plan's summary: the reads appear once the recheck switched."""
+    import types
+
+    import gnnsys.data.memory as memory_mod
+    from gnnsys.data.synthetic import generate
+    from gnnsys.features.factory import dataset_store, page_cache_plan
+    from samplers import NeighborSampler
+
+    ds = generate("tiny", tmp_path / "tiny", seed=0)
+    sampler = NeighborSampler(ds.graph, [5, 3], seed=0)
+    big = types.SimpleNamespace(available=1 << 40, total=1 << 40)
+    monkeypatch.setattr(memory_mod.psutil, "virtual_memory", lambda: big)
+    monkeypatch.setattr(memory_mod, "cgroup_memory", lambda: None)
+    plan = page_cache_plan(ds, dataset_store(ds, "mmap"), sampler)
+    assert plan.summary() == {"advice": "normal", "readahead": None,
+                              "recheck": {"checks": 0, "switched_at_hop": None}}
+    big.available = 1
+    sampler.sample_from_nodes(np.arange(40, dtype=np.int64), batch_seed=1)
+    summary = plan.summary()
+    assert summary["recheck"] == {"checks": 48, "switched_at_hop": 1}
+    assert summary["readahead"] is not None and summary["readahead"]["list_calls"] > 0

@@ -58,6 +58,12 @@ def mapping_of(array: np.ndarray | None) -> mmap.mmap | None:
     return None if mm is None else mm._mmap
 
 
+def mapped_arrays(*arrays: np.ndarray | None) -> list[np.ndarray]:
+    """Those of ``arrays`` that are memory maps (or views of one); ``None`` and arrays in RAM are
+    left out."""
+    return [a for a in arrays if a is not None and mapping_of(a) is not None]
+
+
 def advise(array: np.ndarray | None, advice: str) -> bool:
     """Apply ``advice`` (``"normal"`` or ``"random"``) to the whole file mapping behind ``array``.
 
@@ -101,7 +107,7 @@ def advise_random_reads(indices: np.ndarray, feature_table: np.ndarray | None = 
     Returns:
         The advice applied (``"normal"`` or ``"random"``), or ``"none"`` when nothing is mapped.
     """
-    maps = [a for a in (indices, feature_table) if a is not None and mapping_of(a) is not None]
+    maps = mapped_arrays(indices, feature_table)
     if not maps:
         return "none"
     if available_bytes is None:
@@ -159,7 +165,7 @@ class AdviceRecheck:
 
     Attributes:
         checks: hops checked so far; switched_at: the check that found the maps too large
-            (1-based), or ``None``; reads: for ``on_random``'s owner to record what it attached.
+            (1-based), or ``None``.
     """
 
     def __init__(self, map_bytes: int, on_random: Callable[[], Callable[[np.ndarray], Any] | None],
@@ -170,7 +176,6 @@ class AdviceRecheck:
         self.available = available
         self.checks = 0
         self.switched_at: int | None = None
-        self.reads: Any = None
         self._lock = threading.Lock()
 
     def __call__(self, nodes: np.ndarray) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gnnsys.data.advice import AdviceRecheck, advise, advise_random_reads, mapping_of
+from gnnsys.data.advice import AdviceRecheck, advise, advise_random_reads, mapped_arrays
 from gnnsys.data.format import float32_to_bfloat16_bits
 from gnnsys.data.memory import total_memory
 from gnnsys.data.quantize import quantize_table
@@ -194,18 +194,17 @@ def advise_page_cache(dataset: Any, store: Any, sampler: Any = None) -> str:
 
 @dataclass
 class PageCachePlan:
-    """What :func:`page_cache_plan` did: the advice applied at setup, the out-of-core reads
-    attached then (``"random"``), and the recheck installed instead (``"normal"`` with a
-    sampler; its ``reads`` are those attached if it switched)."""
+    """What :func:`page_cache_plan` did: the advice applied at setup, the recheck installed
+    (``"normal"`` with a sampler) and the out-of-core reads attached, at setup (``"random"``) or
+    when the recheck switched."""
 
     advice: str
     reads: OutOfCoreReads | None = None
     recheck: AdviceRecheck | None = None
 
     def summary(self) -> dict[str, Any]:
-        reads = self.reads if self.recheck is None else self.recheck.reads
         out: dict[str, Any] = {"advice": self.advice,
-                               "readahead": None if reads is None else reads.summary()}
+                               "readahead": None if self.reads is None else self.reads.summary()}
         if self.recheck is not None:
             out["recheck"] = {"checks": self.recheck.checks, "switched_at_hop": self.recheck.switched_at}
         return out
@@ -217,19 +216,19 @@ def page_cache_plan(dataset: Any, store: Any, sampler: Any = None) -> PageCacheP
     advice = advise_random_reads(dataset.indices, table)
     if advice == "random":
         return PageCachePlan(advice, reads=attach_readahead(dataset, store, sampler))
+    plan = PageCachePlan(advice)
     if advice != "normal" or sampler is None or getattr(sampler, "before_hop", 0) is not None:
-        return PageCachePlan(advice)
-    maps = [a for a in (dataset.indices, table) if a is not None and mapping_of(a) is not None]
+        return plan
+    maps = mapped_arrays(dataset.indices, table)
 
     def switch():
         for a in maps:
             advise(a, "random")
-        recheck.reads = attach_readahead(dataset, store, sampler)  # replaces the sampler's before_hop
+        plan.reads = attach_readahead(dataset, store, sampler)  # replaces the sampler's before_hop
         return sampler.before_hop
 
-    recheck = AdviceRecheck(sum(int(a.nbytes) for a in maps), switch)
-    sampler.before_hop = recheck
-    return PageCachePlan(advice, recheck=recheck)
+    plan.recheck = sampler.before_hop = AdviceRecheck(sum(int(a.nbytes) for a in maps), switch)
+    return plan
 
 
 def _mapped_table(store: Any) -> np.ndarray | None:
@@ -266,7 +265,7 @@ def attach_readahead(dataset: Any, store: Any, sampler: Any = None,
         What was attached (:class:`OutOfCoreReads`).
     """
     table = _mapped_table(store)
-    arrays = [a for a in (dataset.indices, table) if a is not None and mapping_of(a) is not None]
+    arrays = mapped_arrays(dataset.indices, table)
     if limit_bytes is None:
         now = resident_bytes()
         limit_bytes = default_residency_limit(total_memory(), 0 if now is None else now[0])

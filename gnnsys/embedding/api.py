@@ -32,18 +32,26 @@ from .trainer import EmbeddingOptions, fit_embeddings, memory_estimate
 
 #: ``model_options`` keys an embedding run takes (``--dim``, ``--walk-length``, ...).
 OPTION_KEYS = ("dim", "walk_length", "context", "walks_per_node", "p", "q", "sample", "unigram", "order",
-               "partitions", "neg_share", "chunk_walks", "pool_depth")
+               "partitions", "neg_share", "chunk_walks", "pool_depth", "objective", "batch_nodes")
 #: ``model_options`` keys of the MLP link probe of link tasks (:mod:`gnnsys.embedding.link_probe`).
 PROBE_KEYS = ("probe_epochs", "probe_batch_size", "probe_lr", "probe_eval_every", "probe_dropout",
               "probe_hidden", "probe_layers")
 #: What the embedding models use where a GNN's defaults differ (word2vec's / DeepWalk's).
 DEFAULTS = {"lr": 0.025, "num_neg": 5, "epochs": 1}
+#: ``--objective pyg``: PyG's Node2Vec as OGB trains it (SparseAdam lr 0.01, one negative walk).
+PYG_DEFAULTS = {"lr": 0.01, "num_neg": 1, "epochs": 1}
+
+
+def defaults_for(model_options: dict[str, Any]) -> dict[str, Any]:
+    """``lr``, ``num_neg`` and ``epochs`` defaults of an embedding run with these options."""
+    return PYG_DEFAULTS if model_options.get("objective") == "pyg" else DEFAULTS
 
 
 def embedding_config(**kw: Any) -> TrainConfig:
-    """A :class:`TrainConfig` for an embedding model with word2vec's defaults for ``lr``,
-    ``num_neg`` and ``epochs`` (a GNN's would be used otherwise)."""
-    return TrainConfig(**{"model": "deepwalk", **DEFAULTS, **kw})
+    """A :class:`TrainConfig` for an embedding model with the objective's defaults for ``lr``,
+    ``num_neg`` and ``epochs`` (word2vec's, or PyG's under ``objective="pyg"``; a GNN's would
+    be used otherwise)."""
+    return TrainConfig(**{"model": "deepwalk", **defaults_for(kw.get("model_options") or {}), **kw})
 
 
 def embedding_options(config: TrainConfig) -> EmbeddingOptions:

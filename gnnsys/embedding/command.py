@@ -12,7 +12,7 @@ from ..errors import ConfigError
 
 def run_embedding_train(args: argparse.Namespace) -> int:
     from ..train.command import config_from_args
-    from .api import DEFAULTS, train_embedding
+    from .api import defaults_for, train_embedding
 
     if args.resume:
         raise ConfigError("--resume: an embedding run trains in one go; start it again with --overwrite")
@@ -25,8 +25,9 @@ def run_embedding_train(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         file_keys = set(json.loads(Path(args.config).read_text()))
-    # word2vec's defaults where neither a flag nor the config file set the value
-    config = config.replace(**{k: v for k, v in DEFAULTS.items() if k not in given and k not in file_keys})
+    # the objective's defaults where neither a flag nor the config file set the value
+    defaults = defaults_for(config.model_options)
+    config = config.replace(**{k: v for k, v in defaults.items() if k not in given and k not in file_keys})
     summary = train_embedding(config, overwrite=args.overwrite)
     print(json.dumps({k: summary[k] for k in ("dataset", "model", "metric", "epochs", "best_valid",
                                               "test_at_best_valid", "scores", "samples",

@@ -38,6 +38,9 @@ from .sgns import (
 )
 
 MODELS = ("deepwalk", "node2vec", "line")
+#: ``word2vec``: two tables, SGD, unigram negatives, GraphVite's blocks (this module);
+#: ``pyg``: PyG's Node2Vec, one table, uniform negatives, SparseAdam (:mod:`.adam_trainer`)
+OBJECTIVES = ("word2vec", "pyg")
 UNIGRAMS = ("walks", "degree")
 MIN_LR_FRACTION = 1e-4
 _SAMPLE_TAG = 0x5A3B1E
@@ -82,6 +85,14 @@ class EmbeddingOptions:
             (docs/embeddings.md).
         chunk_walks: walks per chunk of the sample pool.
         pool_depth: chunks made ahead.
+        objective: ``word2vec`` (the default: everything above) or ``pyg``, the objective and
+            optimiser of PyG's ``Node2Vec`` as OGB's examples train it (one table, ``N(0, 1)``
+            start, uniform negative walks, constant-``lr`` SparseAdam over ``batch_nodes`` start
+            nodes per step; :mod:`gnnsys.embedding.adam_trainer`). Under ``pyg``, ``context`` is
+            the nodes after each window's first node, ``num_neg`` the negative walks per walk,
+            and ``sample``, ``unigram``, ``partitions``, ``neg_share``, ``chunk_walks`` and
+            ``pool_depth`` do not apply.
+        batch_nodes: ``pyg`` only: start nodes per optimiser step (PyG's loader ``batch_size``).
         seed: the one seed (initialisation, walks, windows, negatives).
     """
 
@@ -102,15 +113,22 @@ class EmbeddingOptions:
     neg_share: int = 16
     chunk_walks: int = 1024
     pool_depth: int = 1
+    objective: str = "word2vec"
+    batch_nodes: int = 256
     seed: int = 0
 
     def check(self) -> EmbeddingOptions:
         """Raise :class:`ConfigError` naming the first bad option (one line, with the fix)."""
         if self.model not in MODELS:
             raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.objective == "pyg" and self.model == "line":
+            raise ConfigError("--objective pyg trains on random walks (PyG's Node2Vec); LINE samples "
+                              "edges: use --model node2vec or deepwalk, or --objective word2vec")
         for k, lo in (("dim", 1), ("walk_length", 1), ("context", 1), ("walks_per_node", 1),
                       ("num_neg", 0), ("epochs", 1), ("partitions", 1), ("neg_share", 1), ("chunk_walks", 1),
-                      ("pool_depth", 1), ("seed", 0)):
+                      ("pool_depth", 1), ("batch_nodes", 1), ("seed", 0)):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ConfigError(f"--{k.replace('_', '-')} must be an integer >= {lo}, got {v!r}")
@@ -148,7 +166,12 @@ class EmbeddingOptions:
 
 def memory_estimate(num_nodes: int, num_edges: int, opts: EmbeddingOptions) -> int:
     """Bytes a run holds: the two float32 matrices, the output copy, the negative table, the
-    degree arrays, and ``pool_depth + 2`` chunks of samples."""
+    degree arrays, and ``pool_depth + 2`` chunks of samples (``pyg``: the table, its gradient
+    and two Adam moments, and one step's walks and pair coefficients)."""
+    if opts.objective == "pyg":
+        walks = opts.batch_nodes * opts.walks_per_node * (1 + opts.num_neg)
+        step = walks * opts.walk_length * 8 + walks * max(1, opts.walk_length - opts.context) * opts.context * 8
+        return int(4 * num_nodes * opts.dim * 4 + num_nodes + step + num_edges * 4)
     mats = 3 * num_nodes * opts.dim * 4
     # the whole unigram table, plus a block map and cut table for each chunk alive (every chunk
     # may hold its own partition)
@@ -227,6 +250,10 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
         trained, seconds (walk making overlaps training) and samples per second.
     """
     opts.check()
+    if opts.objective == "pyg":
+        from .adam_trainer import fit_embeddings_adam
+
+        return fit_embeddings_adam(indptr, indices, opts, num_threads=num_threads, progress=progress)
     g = _Graph(indptr, indices)
     n = g.indptr.shape[0] - 1
     E = g.indices.shape[0]

@@ -24,7 +24,7 @@ _DIRECT = ("dataset", "root", "home", "model", "task", "fanouts", "batch_size", 
            "split_index")
 #: flags that set a model option.
 _MODEL = ("hidden", "num_layers", "dropout", "dim", "walk_length", "context", "walks_per_node", "p", "q",
-          "order", "partitions", "neg_share", "sample", "unigram")
+          "order", "partitions", "neg_share", "sample", "unigram", "objective", "batch_nodes")
 
 
 def add_train_parser(sub) -> argparse.ArgumentParser:
@@ -80,6 +80,12 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     e.add_argument("--unigram", choices=("walks", "degree"), default=S,
                    help="node frequencies for subsampling and negatives: the degree (default), or "
                         "counted in the first epoch's walks as word2vec does")
+    e.add_argument("--objective", choices=("word2vec", "pyg"), default=S,
+                   help="word2vec (default: two tables, SGD, GraphVite's blocks) or pyg: PyG's Node2Vec "
+                        "objective as OGB trains it (one table, uniform negatives, SparseAdam; default "
+                        "--lr 0.01 --num-neg 1; see docs/embeddings.md)")
+    e.add_argument("--batch-nodes", dest="batch_nodes", type=int, default=S,
+                   help="--objective pyg: start nodes per optimiser step (default 256)")
     p.add_argument("--model-option", dest="model_option", action="append", default=S,
                    metavar="KEY=JSON", help="any model option, e.g. batchnorm=true (repeatable)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=S)

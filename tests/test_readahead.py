@@ -132,16 +132,53 @@ def test_residency_unmaps_over_the_limit_and_keeps_the_data(tmp_path):
     data = np.arange(16 << 20, dtype=np.int32)  # 64 MiB
     np.save(tmp_path / "big.npy", data)
     arr = np.load(tmp_path / "big.npy", mmap_mode="r")
-    _, file = resident_bytes()
-    keeper = MappedResidency([arr], limit_bytes=file + (32 << 20))
+    anon, file = resident_bytes()
+    keeper = MappedResidency([arr], limit_bytes=anon + file + (128 << 20))
     assert not keeper.check()  # under the limit: nothing done
     assert int(arr.sum(dtype=np.int64)) == int(data.sum(dtype=np.int64))
     assert resident_bytes()[1] - file > 60 << 20
+    # 64 MiB more is still under the limit, but with room kept for another step like this one
+    # (its growth) it is not: released
     assert keeper.check() and keeper.releases == 1
+    assert keeper.step_bytes > 60 << 20
     assert resident_bytes()[1] - file < 4 << 20
     assert np.array_equal(arr, data)
-    assert default_residency_limit(24 << 30, 5 << 30) == 7 << 30
-    assert default_residency_limit(3 << 30, 2 << 30) == MIN_FILE_LIMIT
+    assert default_residency_limit(24 << 30) == 12 << 30
+    assert default_residency_limit(300 << 20) == MIN_FILE_LIMIT
+
+
+def test_residency_counts_the_process_memory_allocated_after_it_was_set(tmp_path):
+    data = np.arange(8 << 20, dtype=np.int32)  # 32 MiB
+    np.save(tmp_path / "m.npy", data)
+    arr = np.load(tmp_path / "m.npy", mmap_mode="r")
+    anon, file = resident_bytes()
+    keeper = MappedResidency([arr], limit_bytes=anon + file + (96 << 20))
+    assert int(arr.sum(dtype=np.int64)) == int(data.sum(dtype=np.int64))  # +32 MiB mapped
+    assert not keeper.check()
+    grown = np.ones(96 << 18, np.float32)  # +96 MiB of the process's own memory, touched
+    assert keeper.check() and keeper.releases == 1
+    assert np.array_equal(arr, data) and grown.sum() == 96 << 18
+
+
+def test_gather_checks_the_bound_between_slices(tmp_path, monkeypatch):
+    import gnnsys.features.store as store_mod
+    from gnnsys.features import FeatureStore
+
+    table = np.arange(5000 * 8, dtype=np.float32).reshape(5000, 8)
+    np.save(tmp_path / "t.npy", table)
+    store = FeatureStore(str(tmp_path / "t.npy"), "mmap")
+    checks = []
+
+    class Counting(MappedResidency):
+        def check(self):
+            checks.append(1)
+            return super().check()
+
+    monkeypatch.setattr(store_mod, "RESIDENCY_SLICE_ROWS", 1000)
+    store.attach_readahead(None, Counting([store.host_table], limit_bytes=1 << 45))
+    ids = np.random.default_rng(0).integers(0, 5000, 3500)
+    assert np.array_equal(store.gather(ids).numpy(), table[ids])
+    assert len(checks) == 4  # after each of the 4 slices of 1,000 rows
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int8"])

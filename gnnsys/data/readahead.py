@@ -14,11 +14,12 @@ a gather before the gather, the neighbour lists of a hop's frontier before the h
 that follow find the pages in flight or read, so many reads are queued at once. It changes when
 pages are read, never what an array holds.
 
-:class:`MappedResidency` keeps the process's resident set near a limit. A page a batch reads
+:class:`MappedResidency` keeps the process's resident set under a limit. A page a batch reads
 through a map stays in the process's resident set (``RssFile``) until the kernel reclaims it; over
 a run that reads a 40 GB map at random, the process's RSS grows to the size of the page cache
-although its own memory (``RssAnon``) is a few GiB. When ``VmRSS`` passes the limit, :func:`~gnnsys.data.advice.release` unmaps the maps' pages (``MADV_DONTNEED``): the data
-stays in the page cache, and the next read of a page maps it again (a minor fault, no disk read).
+although its own memory (``RssAnon``) is a few GiB. Before ``VmRSS`` would pass the limit,
+:func:`~gnnsys.data.advice.release` unmaps the maps' pages (``MADV_DONTNEED``): the data stays in
+the page cache, and the next read of a page maps it again (a minor fault, no disk read).
 """
 
 from __future__ import annotations
@@ -157,41 +158,59 @@ def resident_bytes() -> tuple[int, int] | None:
     return None if anon is None or file is None else (anon, file)
 
 
-#: the least :func:`default_residency_limit` gives (room for libraries and a batch's pages)
+#: the least :func:`default_residency_limit` gives
 MIN_FILE_LIMIT = 256 << 20
 
 
 @dataclass
 class MappedResidency:
-    """Keep the file pages mapped into this process (``RssFile``) under ``limit_bytes`` by
-    unmapping the pages of ``arrays`` (read-only memory maps) when it passes the limit.
+    """Keep this process's resident set (``RssAnon + RssFile``) under ``limit_bytes`` by unmapping
+    the pages of ``arrays`` (read-only memory maps) before it would pass the limit.
+
+    The bound is checked between steps (before each hop, between slices of a gather), so one
+    step's pages land before the next check. :meth:`check` therefore keeps room for the most
+    file pages one step has mapped so far (``step_bytes``): it releases when the resident set
+    plus that room is over the limit, not when the resident set alone is. It counts the
+    process's own memory at every check, so a model, optimiser or batches allocated after the
+    bound was set count too.
 
     Attributes:
         arrays: the maps read at random (graph ``indices``, a mapped feature table).
-        limit_bytes: the ``RssFile`` above which :meth:`check` releases them.
+        limit_bytes: the bound on ``RssAnon + RssFile``.
         releases: how many times :meth:`check` released them.
+        step_bytes: the most ``RssFile`` grew between two checks.
     """
 
     arrays: list[np.ndarray]
     limit_bytes: int
     releases: int = field(default=0)
+    step_bytes: int = field(default=0)
+    _last_file: int | None = field(default=None, repr=False)
 
     def check(self) -> bool:
-        """Release the maps' pages if ``RssFile`` is over the limit; returns whether it did."""
+        """Release the maps' pages if the resident set, plus room for one step, is over the
+        limit; returns whether it did."""
         now = resident_bytes()
-        if now is None or now[1] <= self.limit_bytes:
+        if now is None:
+            return False
+        anon, file = now
+        last, self._last_file = self._last_file, file
+        if last is not None and file - last > self.step_bytes:  # threads may race here: the
+            self.step_bytes = file - last                      # larger growth is kept, harmless
+        if anon + file + self.step_bytes <= self.limit_bytes:
             return False
         released = False
         for a in self.arrays:
             released |= release(a)
         self.releases += int(released)
+        after = resident_bytes()
+        self._last_file = None if after is None else after[1]
         return released
 
 
-def default_residency_limit(total_ram_bytes: int, anon_bytes: int) -> int:
-    """The default ``RssFile`` limit of an out-of-core run: what keeps its whole resident set near
-    half the RAM (``total_ram_bytes``, a container's limit included) given its own memory now
-    (``anon_bytes``), and at least :data:`MIN_FILE_LIMIT`. The page cache keeps the released pages
-    either way; the rest of the RAM is for it.
+def default_residency_limit(total_ram_bytes: int) -> int:
+    """The default bound on an out-of-core run's resident set: half the RAM
+    (``total_ram_bytes``, a container's limit included), and at least :data:`MIN_FILE_LIMIT`.
+    The page cache keeps the released pages either way; the rest of the RAM is for it.
     """
-    return max(MIN_FILE_LIMIT, int(total_ram_bytes) // 2 - int(anon_bytes))
+    return max(MIN_FILE_LIMIT, int(total_ram_bytes) // 2)

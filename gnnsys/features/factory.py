@@ -22,7 +22,6 @@ from gnnsys.data.readahead import (
     FileReadahead,
     MappedResidency,
     default_residency_limit,
-    resident_bytes,
 )
 from gnnsys.errors import ConfigError
 from gnnsys.features.hot import in_degree_cache
@@ -257,9 +256,9 @@ def attach_readahead(dataset: Any, store: Any, sampler: Any = None,
     """Out-of-core reads (:mod:`gnnsys.data.readahead`) for a run over maps the page cache cannot
     hold: ``sampler`` (a :class:`~samplers.NeighborSampler`, or ``None``) queues the reads of each
     hop's neighbour lists before the hop, ``store`` (``mmap``) those of a gather's rows before the
-    gather, and both keep the process's mapped file pages under ``limit_bytes`` (default
-    :func:`~gnnsys.data.readahead.default_residency_limit` of the RAM, or the container's limit,
-    and the process's anonymous memory now). Batches are unchanged.
+    gather, and both keep the process's resident set under ``limit_bytes`` (default
+    :func:`~gnnsys.data.readahead.default_residency_limit`: half the RAM, or of the container's
+    limit) by unmapping the maps' pages. Batches are unchanged.
 
     Returns:
         What was attached (:class:`OutOfCoreReads`).
@@ -267,8 +266,7 @@ def attach_readahead(dataset: Any, store: Any, sampler: Any = None,
     table = _mapped_table(store)
     arrays = mapped_arrays(dataset.indices, table)
     if limit_bytes is None:
-        now = resident_bytes()
-        limit_bytes = default_residency_limit(total_memory(), 0 if now is None else now[0])
+        limit_bytes = default_residency_limit(total_memory())
     residency = MappedResidency(arrays, int(limit_bytes)) if arrays else None
     if not hasattr(sampler, "before_hop"):  # a sampler without the hook (LargeGT's tokens)
         sampler = None

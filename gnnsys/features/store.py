@@ -35,6 +35,11 @@ from gnnsys.features.validate import ValidationReport, find_nonfinite_rows
 
 PLACEMENTS = ("cpu", "mmap", "uva", "gpu", "cached")
 GPU_PLACEMENTS = ("uva", "gpu", "cached")
+#: rows a gather copies between two checks of a resident-set bound: each row read through a map
+#: may map its page and the cached pages around it (the kernel's fault-around, 64 KiB), so a
+#: slice maps at most ~512 MiB, and a check (one read of /proc/self/status, ~30 us) every 8,192
+#: rows costs well under 1% of the gather
+RESIDENCY_SLICE_ROWS = 1 << 13
 
 
 def _resolve_device(placement: str, device: Any, runtime: CudaRuntime) -> tuple[torch.device, bool]:
@@ -243,9 +248,10 @@ class FeatureStore:
     def attach_readahead(self, readahead: FileReadahead | None,
                          residency: MappedResidency | None = None) -> None:
         """Out-of-core reads of an ``mmap`` table (:mod:`gnnsys.data.readahead`): before each
-        gather, queue the reads of the rows not in the RAM cache (``readahead``); after it, keep the
-        process's mapped file pages under ``residency``'s limit. ``None`` turns either off. It
-        changes when pages are read, never what a gather returns."""
+        gather, queue the reads of the rows not in the RAM cache (``readahead``); during it, keep
+        the process's resident set under ``residency``'s limit, checked after every
+        :data:`RESIDENCY_SLICE_ROWS` rows. ``None`` turns either off. It changes when pages are
+        read, never what a gather returns."""
         if readahead is not None and self._placement != "mmap":
             raise ConfigError("read-ahead applies to placement 'mmap' only")
         self._readahead = readahead
@@ -465,6 +471,19 @@ class FeatureStore:
                 slot, target = self._ring.take(n)
         if self._readahead is not None:
             self._readahead.rows(idx, self._ram_slots)
+        # under a resident-set bound, the rows are copied a slice at a time with the bound checked
+        # between slices, so that one gather maps at most a slice's pages past a check
+        step = n if self._residency is None else RESIDENCY_SLICE_ROWS
+        for lo in range(0, max(n, 1), max(step, 1)):
+            self._gather_slice(idx[lo:lo + step], target[lo:lo + step])
+            if self._residency is not None:
+                self._residency.check()
+        result = target.view(self._table.dtype.torch_dtype)
+        if self._on_gpu:
+            return self._copy_to_device(slot, result, out)
+        return PendingGather(result)
+
+    def _gather_slice(self, idx: np.ndarray, target: torch.Tensor) -> None:
         if self._scales is not None or self._ram_cache is not None:
             out_words = target.numpy() if self._scales is not None else as_words(target.numpy())
             hits = gather_tiered_into(self._words, idx, out_words, scales=self._scales,
@@ -472,16 +491,10 @@ class FeatureStore:
                                       num_threads=self._num_threads)
             with self._lock:
                 self._hits += hits
-                self._requests += n
+                self._requests += idx.shape[0]
         else:
             gather_rows_into(self._words, idx, as_words(target.numpy()), sort_ids=self._sort_ids,
                              num_threads=self._num_threads)
-        if self._residency is not None:
-            self._residency.check()
-        result = target.view(self._table.dtype.torch_dtype)
-        if self._on_gpu:
-            return self._copy_to_device(slot, result, out)
-        return PendingGather(result)
 
     @property
     def supports_gather_mean(self) -> bool:

@@ -118,8 +118,8 @@ def child_train(args) -> dict:
                 advise(arr, advice)
         # deep-queue reads of the rows and neighbour lists, and the bound on mapped pages
         # (gnnsys.data.readahead), forced on or off
-        if args.readahead == "on" or (args.readahead == "auto" and advice == "random"):
-            reads = attach_readahead(ds, store, sampler)
+        if args.readahead in ("on", "lists") or (args.readahead == "auto" and advice == "random"):
+            reads = attach_readahead(ds, store, sampler, read_rows=args.readahead != "lists")
     model = GraphSAGE(store.dim, 256, int(ds.num_classes), num_layers=3, dropout=0.5)
     opt = torch.optim.Adam(model.parameters(), lr=0.003)
     loader = NodeLoader(sampler, np.asarray(ds.splits["train"]), 1024, features=store,
@@ -264,9 +264,10 @@ def main() -> None:
                     help="run each papers100m-like training child in a memory cgroup of this "
                          "size, its dataset evicted from the page cache first: the out-of-core "
                          "regime of a larger scale, at a smaller one (needs root)")
-    ap.add_argument("--readahead", choices=("auto", "on", "off"), default="auto",
+    ap.add_argument("--readahead", choices=("auto", "on", "lists", "off"), default="auto",
                     help="read-ahead of rows and neighbour lists plus the bound on mapped pages "
-                         "(auto: attached with the random advice, as the library does)")
+                         "(auto: attached with the random advice, as the library does; lists: "
+                         "the neighbour lists' and the bound, the rows left to page faults)")
     args = ap.parse_args()
     if args.child == "prep":
         print(json.dumps(child_prep(args)))

@@ -248,5 +248,10 @@ def test_attach_readahead_wires_the_sampler_and_the_store(tmp_path):
     # what setup left mapped is released at once when over the limit
     store.gather(np.arange(ds.num_nodes))
     assert attach_readahead(ds, store, sampler, limit_bytes=0).residency.releases == 1
+    lists_only = attach_readahead(ds, store, sampler, limit_bytes=1 << 40, read_rows=False)
+    assert lists_only.rows is None and lists_only.lists is not None and lists_only.residency is not None
+    calls = lists_only.summary()["list_calls"]
+    x = store.gather(sampler.sample_from_nodes(np.arange(10), batch_seed=0).nodes)
+    assert lists_only.summary()["list_calls"] > calls and lists_only.summary()["row_calls"] is None
     in_ram = attach_readahead(ds, dataset_store(ds, "cpu"), None)
     assert in_ram.rows is None and in_ram.lists is None  # no sampler given: its lists are not read ahead

@@ -252,13 +252,14 @@ class OutOfCoreReads:
 
 
 def attach_readahead(dataset: Any, store: Any, sampler: Any = None,
-                     limit_bytes: int | None = None) -> OutOfCoreReads:
+                     limit_bytes: int | None = None, read_rows: bool = True) -> OutOfCoreReads:
     """Out-of-core reads (:mod:`gnnsys.data.readahead`) for a run over maps the page cache cannot
     hold: ``sampler`` (a :class:`~samplers.NeighborSampler`, or ``None``) queues the reads of each
     hop's neighbour lists before the hop, ``store`` (``mmap``) those of a gather's rows before the
     gather, and both keep the process's resident set under ``limit_bytes`` (default
     :func:`~gnnsys.data.readahead.default_residency_limit`: half the RAM, or of the container's
-    limit) by unmapping the maps' pages. Batches are unchanged.
+    limit) by unmapping the maps' pages. ``read_rows=False`` leaves the rows to the page faults
+    (lists and the bound still attached). Batches are unchanged.
 
     Returns:
         What was attached (:class:`OutOfCoreReads`).
@@ -282,7 +283,7 @@ def attach_readahead(dataset: Any, store: Any, sampler: Any = None,
                 lists.lists(indptr, nodes)
 
         sampler.before_hop = before_hop
-    rows = FileReadahead.of(table) if table is not None else None
+    rows = FileReadahead.of(table) if table is not None and read_rows else None
     if table is not None:
         store.attach_readahead(rows, residency)
     if residency is not None:  # what setup mapped (graph check, RAM cache) counts from now on

@@ -17,6 +17,7 @@ from gnnsys.embedding.adam_trainer import (
     sparse_adam_step,
     step_gradient,
     step_walks,
+    take_touched,
 )
 from gnnsys.embedding.api import defaults_for, embedding_config, embedding_options
 from gnnsys.embedding.trainer import EmbeddingOptions, fit_embeddings, memory_estimate
@@ -89,6 +90,10 @@ def test_step_gradient_equals_autograd_of_pygs_loss(isolated, scale):
     np.testing.assert_allclose(grad, w.grad.numpy(), rtol=1e-4, atol=1e-6)
     made = [_pairs(walks, opts.context) for walks in (pos, neg)]
     assert set(np.flatnonzero(touched).tolist()) == {v for src, dst in made for v in src + dst}
+    rows = np.empty(pos.size + neg.size, np.int64)
+    k = take_touched(pos, neg, touched, rows)
+    assert sorted(rows[:k].tolist()) == sorted({v for src, dst in made for v in src + dst})
+    assert not touched.any()
     assert pairs == sum(len(src) for src, _ in made)
 
 

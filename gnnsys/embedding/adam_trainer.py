@@ -15,7 +15,12 @@ here by numba kernels instead of autograd, on the same walks as the word2vec tra
   ``walk_length`` counts steps, so ``L`` = its ``walk_length + 1``).
 - Loss (PyG's): ``mean over positive pairs of -log(sigmoid(u.v) + 1e-15)`` plus ``mean over
   negative pairs of -log(1 - sigmoid(u.v) + 1e-15)``, with ``u`` and ``v`` rows of the one
-  table; the gradient is that of this expression, ``1e-15`` included.
+  table; the gradient is that of this expression, ``1e-15`` included, **in float32** as PyG's
+  autograd computes it: ``sigmoid`` rounds to exactly 1 above a score of ~16.6, so a negative
+  pair scored that high costs ``-log(1e-15) = 34.5`` and gets **no gradient** (autograd's
+  ``s * (1 - s)`` is 0). With ``N(0, 1)`` rows of width 128 (scores of standard deviation ~11)
+  that is several percent of the negative pairs at the start; computed in float64 instead, they
+  would be pushed apart, a different training run from PyG's.
 - SparseAdam (``betas 0.9, 0.999``, ``eps 1e-8``): the moments and the rows move only for the
   rows the step's pairs touch; the bias correction uses the global step count.
 
@@ -72,6 +77,8 @@ def pair_coefficients(emb, walks, context, positive, coef):
     W = walks.shape[0]
     nw = walks.shape[1] - context
     dim = emb.shape[1]
+    one = np.float32(1.0)
+    eps = np.float32(LOG_EPS)
     loss_w = np.zeros(W)
     cnt_w = np.zeros(W, np.int64)
     for i in prange(W):
@@ -87,13 +94,17 @@ def pair_coefficients(emb, walks, context, positive, coef):
                 f = np.float32(0.0)
                 for d in range(dim):
                     f += emb[s, d] * emb[r, d]
-                sig = 1.0 / (1.0 + math.exp(-np.float64(f)))
+                # float32 throughout, as PyG's autograd computes it (see the module docstring)
+                sig = one / (one + np.exp(-f))
+                rest = one - sig
                 if positive:
-                    loss -= math.log(sig + LOG_EPS)
-                    coef[i, j, c] = -sig * (1.0 - sig) / (sig + LOG_EPS)
+                    u = sig + eps
+                    loss -= np.float64(np.log(u))
+                    coef[i, j, c] = -(rest * sig) / u
                 else:
-                    loss -= math.log(1.0 - sig + LOG_EPS)
-                    coef[i, j, c] = sig * (1.0 - sig) / (1.0 - sig + LOG_EPS)
+                    u = rest + eps
+                    loss -= np.float64(np.log(u))
+                    coef[i, j, c] = (rest * sig) / u
                 cnt += 1
         loss_w[i] = loss
         cnt_w[i] = cnt

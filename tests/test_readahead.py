@@ -147,17 +147,22 @@ def test_residency_unmaps_over_the_limit_and_keeps_the_data(tmp_path):
     assert default_residency_limit(300 << 20) == MIN_FILE_LIMIT
 
 
-def test_residency_counts_the_process_memory_allocated_after_it_was_set(tmp_path):
-    data = np.arange(8 << 20, dtype=np.int32)  # 32 MiB
-    np.save(tmp_path / "m.npy", data)
-    arr = np.load(tmp_path / "m.npy", mmap_mode="r")
-    anon, file = resident_bytes()
-    keeper = MappedResidency([arr], limit_bytes=anon + file + (96 << 20))
-    assert int(arr.sum(dtype=np.int64)) == int(data.sum(dtype=np.int64))  # +32 MiB mapped
-    assert not keeper.check()
-    grown = np.ones(96 << 18, np.float32)  # +96 MiB of the process's own memory, touched
-    assert keeper.check() and keeper.releases == 1
-    assert np.array_equal(arr, data) and grown.sum() == 96 << 18
+def test_residency_counts_the_process_memory_and_keeps_room_for_a_step(monkeypatch):
+    """The rule on a scripted sequence of (RssAnon, RssFile): release when anon + file plus the
+    largest growth of file between two checks passes the limit; anon counted at every check."""
+    import gnnsys.data.readahead as ra
+
+    readings = iter([(1000, 500), (1000, 800), (1000, 100), (1500, 150), (1800, 150), (1800, 100)])
+    released = []
+    monkeypatch.setattr(ra, "resident_bytes", lambda: next(readings))
+    monkeypatch.setattr(ra, "release", lambda a: released.append(a) or True)
+    keeper = MappedResidency([np.zeros(1)], limit_bytes=2000)
+    assert not keeper.check()  # 1500: under, no step seen yet
+    assert keeper.check()  # 1800 + a step of 300 > 2000 (then reads 100 after the release)
+    assert keeper.step_bytes == 300 and len(released) == 1
+    assert not keeper.check()  # the process grew: 1650 + 300 = 1950
+    assert keeper.check()  # and grew again: 1950 + 300 > 2000, with the mapped pages unchanged
+    assert keeper.releases == 2 and len(released) == 2
 
 
 def test_gather_checks_the_bound_between_slices(tmp_path, monkeypatch):

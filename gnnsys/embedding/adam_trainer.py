@@ -44,7 +44,6 @@ from samplers._rng import below, draw, node_key, stream_key
 from samplers.walks import random_walks, walk_order
 
 from ..errors import ConfigError
-from .trainer import _Graph
 
 _NEG_WALK_TAG = 0x4E57A1
 _INIT_TAG = 0xE3B
@@ -221,6 +220,15 @@ def step_gradient(emb: np.ndarray, pos: np.ndarray, neg: np.ndarray, context: in
             scatter_gradient(emb, walks, context, coef, 1.0 / cnt, grad, touched)
             pairs += cnt
     return loss, pairs
+
+
+class _Graph:
+    """The CSC arrays as :func:`samplers.walks.random_walks` reads them (this module cannot use
+    :mod:`.trainer`'s: that module imports this one)."""
+
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray) -> None:
+        self.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(indices)
 
 
 def fit_embeddings_adam(indptr: np.ndarray, indices: np.ndarray, opts: Any, *,

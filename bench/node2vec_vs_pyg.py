@@ -24,19 +24,13 @@ import torch
 
 def _graph(n: int, extra: int, seed: int):
     """An undirected CSC graph: a ring plus random chords, sorted neighbour lists."""
-    from gnnsys.embedding.trainer import _Graph
+    from gnnsys.data import build_csc
 
     rng = np.random.default_rng(seed)
     a = np.concatenate([np.arange(n), rng.integers(0, n, extra)])
     b = np.concatenate([(np.arange(n) + 1) % n, rng.integers(0, n, extra)])
-    keep = a != b
-    src = np.concatenate([a[keep], b[keep]])
-    dst = np.concatenate([b[keep], a[keep]])
-    key = np.unique(dst.astype(np.int64) * n + src)
-    dst, src = key // n, key % n
-    indptr = np.zeros(n + 1, np.int64)
-    np.add.at(indptr, dst + 1, 1)
-    return _Graph(np.cumsum(indptr), src.astype(np.int32))
+    return build_csc(a, b, n, symmetrize=True, drop_self_loops=True, drop_duplicates=True,
+                     track_edge_ids=False)
 
 
 def main() -> None:

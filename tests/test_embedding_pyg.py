@@ -12,7 +12,6 @@ import torch
 from test_samplers_helpers import undirected_csc
 
 from gnnsys.embedding.adam_trainer import (
-    _Graph,
     negative_walks,
     sparse_adam_step,
     step_gradient,
@@ -20,7 +19,7 @@ from gnnsys.embedding.adam_trainer import (
     take_touched,
 )
 from gnnsys.embedding.api import defaults_for, embedding_config, embedding_options
-from gnnsys.embedding.trainer import EmbeddingOptions, fit_embeddings, memory_estimate
+from gnnsys.embedding.trainer import EmbeddingOptions, _Graph, fit_embeddings, memory_estimate
 from gnnsys.errors import ConfigError
 from samplers.walks import walk_order
 

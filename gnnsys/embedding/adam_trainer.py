@@ -43,7 +43,6 @@ from numba import njit, prange
 from samplers._rng import below, draw, node_key, stream_key
 from samplers.walks import random_walks, walk_order
 
-from ..errors import ConfigError
 
 _NEG_WALK_TAG = 0x4E57A1
 _INIT_TAG = 0xE3B
@@ -222,21 +221,14 @@ def step_gradient(emb: np.ndarray, pos: np.ndarray, neg: np.ndarray, context: in
     return loss, pairs
 
 
-class _Graph:
-    """The CSC arrays as :func:`samplers.walks.random_walks` reads them (this module cannot use
-    :mod:`.trainer`'s: that module imports this one)."""
-
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray) -> None:
-        self.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-        self.indices = np.ascontiguousarray(indices)
-
-
-def fit_embeddings_adam(indptr: np.ndarray, indices: np.ndarray, opts: Any, *,
-                        num_threads: int | None = None, progress: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
-    """Train one embedding table by PyG's Node2Vec objective (module docstring).
+def fit_embeddings_adam(g: Any, opts: Any, *, num_threads: int | None = None,
+                        progress: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+    """Train one embedding table by PyG's Node2Vec objective (module docstring); called by
+    :func:`~gnnsys.embedding.trainer.fit_embeddings`, which checks the options and the graph.
 
     Args:
-        indptr: int64 ``[N + 1]``; indices: int ``[E]`` (CSC, sorted neighbour lists).
+        g: the graph (``.indptr`` int64 ``[N + 1]``, ``.indices`` int ``[E]``, CSC, sorted
+            neighbour lists, at least one edge).
         opts: a checked :class:`~gnnsys.embedding.trainer.EmbeddingOptions` with
             ``objective == "pyg"``; uses ``dim``, ``walk_length``, ``context``,
             ``walks_per_node``, ``p``, ``q``, ``num_neg`` (negative walks per walk), ``epochs``,
@@ -247,10 +239,7 @@ def fit_embeddings_adam(indptr: np.ndarray, indices: np.ndarray, opts: Any, *,
     Returns:
         ``(embeddings float32 [N, dim], stats)`` as :func:`~gnnsys.embedding.trainer.fit_embeddings`.
     """
-    g = _Graph(indptr, indices)
     n = g.indptr.shape[0] - 1
-    if g.indices.shape[0] == 0:
-        raise ConfigError("the graph has no edges: random walks need at least one edge")
     C, B = int(opts.context), int(opts.batch_nodes)
     rng = np.random.default_rng([opts.seed, _INIT_TAG])
     emb = rng.standard_normal((n, opts.dim), dtype=np.float32)

@@ -250,15 +250,15 @@ def fit_embeddings(indptr: np.ndarray, indices: np.ndarray, opts: EmbeddingOptio
         trained, seconds (walk making overlaps training) and samples per second.
     """
     opts.check()
-    if opts.objective == "pyg":
-        from .adam_trainer import fit_embeddings_adam
-
-        return fit_embeddings_adam(indptr, indices, opts, num_threads=num_threads, progress=progress)
     g = _Graph(indptr, indices)
     n = g.indptr.shape[0] - 1
     E = g.indices.shape[0]
     if E == 0:
         raise ConfigError("the graph has no edges: random walks and edge samples need at least one edge")
+    if opts.objective == "pyg":
+        from .adam_trainer import fit_embeddings_adam
+
+        return fit_embeddings_adam(g, opts, num_threads=num_threads, progress=progress)
     deg = np.diff(g.indptr).astype(np.float64)
     P = int(opts.partitions)
     rng = np.random.default_rng([opts.seed, 0xE3B])

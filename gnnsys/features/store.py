@@ -473,8 +473,8 @@ class FeatureStore:
             self._readahead.rows(idx, self._ram_slots)
         # under a resident-set bound, the rows are copied a slice at a time with the bound checked
         # between slices, so that one gather maps at most a slice's pages past a check
-        step = n if self._residency is None else RESIDENCY_SLICE_ROWS
-        for lo in range(0, max(n, 1), max(step, 1)):
+        step = max(n, 1) if self._residency is None else RESIDENCY_SLICE_ROWS
+        for lo in range(0, max(n, 1), step):
             self._gather_slice(idx[lo:lo + step], target[lo:lo + step])
             if self._residency is not None:
                 self._residency.check()

@@ -145,8 +145,9 @@ def train_embedding(config: TrainConfig, overwrite: bool = False, *, num_threads
         parse_metric(metric)
     isolated = int((np.diff(np.asarray(dataset.indptr)) == 0).sum())
     if isolated:
-        sys.stderr.write(f"gnnsys: warning: {isolated} isolated node(s) have no neighbours; they keep "
-                         "their random initial embeddings\n")
+        moved = ("they move only as negatives" if opts.objective == "pyg"
+                 else "they keep their random initial embeddings")
+        sys.stderr.write(f"gnnsys: warning: {isolated} isolated node(s) have no neighbours; {moved}\n")
     out = Path(config.out) if config.out is not None else default_out_dir(config)
     config = config.replace(out=str(out))
     folder = RunFolder(out)
